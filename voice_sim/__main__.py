@@ -1,0 +1,3 @@
+from voice_sim.cli import main
+
+raise SystemExit(main())

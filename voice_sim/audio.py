@@ -1,0 +1,170 @@
+"""Audio constants, loading and writing.
+
+Everything downstream works on mono float32 at :data:`SAMPLE_RATE`; every other
+figure is derived from the constants here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from voice_sim.errors import AudioError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+SAMPLE_RATE = 16_000
+"""Hertz. The analysis rate: both speech engines and the delivery analysis use it."""
+
+FRAME_S = 0.02
+"""Seconds per analysis frame (20 ms, the usual speech frame)."""
+
+FRAME = int(SAMPLE_RATE * FRAME_S)
+"""Samples per analysis frame."""
+
+SILENCE_DBFS = -60.0
+"""dBFS. A file whose peak stays below this holds no usable sound."""
+
+MAX_DURATION_S = float(os.environ.get("VOICE_SIM_MAX_AUDIO_S", 15 * 60))
+"""Seconds. Longer inputs are refused before they are read, so a stray three-hour
+file never fills memory; one answer or persona line is far shorter than this."""
+
+READABLE = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".opus")
+"""File endings the loader is asked to read (libsndfile decides in the end)."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file holds, read from its header without decoding it."""
+
+    path: Path
+    sample_rate: int
+    """Hertz, as stored."""
+    channels: int
+    frames: int
+    """Samples per channel, as stored."""
+    subtype: str
+    """libsndfile's name for the sample format, e.g. ``PCM_16``, ``FLOAT``."""
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds."""
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def info(path: str | os.PathLike[str]) -> AudioInfo:
+    """Read an audio file's header, with a clear error for anything unreadable."""
+    import soundfile as sf
+
+    p = Path(path)
+    if not p.exists():
+        raise AudioError(f"{p}: no such file", hint="check the path")
+    if p.is_dir():
+        raise AudioError(f"{p}: is a folder, not an audio file", hint="name one audio file")
+    if p.stat().st_size == 0:
+        raise AudioError(f"{p}: the file is empty (0 bytes)", hint="record or export it again")
+    try:
+        i = sf.info(str(p))
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        raise AudioError(
+            f"{p}: not a readable audio file ({_short(e)})",
+            hint="use WAV, FLAC, OGG or MP3; convert with e.g. `sox in.xxx out.wav`",
+        ) from e
+    return AudioInfo(p, int(i.samplerate), int(i.channels), int(i.frames), str(i.subtype))
+
+
+def load_audio(
+    path: str | os.PathLike[str],
+    sr: int = SAMPLE_RATE,
+    *,
+    allow_silent: bool = False,
+    max_duration_s: float | None = None,
+) -> np.ndarray:
+    """Load any readable audio file as mono float32 at ``sr`` Hz.
+
+    Any sample rate (8 kHz telephone audio included), bit depth and channel count;
+    channels are averaged. NaN and infinite samples become silence. Raises
+    :class:`AudioError` for a missing, empty, unreadable, over-long or (unless
+    ``allow_silent``) silent file.
+    """
+    import numpy as np
+    import soundfile as sf
+
+    meta = info(path)
+    limit = MAX_DURATION_S if max_duration_s is None else max_duration_s
+    if meta.frames == 0:
+        raise AudioError(f"{meta.path}: holds no audio (0 frames)", hint="record it again")
+    if meta.duration_s > limit:
+        raise AudioError(
+            f"{meta.path}: {meta.duration_s:.0f} s long, over the {limit:.0f} s limit",
+            hint="trim it, or raise VOICE_SIM_MAX_AUDIO_S",
+        )
+    try:
+        data, file_sr = sf.read(str(meta.path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
+        raise AudioError(
+            f"{meta.path}: the audio data is damaged ({_short(e)})",
+            hint="export or record the file again",
+        ) from e
+    if data.shape[0] == 0:
+        raise AudioError(f"{meta.path}: holds no audio (0 frames)", hint="record it again")
+    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    mono = np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0)
+    np.clip(mono, -1.0, 1.0, out=mono)
+    samples = resample(mono, int(file_sr), sr)
+    if not allow_silent and is_silent(samples):
+        raise AudioError(
+            f"{meta.path}: is silent (peak below {SILENCE_DBFS:.0f} dBFS)",
+            hint="check the microphone level and record again",
+        )
+    return samples
+
+
+def resample(samples: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
+    """Resample mono float32 audio (soxr, high quality)."""
+    import numpy as np
+
+    if sr_from == sr_to:
+        return np.ascontiguousarray(samples, dtype=np.float32)
+    import soxr
+
+    return np.ascontiguousarray(soxr.resample(samples, sr_from, sr_to, "HQ"), dtype=np.float32)
+
+
+def peak_dbfs(samples: np.ndarray) -> float:
+    """Peak level in dBFS (``-inf`` for digital silence)."""
+    import numpy as np
+
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    return 20.0 * float(np.log10(peak)) if peak > 0 else float("-inf")
+
+
+def is_silent(samples: np.ndarray) -> bool:
+    """True when the peak stays below :data:`SILENCE_DBFS`."""
+    return peak_dbfs(samples) < SILENCE_DBFS
+
+
+def write_wav(path: str | os.PathLike[str], samples: np.ndarray, sr: int = SAMPLE_RATE) -> Path:
+    """Write mono float audio as 16-bit PCM WAV, atomically (temp file + rename)."""
+    import numpy as np
+    import soundfile as sf
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    data = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
+    try:
+        sf.write(str(tmp), data, sr, subtype="PCM_16", format="WAV")
+        os.replace(tmp, p)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise AudioError(f"{p}: cannot write ({e.strerror})", hint="check the folder") from e
+    return p
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:160]
