@@ -1,0 +1,182 @@
+"""Reading trainer-written YAML safely, with positions for error messages.
+
+Persona and rubric files are written by hand, so every problem must point at a
+``file:line:column``. The loader keeps ruamel.yaml's round-trip nodes (they carry
+positions and comments, so ``persona record`` can edit a file without losing its
+layout) but refuses what a plain data file never needs: oversized files, bytes that
+are not UTF-8, explicit tags (``!!python/object`` and friends) and alias bombs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from voice_sim.errors import InputError
+
+MAX_YAML_BYTES = 1 << 20
+"""Bytes. Hand-written persona and rubric files are a few kilobytes; a megabyte is generous."""
+
+MAX_NODES = 100_000
+"""Values in a file once every ``*alias`` is expanded. Anchors are handy for repeated
+blocks; a few aliases that each repeat the one before ("billion laughs") would expand
+into billions of values the moment anything walks the data."""
+
+MAX_DEPTH = 40
+"""Nesting depth of collections; real files use fewer than ten levels."""
+
+_STANDARD_TAGS = frozenset(
+    f"tag:yaml.org,2002:{t}"
+    for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "binary",
+              "omap", "set", "merge")
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a file, as ``file:line:col: field: message (fix)``."""
+
+    path: str
+    line: int
+    """1-based; 0 when the problem concerns the whole file."""
+    column: int
+    """1-based; 0 when unknown."""
+    field: str
+    """Dotted path to the field, e.g. ``lines[2].expects``; empty for the whole file."""
+    message: str
+    hint: str = ""
+    severity: str = "error"
+    """``error`` or ``warning``; only errors make a file invalid."""
+
+    def line_text(self) -> str:
+        """The one-line form printed by ``check`` commands."""
+        where = f"{self.path}:{self.line}:{self.column}" if self.line else self.path
+        field = f" {self.field}:" if self.field else ""
+        fix = f" — {self.hint}" if self.hint else ""
+        return f"{where}: {self.severity}:{field} {self.message}{fix}"
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form for ``--json`` output."""
+        return {"path": self.path, "line": self.line, "column": self.column,
+                "field": self.field, "message": self.message, "hint": self.hint,
+                "severity": self.severity}
+
+
+class YamlProblem(InputError):
+    """A file that is not loadable YAML at all; ``problem`` says where."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.line_text())
+        self.problem = problem
+
+
+def read_text(path: str | os.PathLike[str], *, what: str = "file") -> str:
+    """Read a hand-written text file: exists, is a file, not huge, UTF-8."""
+    p = Path(path)
+    if not p.exists():
+        raise YamlProblem(Problem(str(p), 0, 0, "", f"no such {what}", "check the path"))
+    if p.is_dir():
+        raise YamlProblem(Problem(str(p), 0, 0, "", f"is a folder, not a {what}",
+                                  "name a .yaml file"))
+    size = p.stat().st_size
+    if size > MAX_YAML_BYTES:
+        raise YamlProblem(Problem(str(p), 0, 0, "", f"{size} bytes, over the "
+                                  f"{MAX_YAML_BYTES} byte limit for a {what}",
+                                  "split it or remove what is not needed"))
+    raw = p.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise YamlProblem(Problem(str(p), line, col, "", f"byte 0x{raw[e.start]:02x} is not "
+                                  "UTF-8 text", "save the file as UTF-8")) from e
+
+
+def load_yaml(path: str | os.PathLike[str], *, what: str = "file",
+              text: str | None = None) -> Any:
+    """Parse a YAML file into ruamel round-trip nodes (dict/list subclasses with ``.lc``).
+
+    Raises :class:`YamlProblem` naming ``file:line:column`` for unreadable files,
+    syntax errors, explicit tags, alias bombs and over-deep nesting.
+    """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+    from ruamel.yaml.events import (
+        AliasEvent,
+        CollectionEndEvent,
+        CollectionStartEvent,
+        ScalarEvent,
+    )
+
+    p = str(path)
+    source = read_text(path, what=what) if text is None else text
+    yaml = YAML(typ="rt")
+    try:
+        # A pass over the event stream first: cheap, and it sees aliases and tags
+        # before anything is built from them.
+        # ``stack`` holds the expanded size of each open collection; ``sizes`` the
+        # expanded size of each anchored node, so an alias costs what it stands for.
+        stack: list[int] = [0]
+        anchors: list[str | None] = [None]
+        sizes: dict[str, int] = {}
+        for event in yaml.parse(source):
+            mark = event.start_mark
+            tag = getattr(event, "tag", None)
+            if tag is not None and str(tag) not in _STANDARD_TAGS:
+                raise YamlProblem(Problem(p, mark.line + 1, mark.column + 1, "",
+                                          f"the tag {tag} is not allowed",
+                                          "remove it: plain data files need no tags"))
+            if isinstance(event, CollectionStartEvent):
+                if len(stack) > MAX_DEPTH:
+                    raise YamlProblem(Problem(p, mark.line + 1, mark.column + 1, "",
+                                              f"nested more than {MAX_DEPTH} levels deep",
+                                              "flatten the structure"))
+                stack.append(0)
+                anchors.append(event.anchor)
+                continue
+            if isinstance(event, CollectionEndEvent):
+                size, anchor = stack.pop() + 1, anchors.pop()
+            elif isinstance(event, AliasEvent):
+                size, anchor = sizes.get(str(event.anchor), 1), None
+            elif isinstance(event, ScalarEvent):
+                size, anchor = 1, event.anchor
+            else:
+                continue
+            if anchor is not None:
+                sizes[str(anchor)] = size
+            stack[-1] += size
+            if stack[-1] > MAX_NODES:
+                raise YamlProblem(Problem(p, mark.line + 1, mark.column + 1, "",
+                                          f"expands to more than {MAX_NODES} values "
+                                          "(aliases repeating aliases)",
+                                          "write the values out instead of *aliases"))
+        data = yaml.load(source)
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        msg = " ".join(str(x) for x in (e.context, e.problem) if x) or "invalid YAML"
+        raise YamlProblem(Problem(p, line, col, "", f"YAML syntax error: {msg}",
+                                  "fix the indentation or quoting there")) from e
+    except YAMLError as e:
+        raise YamlProblem(Problem(p, 0, 0, "", f"YAML error: {e}", "fix the file")) from e
+    return data
+
+
+def position(node: Any, key: str | int | None = None) -> tuple[int, int]:
+    """1-based (line, column) of ``node`` or of ``node[key]``; (0, 0) when unknown."""
+    lc = getattr(node, "lc", None)
+    if lc is None:
+        return (0, 0)
+    try:
+        if key is None:
+            return (lc.line + 1, lc.col + 1)
+        if isinstance(key, int):
+            line, col = lc.item(key)
+        else:
+            line, col = lc.key(key)
+        return (line + 1, col + 1)
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return (lc.line + 1, lc.col + 1)
