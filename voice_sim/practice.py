@@ -1,0 +1,212 @@
+"""The call commands: ``practice`` (live), ``run`` (prerecorded answers), ``demo``.
+
+All three build a :class:`~voice_sim.session.Trainee` and a
+:class:`~voice_sim.session.Speaker` and hand them to :func:`voice_sim.session.run_call`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from voice_sim.errors import InputError
+
+if TYPE_CHECKING:
+    from voice_sim.delivery import Baseline
+    from voice_sim.engines import Engine
+    from voice_sim.persona import Line, Persona
+    from voice_sim.session import Answer, SessionResult
+
+DEMO_PERSONA = "double-billing"
+"""The persona the demo plays when none is named."""
+
+
+def _common(args: argparse.Namespace, persona_spec: str) -> tuple[Persona, Engine, Any]:
+    from voice_sim.engines import get_engine
+    from voice_sim.persona import load_persona
+    from voice_sim.rubric import load_rubric
+
+    persona = load_persona(persona_spec)
+    rubric = load_rubric(getattr(args, "rubric", None))
+    engine = get_engine(args.engine, args.model)
+    return persona, engine, rubric
+
+
+def _baseline_from_file(path: str, engine: Engine) -> Baseline:
+    from voice_sim.audio import load_audio
+    from voice_sim.delivery import Baseline
+
+    samples = load_audio(path)
+    return Baseline.from_audio(samples, engine.transcribe(samples))
+
+
+def _finish(result: SessionResult, args: argparse.Namespace) -> int:
+    from voice_sim.report import after_call
+    from voice_sim.scorecard import format_scorecard
+
+    after_call(result.dir, result.record)  # report.html + history; problems are warnings
+    if getattr(args, "json", False):
+        print(json.dumps(result.record, indent=2, ensure_ascii=False))
+    else:
+        print(format_scorecard(result.record))
+    min_score = getattr(args, "min_score", None)
+    if min_score is not None and result.score < min_score:
+        print(f"voice-sim: score {result.score:g} is below --min-score {min_score:g}",
+              file=sys.stderr)
+        return 1
+    return 130 if result.record.get("interrupted") else 0
+
+
+def _out_root(args: argparse.Namespace) -> Path | None:
+    return Path(args.out) if getattr(args, "out", None) else None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``voice-sim run PERSONA --answers DIR``: a call on prerecorded answers."""
+    from voice_sim.session import CallOptions, FileTrainee, SilentSpeaker, run_call
+
+    if args.min_score is not None and not 0 <= args.min_score <= 100:
+        raise InputError(f"--min-score {args.min_score:g}: must be 0-100", hint="e.g. 70")
+    trainee = FileTrainee(args.answers)
+    persona, engine, rubric = _common(args, args.persona)
+    baseline = _baseline_from_file(args.baseline, engine) if args.baseline else None
+    options = CallOptions(engine=engine, baseline=baseline, baseline_source=args.baseline,
+                          rubric=rubric, coach="after", out_root=_out_root(args), mode="run")
+    return _finish(run_call(persona, trainee, SilentSpeaker(), options), args)
+
+
+def demo_reply(line: Line) -> str | None:
+    """The synthetic trainee's reply: the persona's sample reply for the line."""
+    return line.sample_reply or None
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``voice-sim demo``: a whole call with a synthetic trainee, headless and offline."""
+    from voice_sim.audio import load_audio
+    from voice_sim.delivery import Baseline
+    from voice_sim.session import (
+        BASELINE_SENTENCE,
+        CallOptions,
+        DeviceSpeaker,
+        ScriptedTrainee,
+        SilentSpeaker,
+        run_call,
+    )
+    from voice_sim.speak import Voice, cached_render
+
+    persona, engine, rubric = _common(args, args.persona or DEMO_PERSONA)
+    missing = [line.id for line in persona.lines.values() if not line.end and not
+               line.sample_reply]
+    if missing:
+        raise InputError(f"{persona.path}: lines {', '.join(missing)} have no sample_reply, "
+                         "so the demo trainee has nothing to say",
+                         hint="add `sample_reply:` to those lines, or pick another --persona")
+    trainee_voice = Voice(id="en-us", rate=160, pitch=45)
+    speaker = DeviceSpeaker(args.output_device) if args.play else SilentSpeaker()
+    if not args.json:
+        print(f"Demo call: {persona.title} — a synthetic trainee answers "
+              f"(engine: {engine.name}).", file=sys.stderr)
+    calm = load_audio(cached_render(BASELINE_SENTENCE, trainee_voice))
+    baseline = Baseline.from_audio(calm, engine.transcribe(calm))
+    options = CallOptions(engine=engine, baseline=baseline,
+                          baseline_source="synthetic calm reading", rubric=rubric,
+                          coach="after", out_root=_out_root(args), mode="demo")
+    events = None if args.json else _terminal_events()
+    result = run_call(persona, ScriptedTrainee(demo_reply, trainee_voice), speaker, options,
+                      events)
+    return _finish(result, args)
+
+
+class LiveTrainee:
+    """The microphone: one answer per turn, ended by voice activity or a key."""
+
+    def __init__(self, mic: Any, engine: Engine, config: Any, keys: Any = None,
+                 live_line: Any = None) -> None:
+        from voice_sim.listen import LiveLine
+
+        self.mic, self.engine, self.config = mic, engine, config
+        self.keys = keys
+        self.live_line = live_line if live_line is not None else LiveLine(enabled=False)
+
+    def answer(self, turn: int, line: Line, wav: Path) -> Answer | None:
+        """Capture one answer; ``q`` + Enter quits the call."""
+        from voice_sim.listen import capture_answer
+        from voice_sim.session import Answer, Quit
+
+        print("  (your turn — speak; Enter ends your answer, q + Enter quits)",
+              file=sys.stderr)
+        got = capture_answer(self.mic, self.engine.stream(), self.config, sink=wav,
+                             on_caption=self.live_line.caption, on_level=self.live_line.level,
+                             keys=self.keys)
+        self.live_line.clear()
+        if got.reason == "quit":
+            raise Quit()
+        return Answer(samples=got.samples, wav=wav, transcript=got.transcript,
+                      ended_at=got.ended_at, end_reason=got.reason, source="microphone")
+
+
+def cmd_practice(args: argparse.Namespace) -> int:
+    """``voice-sim practice PERSONA``: a live call through the microphone and speaker."""
+    from voice_sim.listen import KeyWatcher, LiveLine, Microphone, TurnConfig, capture_answer
+    from voice_sim.session import BASELINE_SENTENCE, CallOptions, DeviceSpeaker, run_call
+
+    if args.baseline and args.no_baseline:
+        raise InputError("--baseline and --no-baseline together",
+                         hint="give one of them, or neither to record a baseline now")
+    config = TurnConfig(silence_end_s=args.silence_end, max_answer_s=args.max_answer)
+    persona, engine, rubric = _common(args, args.persona)
+    speaker = DeviceSpeaker(args.output_device)
+    _print_briefing(persona)
+    keys = KeyWatcher().start()
+    live_line = LiveLine()
+    with Microphone(args.input_device) as mic:
+        baseline, source = None, None
+        if args.baseline:
+            baseline, source = _baseline_from_file(args.baseline, engine), args.baseline
+        elif not args.no_baseline:
+            from voice_sim.delivery import Baseline
+
+            print("\nFirst, read this aloud calmly, at your normal pace:\n\n  "
+                  f"\u201c{BASELINE_SENTENCE}\u201d\n", file=sys.stderr)
+            got = capture_answer(mic, engine.stream(), config, keys=keys,
+                                 on_level=live_line.level, on_caption=live_line.caption)
+            live_line.clear()
+            if got.heard_speech:
+                baseline = Baseline.from_audio(got.samples, got.transcript)
+                source = "recorded at the start of the session"
+            else:
+                print("  (no speech heard: population defaults are used instead)",
+                      file=sys.stderr)
+        options = CallOptions(engine=engine, baseline=baseline, baseline_source=source,
+                              rubric=rubric, coach=args.coach, out_root=_out_root(args),
+                              mode="practice")
+        trainee = LiveTrainee(mic, engine, config, keys, live_line)
+        result = run_call(persona, trainee, speaker, options, _terminal_events())
+    return _finish(result, args)
+
+
+def _print_briefing(persona: Persona) -> None:
+    b = persona.briefing
+    print(f"\n{persona.title}  ({persona.difficulty})\n\n{b.situation}", file=sys.stderr)
+    for fact in b.facts:
+        print(f"  • {fact}", file=sys.stderr)
+    if b.goal:
+        print(f"\nYour goal: {b.goal}", file=sys.stderr)
+
+
+def _terminal_events() -> Any:
+    from voice_sim.session import CallEvents
+
+    def on_line(line: Line, mood: float) -> None:
+        print(f"\n\U0001f4de customer (mood {mood:.1f}/10): {line.text}", file=sys.stderr)
+
+    def on_turn(turn: Any) -> None:
+        print(f"   you: {turn.transcript.text or '(nothing heard)'}", file=sys.stderr)
+
+    def on_hint(hint: str) -> None:
+        print(f"   coach: {hint}", file=sys.stderr)
+
+    return CallEvents(on_line=on_line, on_turn=on_turn, on_hint=on_hint)

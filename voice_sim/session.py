@@ -1,0 +1,570 @@
+"""One engine for every call: live practice, headless runs and the demo.
+
+:func:`run_call` drives a persona through a call. Where the trainee's answers come
+from (:class:`Trainee`: the microphone, a folder of recordings, or a synthetic
+trainee speaking through TTS) and where the persona's voice goes (:class:`Speaker`:
+the sound card, or nowhere) are the only things that differ between the three
+commands; transcription, delivery analysis, content scoring, mood and transitions
+are the same code for all of them.
+
+Every call writes a session folder (:class:`SessionWriter`) as it goes: each
+turn's audio as soon as it exists, and ``session.json`` rewritten atomically after
+each turn, so a crash, a kill or Ctrl-C keeps every completed turn and the audio
+captured so far of the current one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from voice_sim.errors import InputError, SessionError
+from voice_sim.steps import OUTCOMES
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from voice_sim.delivery import Baseline, Delivery
+    from voice_sim.engines import Engine, Transcript
+    from voice_sim.persona import Line, Move, Persona
+    from voice_sim.rubric import Content, Rubric, TurnScore
+
+SESSION_FORMAT = 1
+"""Version of the ``session.json`` layout; bumped on incompatible changes."""
+
+BASELINE_SENTENCE = (
+    "Thank you for calling. I have your account open in front of me, and I will "
+    "stay with you until we have sorted this out together."
+)
+"""What the trainee reads aloud, calmly, to calibrate the delivery analysis."""
+
+
+class Quit(Exception):
+    """The trainee ended the call (``q`` at the prompt, or Ctrl-C)."""
+
+
+# --- what a turn produces ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Answer:
+    """One trainee answer, however it was captured."""
+
+    samples: np.ndarray = field(repr=False)
+    """Mono float32 at SAMPLE_RATE."""
+    wav: Path
+    """The answer's audio in the session folder."""
+    transcript: Transcript | None = None
+    """Set when the capture already transcribed it (live streaming); else the session
+    transcribes ``samples``."""
+    ended_at: float | None = None
+    """``perf_counter()`` when the end of the answer was detected (live only)."""
+    end_reason: str = "file"
+    """``silence``, ``max_length``, ``key`` (live), ``file`` or ``synthetic``."""
+    source: str = ""
+    """Where it came from: a file name, or the synthetic reply's text."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One customer line and the trainee's answer to it, fully scored."""
+
+    index: int
+    """1 for the first answer."""
+    line: Line
+    customer_audio: str
+    """File name of the customer's audio in the session folder."""
+    answer: Answer
+    transcript: Transcript
+    content: Content
+    delivery: Delivery
+    score: TurnScore
+    move: Move
+    latency_s: float | None
+    """Seconds from the detected end of the answer to the start of the persona's next
+    line (live only; None in headless runs)."""
+    hint: str
+    """The one short coaching hint for this turn."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The turn's entry in ``session.json``."""
+        return {
+            "index": self.index,
+            "customer": {"line": self.line.id, "text": self.line.text,
+                         "audio": self.customer_audio, "expects": list(self.line.expects)},
+            "answer_audio": self.answer.wav.name,
+            "answer_source": self.answer.source,
+            "end_reason": self.answer.end_reason,
+            "transcript": self.transcript.text,
+            "words": [{"word": w.word, "start": w.start, "end": w.end, "conf": w.conf}
+                      for w in self.transcript.words],
+            **self.content.to_json(),
+            "delivery": self.delivery.to_json(),
+            "turn_score": self.score.to_json(),
+            "mood_before": self.move.mood_before,
+            "mood_after": self.move.mood_after,
+            "move": self.move.to_json(),
+            "latency_s": None if self.latency_s is None else round(self.latency_s, 4),
+            "hint": self.hint,
+        }
+
+
+# --- pluggable audio in and out -----------------------------------------------------------
+
+class Trainee(Protocol):
+    """Where the trainee's answers come from."""
+
+    def answer(self, turn: int, line: Line, wav: Path) -> Answer | None:
+        """Capture the answer to ``line``, saving its audio at ``wav``; None when there
+        are no more answers (headless runs). Raises :class:`Quit` to end the call."""
+        ...
+
+
+class Speaker(Protocol):
+    """Where the persona's voice goes."""
+
+    def speak(self, samples: np.ndarray, sr: int) -> float:
+        """Start saying a line; return ``perf_counter()`` at its start. Returns once the
+        line has been heard in full."""
+        ...
+
+
+class SilentSpeaker:
+    """Headless: lines are written to the session folder, not played."""
+
+    def speak(self, samples: np.ndarray, sr: int) -> float:
+        """Nothing to play; the line 'starts' now."""
+        return time.perf_counter()
+
+
+class DeviceSpeaker:
+    """The sound card, through the one sounddevice boundary."""
+
+    def __init__(self, device: str | int | None = None) -> None:
+        from voice_sim import devices
+
+        self.device = devices.resolve_device(device, "output")
+
+    def speak(self, samples: np.ndarray, sr: int) -> float:
+        """Play the line to the end (blocking)."""
+        from voice_sim import devices
+
+        started = time.perf_counter()
+        devices.play(samples, sr, self.device)
+        return started
+
+
+class FileTrainee:
+    """Prerecorded answers: the audio files in a folder, taken in name order."""
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        from voice_sim.audio import READABLE
+
+        self.folder = Path(folder)
+        if not self.folder.exists():
+            raise InputError(f"--answers {self.folder}: no such folder", hint="check the path")
+        if not self.folder.is_dir():
+            raise InputError(f"--answers {self.folder}: not a folder",
+                             hint="name a folder of answer files (01.wav, 02.wav, …)")
+        self.files = sorted(p for p in self.folder.iterdir()
+                            if p.is_file() and p.suffix.lower() in READABLE)
+        if not self.files:
+            raise InputError(f"--answers {self.folder}: no audio files in it",
+                             hint=f"add one file per answer: 01.wav, 02.wav, … "
+                                  f"({', '.join(READABLE)})")
+
+    def answer(self, turn: int, line: Line, wav: Path) -> Answer | None:
+        """Load the ``turn``-th file; None once they run out."""
+        from voice_sim.audio import load_audio, write_wav
+
+        if turn > len(self.files):
+            return None
+        src = self.files[turn - 1]
+        samples = load_audio(src, allow_silent=True)
+        write_wav(wav, samples)
+        return Answer(samples=samples, wav=wav, end_reason="file", source=src.name)
+
+
+class ScriptedTrainee:
+    """A synthetic trainee: replies chosen per line, spoken through TTS.
+
+    ``reply_for(line)`` gives the text; it is rendered in ``voice`` and goes through
+    the same recognition, delivery and scoring as a real answer.
+    """
+
+    def __init__(self, reply_for: Callable[[Line], str | None], voice: Any = None) -> None:
+        from voice_sim.speak import Voice
+
+        self.reply_for = reply_for
+        self.voice = voice or Voice()
+
+    def answer(self, turn: int, line: Line, wav: Path) -> Answer | None:
+        """Render the reply to ``line``; None when the script has none."""
+        from voice_sim.audio import load_audio, write_wav
+        from voice_sim.speak import cached_render
+
+        text = self.reply_for(line)
+        if text is None:
+            return None
+        samples = load_audio(cached_render(text, self.voice))
+        write_wav(wav, samples)
+        return Answer(samples=samples, wav=wav, end_reason="synthetic", source=text)
+
+
+# --- the session folder -------------------------------------------------------------------
+
+class SessionWriter:
+    """One folder per session, written incrementally and atomically.
+
+    The folder is named ``YYYYmmdd-HHMMSS-<persona>`` and never reused; files are
+    created with the user's umask. ``session.json`` is replaced atomically (temp file,
+    fsync, rename) after every change, so it is always valid JSON.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], persona_id: str) -> None:
+        self.root = Path(root)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SessionError(f"{self.root}: cannot create the sessions folder "
+                               f"({e.strerror})", hint="pick another with --out") from e
+        for n in range(1000):
+            name = f"{stamp}-{persona_id}" + (f"-{n + 1}" if n else "")
+            try:
+                (self.root / name).mkdir()
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise SessionError(f"{self.root / name}: cannot create ({e.strerror})",
+                                   hint="pick another folder with --out") from e
+            self.dir = self.root / name
+            break
+        else:
+            raise SessionError(f"{self.root}: too many sessions named {stamp}-{persona_id}",
+                               hint="wait a second and try again")
+
+    def path(self, name: str) -> Path:
+        """A file inside the session folder."""
+        return self.dir / name
+
+    def save(self, record: dict[str, Any]) -> None:
+        """Write ``session.json`` atomically."""
+        target = self.dir / "session.json"
+        tmp = self.dir / f".session.json.{os.getpid()}.tmp"
+        data = json.dumps(record, indent=2, ensure_ascii=False)
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+
+
+# --- the call ------------------------------------------------------------------------------
+
+@dataclass
+class CallOptions:
+    """Everything about a call that is not the persona or the audio in and out."""
+
+    engine: Engine
+    baseline: Baseline | None = None
+    baseline_source: str | None = None
+    rubric: Rubric | None = None
+    coach: str = "after"
+    """``live``: one hint after each turn; ``after``: hints only at the end; ``off``."""
+    out_root: Path | None = None
+    mode: str = "run"
+    """``practice``, ``run`` or ``demo``: recorded in ``session.json``."""
+
+
+@dataclass(frozen=True)
+class CallEvents:
+    """Callbacks for a user interface; every one optional."""
+
+    on_line: Callable[[Line, float], None] | None = None
+    """The persona starts a line (line, mood)."""
+    on_turn: Callable[[Turn], None] | None = None
+    """A turn was scored."""
+    on_hint: Callable[[str], None] | None = None
+    """A live coaching hint."""
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    """A finished (or stopped) call."""
+
+    persona: Persona
+    dir: Path
+    outcome: str
+    score: float
+    turns: tuple[Turn, ...]
+    record: dict[str, Any] = field(repr=False)
+    """Exactly what ``session.json`` holds."""
+
+
+class _LineVoice:
+    """The persona's lines as audio: recorded files where the persona has them, else
+    TTS, rendered ahead in a background thread so a line is ready when it is due."""
+
+    def __init__(self, persona: Persona) -> None:
+        self.persona = persona
+        self._ready: dict[str, Path] = {}
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._prerender, daemon=True,
+                                        name="voice-sim-prerender")
+        self._thread.start()
+
+    def _prerender(self) -> None:
+        # Lines in file order: the opening line first. A failure here is not lost: the
+        # same render is tried again (and raises properly) when the line is due.
+        for line in self.persona.lines.values():
+            try:
+                self.path(line)
+            except Exception:  # noqa: BLE001 - retried in the foreground, which reports it
+                continue
+
+    def path(self, line: Line) -> Path:
+        """The line's audio file (recorded, or rendered and cached)."""
+        if line.audio is not None:
+            return line.audio
+        with self._lock:
+            hit = self._ready.get(line.id)
+        if hit is not None:
+            return hit
+        from voice_sim.speak import cached_render
+
+        p = cached_render(line.text, self.persona.voice)
+        with self._lock:
+            self._ready[line.id] = p
+        return p
+
+    def samples(self, line: Line) -> tuple[np.ndarray, int]:
+        """The line's audio at its own rate (no resampling before playback)."""
+        import soundfile as sf
+
+        data, sr = sf.read(str(self.path(line)), dtype="float32", always_2d=True)
+        return data.mean(axis=1, dtype="float32"), int(sr)
+
+
+def _warm_up() -> threading.Thread:
+    """Pay librosa's imports and numba compile before the trainee's first turn."""
+    def run() -> None:
+        from voice_sim import delivery
+
+        delivery.warm_up()
+
+    t = threading.Thread(target=run, daemon=True, name="voice-sim-warmup")
+    t.start()
+    return t
+
+
+def overall_score(turns: Sequence[Turn]) -> float:
+    """The session score: the mean of the turn scores (0 with no turn)."""
+    if not turns:
+        return 0.0
+    return round(sum(t.score.score for t in turns) / len(turns), 1)
+
+
+def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: CallOptions,
+             events: CallEvents | None = None) -> SessionResult:
+    """Drive one call to its end, writing the session folder as it goes."""
+    from voice_sim.audio import write_wav
+    from voice_sim.paths import sessions_dir
+    from voice_sim.persona import Call
+
+    ev = events or CallEvents()
+    warm = _warm_up()
+    voice = _LineVoice(persona)
+    writer = SessionWriter(options.out_root or sessions_dir(), persona.id)
+    call = Call(persona, options.rubric)
+    started_at = datetime.now(UTC)
+    t0 = time.perf_counter()
+    turns: list[Turn] = []
+    hints: list[str] = []
+    outcome: str | None = None
+    closing: dict[str, Any] | None = None
+    error: str | None = None
+    interrupted = False  # Ctrl-C, as opposed to the trainee saying quit
+    pending_end: float | None = None  # when the last answer ended (for latency)
+
+    def record(status: str) -> dict[str, Any]:
+        return {
+            "format": SESSION_FORMAT,
+            "status": status,
+            "mode": options.mode,
+            "persona": persona.id,
+            "persona_title": persona.title,
+            "persona_path": str(persona.path),
+            "session_dir": str(writer.dir),
+            "outcome": outcome,
+            "score": overall_score(turns),
+            "engine": options.engine.name,
+            "model": options.engine.model,
+            "baseline": options.baseline_source,
+            "coach": options.coach,
+            "started_at": started_at.isoformat(timespec="seconds"),
+            "duration_s": round(time.perf_counter() - t0, 3),
+            "start_mood": persona.start_mood,
+            "mood": call.mood,
+            "turns": [t.to_json() for t in turns],
+            "closing": closing,
+            "hints": hints,
+            "practise_next": practise_next(turns) if options.coach != "off" else [],
+            "error": error,
+            "interrupted": interrupted,
+        }
+
+    def say(line: Line, name: str) -> tuple[str, float]:
+        samples, sr = voice.samples(line)
+        if ev.on_line is not None:
+            ev.on_line(line, call.mood)
+        started = speaker.speak(samples, sr)
+        write_wav(writer.path(name), samples, sr)
+        return name, started
+
+    writer.save(record("in_progress"))
+    try:
+        customer_audio, _ = say(call.line, "turn-01-customer.wav")
+        warm.join()  # normally long done while the opening line played or rendered
+        while True:
+            n = call.turn + 1
+            line = call.line
+            answer = trainee.answer(n, line, writer.path(f"turn-{n:02d}-answer.wav"))
+            if answer is None:
+                outcome = "incomplete"
+                break
+            turn, next_line = _score_turn(n, line, customer_audio, answer, call, options)
+            pending_end = answer.ended_at
+            latency = None
+            if next_line is not None:
+                name = (f"turn-{n + 1:02d}-customer.wav" if call.outcome is None
+                        else "closing-customer.wav")
+                customer_audio, started = say(next_line, name)
+                if pending_end is not None:
+                    latency = started - pending_end
+                if call.outcome is not None:
+                    closing = {"line": next_line.id, "text": next_line.text, "audio": name}
+            turn = _with_latency(turn, latency)
+            turns.append(turn)
+            if options.coach == "live" and turn.hint:
+                hints.append(f"turn {n}: {turn.hint}")
+                if ev.on_hint is not None:
+                    ev.on_hint(turn.hint)
+            if ev.on_turn is not None:
+                ev.on_turn(turn)
+            if call.outcome is not None:
+                outcome = call.outcome
+                break
+            writer.save(record("in_progress"))
+    except Quit:
+        outcome = "quit"
+    except KeyboardInterrupt:
+        outcome, interrupted = "quit", True
+    except BaseException as e:
+        # Keep what was done, say what stopped it, and let the error go on to the CLI.
+        outcome = "quit"
+        error = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
+        writer.save(record("failed"))
+        raise
+    final = record("complete")
+    writer.save(final)
+    assert outcome in OUTCOMES
+    return SessionResult(persona=persona, dir=writer.dir, outcome=outcome,
+                         score=final["score"], turns=tuple(turns), record=final)
+
+
+def _score_turn(n: int, line: Line, customer_audio: str, answer: Answer, call: Any,
+                options: CallOptions) -> tuple[Turn, Line | None]:
+    """Transcribe (if needed), score words and delivery, and move the call on."""
+    from voice_sim.delivery import analyze
+    from voice_sim.rubric import score_reply, turn_score
+
+    transcript = answer.transcript or options.engine.transcribe(answer.samples)
+    content = score_reply(transcript.text, line.text, words=transcript.words,
+                          rubric=options.rubric)
+    delivery = analyze(answer.samples, transcript, options.baseline)
+    move = call.advance(content.ids, calm=delivery.calm)
+    score = turn_score(content, line.expects, calm=delivery.calm, rubric=options.rubric)
+    next_line = call.persona.lines[move.next_line] if move.next_line else None
+    turn = Turn(index=n, line=line, customer_audio=customer_audio, answer=answer,
+                transcript=transcript, content=content, delivery=delivery, score=score,
+                move=move, latency_s=None, hint=coach_hint(line, content, delivery))
+    return turn, next_line
+
+
+def _with_latency(turn: Turn, latency: float | None) -> Turn:
+    from dataclasses import replace
+
+    return replace(turn, latency_s=latency)
+
+
+# --- coaching --------------------------------------------------------------------------------
+
+_NEXT_STEP_HINTS: dict[str, str] = {
+    "listen_reflect": "sum up what the customer just told you, in your own words",
+    "empathize": "name the feeling you hear before you fix anything",
+    "apologize": "apologise plainly, with no 'but' after it",
+    "ask_clarify": "ask one open question to find out what they need",
+    "offer_solution": "offer a concrete option, or two to choose from",
+    "set_expectations": "say honestly what you can do and by when",
+    "follow_up": "promise a check-back and say when",
+    "escalate": "offer to bring in a supervisor and brief them yourself",
+    "set_boundary": "set a respectful limit on the language, then keep helping",
+    "break_down": "take the problems one at a time, and say which comes first",
+    "document": "tell them you have noted it on the account",
+}
+
+_PITFALL_HINTS: dict[str, str] = {
+    "blame_customer": "leave out what the customer should have done",
+    "excuse": "drop the policy or system talk and say what you can do",
+    "dismissive": "don't tell the customer how to feel",
+    "argue": "don't contradict; acknowledge, then explain",
+}
+
+
+def coach_hint(line: Line, content: Content, delivery: Delivery) -> str:
+    """One short, actionable hint for a turn (pitfall first, then delivery, then the
+    first expected step that was missing)."""
+    if content.pitfalls:
+        d = content.pitfalls[0]
+        return f"You said \u201c{d.evidence}\u201d: {_PITFALL_HINTS.get(d.id, d.id)}."
+    if not delivery.calm and delivery.reasons:
+        return f"Delivery: {delivery.reasons[0]}."
+    heard = content.ids
+    for step in line.expects:
+        if step != "stay_calm" and step not in heard:
+            done = [s.id for s in content.steps]
+            lead = f"You did {', '.join(done)} — now " if done else "Next time, "
+            return f"{lead}{_NEXT_STEP_HINTS.get(step, step)}."
+    return ""
+
+
+def practise_next(turns: Sequence[Turn], n: int = 3) -> list[str]:
+    """The ``n`` things to practise next, most frequent misses first."""
+    from collections import Counter
+
+    misses: Counter[str] = Counter()
+    for t in turns:
+        for d in t.content.pitfalls:
+            misses[f"pitfall:{d.id}"] += 2
+        for step in t.line.expects:
+            if step != "stay_calm" and step not in t.content.ids:
+                misses[f"step:{step}"] += 1
+        if not t.delivery.calm:
+            misses["delivery"] += 1
+    out: list[str] = []
+    for key, _ in misses.most_common(n):
+        kind, _, ident = key.partition(":")
+        if kind == "pitfall":
+            out.append(f"Avoid {ident}: {_PITFALL_HINTS[ident]}.")
+        elif kind == "step":
+            out.append(f"Practise {ident}: {_NEXT_STEP_HINTS.get(ident, ident)}.")
+        else:
+            out.append("Practise calm delivery: slower, lower, steady volume.")
+    return out
