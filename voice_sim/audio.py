@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from voice_sim.errors import AudioError
 
@@ -99,9 +99,10 @@ def load_audio(
         raise AudioError(f"{meta.path}: holds no audio (0 frames)", hint="record it again")
     if meta.duration_s > limit:
         raise AudioError(
-            f"{meta.path}: {meta.duration_s:.0f} s long, over the {limit:.0f} s limit",
+            f"{meta.path}: {meta.duration_s:.1f} s long, over the {limit:g} s limit",
             hint="trim it, or raise VOICE_SIM_MAX_AUDIO_S",
         )
+    _check_wav_complete(meta.path)
     try:
         data, file_sr = sf.read(str(meta.path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
@@ -111,8 +112,17 @@ def load_audio(
         ) from e
     if data.shape[0] == 0:
         raise AudioError(f"{meta.path}: holds no audio (0 frames)", hint="record it again")
+    # Compressed formats whose data ends early decode short of the header's length.
+    # (10% slack: some MP3 headers only estimate it.)
+    if data.shape[0] < 0.9 * meta.frames:
+        raise AudioError(
+            f"{meta.path}: is cut short: it holds {data.shape[0] / file_sr:.2f} s of the "
+            f"{meta.duration_s:.2f} s its header promises",
+            hint="the recording or copy was interrupted; record or export it again",
+        )
+    # Zero bad samples before mixing, so one broken channel does not silence the other.
+    data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-    mono = np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0)
     np.clip(mono, -1.0, 1.0, out=mono)
     samples = resample(mono, int(file_sr), sr)
     if not allow_silent and is_silent(samples):
@@ -163,6 +173,39 @@ def write_wav(path: str | os.PathLike[str], samples: np.ndarray, sr: int = SAMPL
         tmp.unlink(missing_ok=True)
         raise AudioError(f"{p}: cannot write ({e.strerror})", hint="check the folder") from e
     return p
+
+
+def _check_wav_complete(path: Path) -> None:
+    """Raise when a WAV's data chunk is shorter than its header says.
+
+    libsndfile quietly reads what is there, so an interrupted recording or copy would
+    otherwise load as a shorter, apparently fine clip.
+    """
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:] != b"WAVE":
+                return
+            order: Literal["little", "big"] = "little" if head[:4] == b"RIFF" else "big"
+            size, pos = path.stat().st_size, 12
+            while pos + 8 <= size:
+                f.seek(pos)
+                chunk = f.read(8)
+                declared = int.from_bytes(chunk[4:], order)
+                if chunk[:4] == b"data":
+                    present = size - pos - 8
+                    # 0 and 0xFFFFFFFF: a streaming writer that never knew the length.
+                    if declared not in (0, 0xFFFFFFFF) and present < declared:
+                        raise AudioError(
+                            f"{path}: is cut short: it holds {100 * present // declared}% "
+                            "of the audio its header promises",
+                            hint="the recording or copy was interrupted; record or export "
+                                 "it again",
+                        )
+                    return
+                pos += 8 + declared + (declared & 1)
+    except OSError as e:
+        raise AudioError(f"{path}: cannot read ({e.strerror})", hint="check the file") from e
 
 
 def _short(e: BaseException) -> str:
