@@ -147,7 +147,9 @@ def play(samples: np.ndarray, sr: int, device: str | int | None = None) -> None:
 
         data = resample(data, int(sr), rate)
     try:
-        sd.play(data, rate, device=index, blocking=True)
+        # Low latency: the persona answers within a human turn gap (~200 ms), so the
+        # ~100 ms default output buffer is too much.
+        sd.play(data, rate, device=index, blocking=True, latency="low")
     except sd.PortAudioError as e:
         raise DeviceError(f"cannot play on {_label(sd, index, 'output')} ({e})",
                           hint=f"try another --output-device; {_SEE}") from e

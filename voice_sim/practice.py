@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from voice_sim.errors import InputError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from voice_sim.delivery import Baseline
     from voice_sim.engines import Engine
     from voice_sim.persona import Line, Persona
@@ -24,22 +26,33 @@ DEMO_PERSONA = "double-billing"
 """The persona the demo plays when none is named."""
 
 
-def _common(args: argparse.Namespace, persona_spec: str) -> tuple[Persona, Engine, Any]:
-    from voice_sim.engines import get_engine
+# Each command checks its files and devices first and loads the speech model last, so
+# bad input is reported at once rather than after seconds of model loading.
+
+def _scripts(args: argparse.Namespace, persona_spec: str) -> tuple[Persona, Any]:
+    """The persona and the rubric."""
     from voice_sim.persona import load_persona
     from voice_sim.rubric import load_rubric
 
-    persona = load_persona(persona_spec)
-    rubric = load_rubric(getattr(args, "rubric", None))
-    engine = get_engine(args.engine, args.model)
-    return persona, engine, rubric
+    return load_persona(persona_spec), load_rubric(getattr(args, "rubric", None))
 
 
-def _baseline_from_file(path: str, engine: Engine) -> Baseline:
+def _engine(args: argparse.Namespace) -> Engine:
+    from voice_sim.engines import get_engine
+
+    return get_engine(args.engine, args.model)
+
+
+def _read_baseline(path: str | None) -> np.ndarray | None:
+    """The calm reading's samples (None without a file)."""
     from voice_sim.audio import load_audio
+
+    return load_audio(path) if path else None
+
+
+def _baseline_of(samples: np.ndarray, engine: Engine) -> Baseline:
     from voice_sim.delivery import Baseline
 
-    samples = load_audio(path)
     return Baseline.from_audio(samples, engine.transcribe(samples))
 
 
@@ -71,8 +84,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.min_score is not None and not 0 <= args.min_score <= 100:
         raise InputError(f"--min-score {args.min_score:g}: must be 0-100", hint="e.g. 70")
     trainee = FileTrainee(args.answers)
-    persona, engine, rubric = _common(args, args.persona)
-    baseline = _baseline_from_file(args.baseline, engine) if args.baseline else None
+    persona, rubric = _scripts(args, args.persona)
+    calm = _read_baseline(args.baseline)
+    engine = _engine(args)
+    baseline = _baseline_of(calm, engine) if calm is not None else None
     options = CallOptions(engine=engine, baseline=baseline, baseline_source=args.baseline,
                           rubric=rubric, coach="after", out_root=_out_root(args), mode="run")
     return _finish(run_call(persona, trainee, SilentSpeaker(), options), args)
@@ -97,15 +112,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     from voice_sim.speak import Voice, cached_render
 
-    persona, engine, rubric = _common(args, args.persona or DEMO_PERSONA)
+    persona, rubric = _scripts(args, args.persona or DEMO_PERSONA)
     missing = [line.id for line in persona.lines.values() if not line.end and not
                line.sample_reply]
     if missing:
         raise InputError(f"{persona.path}: lines {', '.join(missing)} have no sample_reply, "
                          "so the demo trainee has nothing to say",
                          hint="add `sample_reply:` to those lines, or pick another --persona")
-    trainee_voice = Voice(id="en-us", rate=160, pitch=45)
     speaker = DeviceSpeaker(args.output_device) if args.play else SilentSpeaker()
+    engine = _engine(args)
+    trainee_voice = Voice(id="en-us", rate=160, pitch=45)
     if not args.json:
         print(f"Demo call: {persona.title} — a synthetic trainee answers "
               f"(engine: {engine.name}).", file=sys.stderr)
@@ -138,7 +154,7 @@ class LiveTrainee:
 
         print("  (your turn — speak; Enter ends your answer, q + Enter quits)",
               file=sys.stderr)
-        got = capture_answer(self.mic, self.engine.stream(), self.config, sink=wav,
+        got = capture_answer(self.mic, self.engine, self.config, sink=wav,
                              on_caption=self.live_line.caption, on_level=self.live_line.level,
                              keys=self.keys)
         self.live_line.clear()
@@ -150,6 +166,7 @@ class LiveTrainee:
 
 def cmd_practice(args: argparse.Namespace) -> int:
     """``voice-sim practice PERSONA``: a live call through the microphone and speaker."""
+    from voice_sim.devices import resolve_device
     from voice_sim.listen import KeyWatcher, LiveLine, Microphone, TurnConfig, capture_answer
     from voice_sim.session import BASELINE_SENTENCE, CallOptions, DeviceSpeaker, run_call
 
@@ -157,21 +174,24 @@ def cmd_practice(args: argparse.Namespace) -> int:
         raise InputError("--baseline and --no-baseline together",
                          hint="give one of them, or neither to record a baseline now")
     config = TurnConfig(silence_end_s=args.silence_end, max_answer_s=args.max_answer)
-    persona, engine, rubric = _common(args, args.persona)
+    persona, rubric = _scripts(args, args.persona)
+    calm = _read_baseline(args.baseline)
     speaker = DeviceSpeaker(args.output_device)
+    resolve_device(args.input_device, "input")
+    engine = _engine(args)
     _print_briefing(persona)
     keys = KeyWatcher().start()
     live_line = LiveLine()
     with Microphone(args.input_device) as mic:
         baseline, source = None, None
-        if args.baseline:
-            baseline, source = _baseline_from_file(args.baseline, engine), args.baseline
+        if calm is not None:
+            baseline, source = _baseline_of(calm, engine), args.baseline
         elif not args.no_baseline:
             from voice_sim.delivery import Baseline
 
             print("\nFirst, read this aloud calmly, at your normal pace:\n\n  "
                   f"\u201c{BASELINE_SENTENCE}\u201d\n", file=sys.stderr)
-            got = capture_answer(mic, engine.stream(), config, keys=keys,
+            got = capture_answer(mic, engine, config, keys=keys,
                                  on_level=live_line.level, on_caption=live_line.caption)
             live_line.clear()
             if got.heard_speech:

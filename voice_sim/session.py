@@ -105,7 +105,7 @@ class Turn:
             "words": [{"word": w.word, "start": w.start, "end": w.end, "conf": w.conf}
                       for w in self.transcript.words],
             **self.content.to_json(),
-            "delivery": self.delivery.to_json(),
+            "delivery": self.delivery.to_json(contour=True),
             "turn_score": self.score.to_json(),
             "mood_before": self.move.mood_before,
             "mood_after": self.move.mood_after,
@@ -164,7 +164,7 @@ class FileTrainee:
     """Prerecorded answers: the audio files in a folder, taken in name order."""
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
-        from voice_sim.audio import READABLE
+        from voice_sim.audio import READABLE, check_audio
 
         self.folder = Path(folder)
         if not self.folder.exists():
@@ -178,6 +178,10 @@ class FileTrainee:
             raise InputError(f"--answers {self.folder}: no audio files in it",
                              hint=f"add one file per answer: 01.wav, 02.wav, … "
                                   f"({', '.join(READABLE)})")
+        # Every header now, before a model loads: a bad third answer must not cost a
+        # model load and two turns before it is reported.
+        for p in self.files:
+            check_audio(p)
 
     def answer(self, turn: int, line: Line, wav: Path) -> Answer | None:
         """Load the ``turn``-th file; None once they run out."""
@@ -326,7 +330,7 @@ class _LineVoice:
         for line in self.persona.lines.values():
             try:
                 self.path(line)
-            except Exception:  # noqa: BLE001 - retried in the foreground, which reports it
+            except Exception:
                 continue
 
     def path(self, line: Line) -> Path:
@@ -421,17 +425,17 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
         }
 
     def say(line: Line, name: str) -> tuple[str, float]:
+        # Everything before speak(): once the line ends the trainee may answer at once,
+        # and the microphone must be listening by then.
         samples, sr = voice.samples(line)
+        write_wav(writer.path(name), samples, sr)
         if ev.on_line is not None:
             ev.on_line(line, call.mood)
-        started = speaker.speak(samples, sr)
-        write_wav(writer.path(name), samples, sr)
-        return name, started
+        return name, speaker.speak(samples, sr)
 
     writer.save(record("in_progress"))
     try:
         customer_audio, _ = say(call.line, "turn-01-customer.wav")
-        warm.join()  # normally long done while the opening line played or rendered
         while True:
             n = call.turn + 1
             line = call.line
@@ -439,6 +443,9 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
             if answer is None:
                 outcome = "incomplete"
                 break
+            # Normally long done while the opening line and the first answer went by; never
+            # waited for between the persona's line and the microphone.
+            warm.join()
             turn, next_line = _score_turn(n, line, customer_audio, answer, call, options)
             pending_end = answer.ended_at
             latency = None

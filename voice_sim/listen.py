@@ -1,0 +1,847 @@
+"""Live capture of one spoken answer.
+
+The microphone callback only queues blocks (it must never block). The caller's
+thread runs :func:`capture_answer`: it writes every block to the answer's WAV at
+once (so Ctrl-C or a crash loses nothing), runs an energy voice-activity detector
+with an adaptive noise floor, and hands speech to an engine thread that turns the
+engine's partial results into live captions. The turn ends on silence after speech,
+at the maximum length, or on a key (Enter ends it, ``q`` + Enter quits).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
+
+from voice_sim.audio import FRAME_S, SAMPLE_RATE
+from voice_sim.errors import AudioError, DeviceError, InputError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import soundfile
+
+    from voice_sim.engines import Engine, Stream, Transcript
+
+EndReason = Literal["silence", "max_length", "key", "quit"]
+END_REASONS: tuple[EndReason, ...] = ("silence", "max_length", "key", "quit")
+
+_SFC_SET_UPDATE_HEADER_AUTO = 0x1061
+"""libsndfile command: rewrite the WAV header after every write (see WavSink)."""
+
+
+@dataclass(frozen=True)
+class TurnConfig:
+    """How the end of the trainee's turn is detected."""
+
+    silence_end_s: float = 0.8
+    """Seconds of silence after speech that end the turn."""
+    max_answer_s: float = 60.0
+    """Seconds: the turn ends here whatever is happening."""
+    min_speech_s: float = 0.2
+    """Seconds of speech before silence may end the turn (a cough or a click does not)."""
+    no_answer_s: float | None = None
+    """Seconds to wait for speech to begin before ending with ``silence``; None: up to
+    ``max_answer_s``."""
+    margin_db: float = 12.0
+    """dB above the noise floor that count as speech."""
+    hysteresis_db: float = 3.0
+    """dB: once speaking, the level may drop this far below the threshold and still count."""
+    min_speech_dbfs: float = -50.0
+    """dBFS: nothing quieter is speech, however quiet the room."""
+    floor_window_s: float = 4.0
+    """Seconds: the noise floor is the quietest block level over this window."""
+    floor_learn_s: float = 0.5
+    """Seconds of audio before the measured floor replaces the quiet-room assumption;
+    blocks heard meanwhile are classified again once the floor is known."""
+    preroll_s: float = 0.3
+    """Seconds of audio before the first speech given to the engine (soft onsets)."""
+    hold_after_s: float = 0.2
+    """Seconds of silence after speech from which blocks are held back from the engine
+    (it is idle, and quick to finish, when the turn ends) and an early final transcript
+    is started. Without an early final at least 0.5 s is fed, so a stream that commits
+    its words at pauses (Whisper's, at 0.3 s) still sees the last one."""
+    early_final: bool | None = None
+    """Transcribe the answer whole at each pause, so the final result is ready when the
+    turn ends. None: on for engines other than Vosk (which finalises as it goes)."""
+    stall_s: float = 2.0
+    """Seconds without a block from the microphone before it counts as lost."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is None or f.name in ("min_speech_dbfs",):
+                continue
+            if not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+                raise InputError(f"turn setting {f.name}={v!r}: must be a number >= 0",
+                                 hint="e.g. --silence-end 0.8")
+        if self.silence_end_s < FRAME_S or self.max_answer_s <= 0:
+            raise InputError(
+                f"turn setting silence_end_s={self.silence_end_s}, max_answer_s="
+                f"{self.max_answer_s}: silence must be >= {FRAME_S} s and the answer > 0 s",
+                hint="e.g. --silence-end 0.8 --max-answer 60")
+        if not -120.0 <= self.min_speech_dbfs <= 0.0:
+            raise InputError(f"turn setting min_speech_dbfs={self.min_speech_dbfs}: "
+                             f"must be between -120 and 0 dBFS", hint="e.g. -50")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block from the microphone."""
+
+    samples: np.ndarray
+    """Mono float32 at SAMPLE_RATE."""
+    at: float
+    """``time.perf_counter()`` when the audio callback received it."""
+
+
+@dataclass(frozen=True, eq=False)
+class CapturedAnswer:
+    """One captured answer and how its turn ended."""
+
+    reason: EndReason
+    samples: np.ndarray = field(repr=False)
+    """Mono float32 at SAMPLE_RATE: what the engine heard (from just before the first
+    speech) plus the trailing silence; the transcript's word times refer to it."""
+    offset_s: float
+    """Seconds from the start of the capture (and of the WAV) to ``samples[0]``."""
+    duration_s: float
+    """Seconds captured in all (the WAV's length)."""
+    heard_speech: bool
+    """True when at least ``min_speech_s`` of speech was heard."""
+    speech_start_s: float | None
+    """Seconds from the start of the capture to the first speech (the trainee's
+    hesitation), None when no speech was heard."""
+    speech_end_s: float | None
+    """Seconds from the start of the capture to the end of the last speech."""
+    speech_s: float
+    """Seconds of blocks classed as speech."""
+    transcript: Transcript | None
+    captions: tuple[str, ...]
+    """The distinct partial results, in order."""
+    ended_at: float
+    """``perf_counter()`` when the end was detected (for a silence end: when the block
+    completing the silence arrived from the device)."""
+    final_at: float
+    """``perf_counter()`` when the final transcript was ready."""
+    wav: Path | None
+    noise_floor_dbfs: float
+    early_final: bool = False
+    """True when the transcript came from the early final decode started at the pause."""
+
+    @property
+    def finalize_s(self) -> float:
+        """Seconds from the detected end to the final transcript."""
+        return self.final_at - self.ended_at
+
+    @property
+    def text(self) -> str:
+        """The final transcript's text ('' without an engine)."""
+        return self.transcript.text if self.transcript else ""
+
+
+# --- voice activity -------------------------------------------------------------------
+
+def level_dbfs(samples: np.ndarray) -> float:
+    """RMS level in dBFS (-120 for digital silence)."""
+    import numpy as np
+
+    if not samples.size:
+        return -120.0
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    return max(-120.0, 20.0 * math.log10(rms)) if rms > 0 else -120.0
+
+
+class TurnDetector:
+    """Energy voice-activity detection with an adaptive floor; decides when a turn ends.
+
+    All timing is counted in samples, so it behaves the same whether audio arrives in
+    real time or faster.
+    """
+
+    def __init__(self, config: TurnConfig, sr: int = SAMPLE_RATE) -> None:
+        self.config = config
+        self.sr = sr
+        self.pos = 0
+        """Samples seen since the turn started."""
+        self._total = 0
+        # (sample index, level) with increasing levels: a sliding-window minimum.
+        self._window: deque[tuple[int, float]] = deque()
+        # Until the room has been heard, assume it is quiet enough that the absolute
+        # minimum is the threshold. The assumption is placed in the past so it leaves
+        # the window after floor_learn_s of audio.
+        span = int(config.floor_window_s * sr)
+        self._prior_index = -span + int(min(config.floor_learn_s, config.floor_window_s) * sr)
+        self._window.append((self._prior_index, config.min_speech_dbfs - config.margin_db))
+        self._learning: list[tuple[int, float, int]] | None = []
+        """(pos, level, samples) of turn blocks classified under the assumption."""
+        self.level = -120.0
+        self.voiced = False
+        self.speech_samples = 0
+        self.speech_start: int | None = None
+        self.speech_end: int | None = None
+        self._turn_start = 0
+
+    @property
+    def floor_dbfs(self) -> float:
+        """The current noise-floor estimate."""
+        return self._window[0][1]
+
+    @property
+    def threshold_dbfs(self) -> float:
+        """Level above which a block is speech (lower while already speaking)."""
+        t = max(self.floor_dbfs + self.config.margin_db, self.config.min_speech_dbfs)
+        return t - self.config.hysteresis_db if self.voiced else t
+
+    @property
+    def armed(self) -> bool:
+        """True once enough speech was heard for silence to end the turn."""
+        return self.speech_samples >= self.config.min_speech_s * self.sr
+
+    @property
+    def silence_s(self) -> float:
+        """Seconds since the last speech (0 while speaking or before any speech)."""
+        return 0.0 if self.speech_end is None else (self.pos - self.speech_end) / self.sr
+
+    def observe(self, samples: np.ndarray) -> None:
+        """Learn the noise floor from audio that is not part of the turn."""
+        self._floor_update(level_dbfs(samples), len(samples))
+        if self._window[0][0] != self._prior_index:
+            self._learning = None
+
+    def start_turn(self) -> None:
+        """Begin a turn: speech counters to zero, the noise floor kept."""
+        self.pos = 0
+        self.speech_samples = 0
+        self.speech_start = self.speech_end = None
+        self.voiced = False
+
+    def push(self, samples: np.ndarray) -> EndReason | None:
+        """Classify one block; return the end reason when this block ends the turn."""
+        lvl = level_dbfs(samples)
+        n = len(samples)
+        self.voiced = lvl > self.threshold_dbfs
+        self._floor_update(lvl, n)
+        if self.voiced:
+            if self.speech_start is None:
+                self.speech_start = self.pos
+            self.speech_samples += n
+            self.speech_end = self.pos + n
+        if self._learning is not None:
+            self._learning.append((self.pos, lvl, n))
+            if self._window[0][0] != self._prior_index:
+                self._reclassify()
+        self.pos += n
+        c = self.config
+        if self.armed and not self.voiced and self.silence_s >= c.silence_end_s:
+            return "silence"
+        if self.pos >= c.max_answer_s * self.sr:
+            return "max_length"
+        if c.no_answer_s is not None and not self.armed and self.pos >= c.no_answer_s * self.sr:
+            return "silence"
+        return None
+
+    def _reclassify(self) -> None:
+        """The floor is measured now: judge the blocks heard under the assumption again
+        (in a noisy room they were noise, not speech)."""
+        blocks, self._learning = self._learning or [], None
+        thr = max(self.floor_dbfs + self.config.margin_db, self.config.min_speech_dbfs)
+        voiced = [(p, n) for p, lvl, n in blocks if lvl > thr]
+        self.speech_samples = sum(n for _, n in voiced)
+        self.speech_start = voiced[0][0] if voiced else None
+        self.speech_end = voiced[-1][0] + voiced[-1][1] if voiced else None
+        self.voiced = bool(voiced) and voiced[-1][0] == blocks[-1][0]
+
+    def _floor_update(self, lvl: float, n: int) -> None:
+        self.level = lvl
+        self._total += n
+        w = self._window
+        while w and w[-1][1] >= lvl:
+            w.pop()
+        w.append((self._total, lvl))
+        horizon = self._total - int(self.config.floor_window_s * self.sr)
+        while len(w) > 1 and w[0][0] <= horizon:
+            w.popleft()
+
+
+# --- the microphone -------------------------------------------------------------------
+
+class Microphone:
+    """An open input stream whose callback only queues blocks.
+
+    Keep one open for a whole session: opening a stream per turn costs time and would
+    miss an answer begun the moment the persona stops. Blocks come out of
+    :meth:`read` as mono float32 at SAMPLE_RATE whatever the device's own rate.
+    """
+
+    def __init__(self, device: int | str | None = None, *, block_s: float = FRAME_S) -> None:
+        self.spec = device
+        self.block_s = block_s
+        self.device: int | None = None
+        self.name = "microphone"
+        self.samplerate = SAMPLE_RATE
+        """Hertz: the rate the device is opened at (blocks are resampled from it)."""
+        self.overflows = 0
+        """Blocks the device reported as overflowed (audio lost before it reached us)."""
+        self._q: queue.SimpleQueue[tuple[float, Any]] = queue.SimpleQueue()
+        self._stream: Any = None
+        self._resampler: Any = None
+
+    def open(self) -> Microphone:
+        """Open and start the input stream; raises DeviceError naming the device."""
+        from voice_sim.devices import load_sounddevice, resolve_device
+
+        sd = load_sounddevice()
+        self.device = resolve_device(self.spec, "input")
+        try:
+            info = sd.query_devices(self.device, "input")
+            self.name = str(info["name"])
+            rate = SAMPLE_RATE
+            try:
+                sd.check_input_settings(device=self.device, channels=1, dtype="int16",
+                                        samplerate=SAMPLE_RATE)
+            except sd.PortAudioError:
+                # Raw hardware devices may refuse 16 kHz: record at their own rate and
+                # resample outside the callback.
+                rate = int(info["default_samplerate"])
+            if rate != SAMPLE_RATE:
+                import soxr
+
+                self._resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
+            self.samplerate = rate
+            # 16-bit: what every microphone delivers natively, and the only format a
+            # raw-file virtual microphone (scripts/virtual_mic.py) can serve.
+            self._stream = sd.InputStream(samplerate=rate, blocksize=round(rate * self.block_s),
+                                          device=self.device, channels=1, dtype="int16",
+                                          callback=self._callback)
+            self._stream.start()
+        except (sd.PortAudioError, ValueError) as e:
+            self.close()
+            raise DeviceError(f"microphone {self.spec if self.spec is not None else self.name!r}"
+                              f": cannot open ({e})",
+                              hint="pick another with --input-device (see `voice-sim devices`)"
+                              ) from e
+        return self
+
+    def _callback(self, indata: Any, frames: int, t: Any, status: Any) -> None:
+        # Runs on the audio thread: copy and queue, nothing else (no locks held long,
+        # no I/O, no allocation beyond the copy).
+        if status:
+            self.overflows += 1
+        self._q.put((time.perf_counter(), indata[:, 0].copy()))
+
+    def read(self, timeout: float = 0.05) -> Block | None:
+        """The next block, or None when none arrived within ``timeout`` seconds."""
+        import numpy as np
+
+        try:
+            at, raw = self._q.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        x = raw.astype(np.float32) / 32768.0
+        if self._resampler is not None:
+            x = self._resampler.resample_chunk(x)
+        return Block(x, at)
+
+    def drain(self) -> list[Block]:
+        """Everything queued so far (audio heard before the turn began)."""
+        out = []
+        while (b := self.read(0)) is not None:
+            out.append(b)
+        return out
+
+    @property
+    def active(self) -> bool:
+        """True while the device is delivering audio."""
+        return bool(self._stream is not None and self._stream.active)
+
+    def close(self) -> None:
+        """Stop and close the stream (safe to call twice)."""
+        s, self._stream = self._stream, None
+        if s is not None:
+            s.stop()
+            s.close()
+
+    def __enter__(self) -> Microphone:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- incremental WAV ------------------------------------------------------------------
+
+class WavSink:
+    """A 16-bit WAV written block by block, valid on disk after every write.
+
+    libsndfile is told to rewrite the header after each write, so a crash or a kill
+    leaves a complete file holding everything captured; ``fsync`` (slow on real disks:
+    ~1-3 ms) runs only every ``sync_s`` seconds of audio, for power loss.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], sr: int = SAMPLE_RATE,
+                 sync_s: float = 1.0) -> None:
+        import soundfile as sf
+
+        self.path = Path(path)
+        self.sr = sr
+        self.frames = 0
+        self._sync_every = max(1, int(sync_s * sr))
+        self._since_sync = 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._f: soundfile.SoundFile | None = sf.SoundFile(
+                str(self.path), "w", samplerate=sr, channels=1, subtype="PCM_16", format="WAV")
+        except (OSError, RuntimeError) as e:
+            raise AudioError(f"{self.path}: cannot write the answer recording ({e})",
+                             hint="check the folder exists and is writable") from e
+        self._auto_header()
+
+    def _auto_header(self) -> None:
+        import soundfile as sf
+
+        try:
+            sf._snd.sf_command(self._f._file, _SFC_SET_UPDATE_HEADER_AUTO,  # type: ignore[union-attr]
+                               sf._ffi.NULL, 1)
+            self._auto = True
+        except AttributeError:
+            # A soundfile without these internals: fall back to flush (header + fsync)
+            # after every block — slower, equally safe.
+            self._auto = False
+
+    def write(self, samples: np.ndarray) -> None:
+        """Append mono float samples and make them durable."""
+        import numpy as np
+
+        if self._f is None:
+            raise AudioError(f"{self.path}: already closed", hint="open a new WavSink")
+        self._f.write(np.clip(samples, -1.0, 1.0))
+        self.frames += len(samples)
+        self._since_sync += len(samples)
+        if not self._auto or self._since_sync >= self._sync_every:
+            self._f.flush()
+            self._since_sync = 0
+
+    def close(self) -> None:
+        """Finish the file (safe to call twice)."""
+        f, self._f = self._f, None
+        if f is not None:
+            f.close()
+
+    def __enter__(self) -> WavSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- engine feeding -------------------------------------------------------------------
+
+_SPECULATE = "speculate"
+_END = "end"
+_ABANDON = "abandon"
+
+
+class _EngineFeeder:
+    """Feeds an engine stream on a thread of its own, so slow partial decodes never delay
+    the voice-activity decisions; reports changed partials as captions.
+
+    With ``early_final`` it also transcribes the whole answer as soon as a pause
+    begins (``engine.transcribe`` on exactly the audio the stream has had). When the
+    pause turns out to be the end of the turn and nothing was fed since, that result is
+    the final transcript, ready (or nearly) when the end is detected; for batch engines
+    like Whisper this takes the final decode off the turn's latency.
+    """
+
+    def __init__(self, source: Engine | Stream, on_caption: Callable[[str], None] | None,
+                 early_final: bool) -> None:
+        # A bare stream cannot transcribe a whole clip, so it gets no early final.
+        self.engine: Engine | None = None if _is_stream(source) else source  # type: ignore[assignment]
+        self.stream: Stream = source if _is_stream(source) else source.stream()  # type: ignore[union-attr,assignment]
+        self.on_caption = on_caption
+        self.early_final = early_final and self.engine is not None
+        self.captions: list[str] = []
+        self.error: BaseException | None = None
+        self.result: Transcript | None = None
+        self.used_early = False
+        self.early_runs = 0
+        self._fed: list[np.ndarray] = []
+        self._fed_n = 0
+        self._early: tuple[int, Transcript] | None = None
+        self._q: queue.SimpleQueue[np.ndarray | str] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="engine-feeder", daemon=True)
+        self._thread.start()
+
+    def feed(self, samples: np.ndarray) -> None:
+        self._q.put(samples)
+
+    def speculate(self) -> None:
+        """Ask for an early final transcript of everything fed so far."""
+        if self.early_final:
+            self._q.put(_SPECULATE)
+
+    def _run(self) -> None:
+        import numpy as np
+
+        pending: np.ndarray | str | None = None
+        try:
+            while True:
+                item = pending if pending is not None else self._q.get()
+                pending = None
+                if isinstance(item, str):
+                    if item == _ABANDON:
+                        return
+                    if item == _END:
+                        self.result = self._final()
+                        return
+                    self._speculate()
+                    continue
+                # Whatever piled up while the engine was busy goes in as one chunk.
+                parts = [item]
+                while True:
+                    try:
+                        nxt = self._q.get_nowait()
+                    except queue.Empty:
+                        break
+                    if isinstance(nxt, str):
+                        pending = nxt
+                        break
+                    parts.append(nxt)
+                chunk = np.concatenate(parts) if len(parts) > 1 else item
+                if self.early_final:
+                    self._fed.append(chunk)
+                self._fed_n += len(chunk)
+                text = (self.stream.accept(chunk) or "").strip()
+                if text and (not self.captions or text != self.captions[-1]):
+                    self.captions.append(text)
+                    if self.on_caption is not None:
+                        self.on_caption(text)
+        except BaseException as e:
+            self.error = e
+
+    def _speculate(self) -> None:
+        import numpy as np
+
+        if (self.engine is None or not self._fed_n
+                or (self._early is not None and self._early[0] == self._fed_n)):
+            return
+        self.early_runs += 1
+        self._early = (self._fed_n, self.engine.transcribe(np.concatenate(self._fed)))
+
+    def _final(self) -> Transcript:
+        if self._early is not None and self._early[0] == self._fed_n:
+            self.used_early = True
+            return self._early[1]
+        return self.stream.finish()
+
+    def check(self) -> None:
+        """Re-raise, in the caller's thread, whatever failed in the engine thread."""
+        if self.error is not None:
+            raise self.error
+
+    def finish(self) -> Transcript:
+        """Wait for the queued audio to be accepted, then return the final transcript."""
+        self._q.put(_END)
+        self._thread.join()
+        self.check()
+        assert self.result is not None
+        return self.result
+
+    def abandon(self) -> None:
+        """Stop the thread without a result (the capture failed)."""
+        self._q.put(_ABANDON)
+        self._thread.join(timeout=5.0)
+
+
+def _is_stream(source: object) -> bool:
+    return hasattr(source, "accept") and hasattr(source, "finish")
+
+
+# --- keys and the live line -----------------------------------------------------------
+
+class KeyPoll(Protocol):
+    """Anything that reports an early-end key press."""
+
+    def poll(self) -> Literal["key", "quit"] | None:
+        """``key`` (end this answer), ``quit`` (end the session) or None; consumes it."""
+        ...
+
+    def clear(self) -> None:
+        """Forget presses made before now."""
+        ...
+
+
+class KeyWatcher:
+    """Enter ends the answer early; ``q`` + Enter quits. Reads lines from stdin on a
+    daemon thread; does nothing when stdin is not a terminal (unless ``enabled``)."""
+
+    def __init__(self, stdin: IO[str] | None = None, *, enabled: bool | None = None) -> None:
+        self.stdin = stdin if stdin is not None else sys.stdin
+        if enabled is None:
+            enabled = bool(getattr(self.stdin, "isatty", lambda: False)())
+        self.enabled = enabled
+        self._q: queue.SimpleQueue[Literal["key", "quit"]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> KeyWatcher:
+        """Start reading (once; the thread lives as long as the process reads stdin)."""
+        if self.enabled and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="keys", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        for line in self.stdin:
+            self._q.put("quit" if line.strip().lower() in ("q", "quit") else "key")
+        # stdin closed (Ctrl-D): treat it as quitting, as a shell would.
+        self._q.put("quit")
+
+    def poll(self) -> Literal["key", "quit"] | None:
+        """The oldest unhandled press, or None."""
+        try:
+            return self._q.get_nowait()
+        except queue.Empty:
+            return None
+
+    def clear(self) -> None:
+        """Forget presses made before now (e.g. during the persona's line)."""
+        while self.poll() is not None:
+            pass
+
+
+class LiveLine:
+    """One terminal line rewritten with ``\\r``: a level meter and the live caption.
+
+    Silent when ``out`` is not a terminal (unless ``enabled``), so logs and pipes get no
+    control characters.
+    """
+
+    CELLS = 8
+
+    def __init__(self, out: IO[str] | None = None, *, enabled: bool | None = None,
+                 width: int | None = None, interval_s: float = 0.05) -> None:
+        self.out = out if out is not None else sys.stdout
+        if enabled is None:
+            enabled = bool(getattr(self.out, "isatty", lambda: False)())
+        self.enabled = enabled
+        self.width = width
+        self.interval_s = interval_s
+        self.caption_text = ""
+        self.level_dbfs = -120.0
+        self._last = 0.0
+        self._drawn = False
+        self._lock = threading.Lock()
+
+    def level(self, dbfs: float) -> None:
+        """Show a new level (redrawn at most every ``interval_s``)."""
+        self.level_dbfs = dbfs
+        if time.perf_counter() - self._last >= self.interval_s:
+            self.draw()
+
+    def caption(self, text: str) -> None:
+        """Show a new partial result."""
+        self.caption_text = text
+        self.draw()
+
+    def render(self) -> str:
+        """The line as it is drawn (without the ``\\r``)."""
+        # -60 dBFS (a quiet room) shows no cells, 0 dBFS all of them.
+        filled = round(min(1.0, max(0.0, (self.level_dbfs + 60.0) / 60.0)) * self.CELLS)
+        meter = "[" + "▮" * filled + "▯" * (self.CELLS - filled) + "]"
+        width = self.width or _terminal_width()
+        room = max(0, width - len(meter) - 2)
+        text = self.caption_text
+        if len(text) > room:
+            text = "…" + text[-(room - 1):] if room > 1 else ""
+        return f"{meter} {text}".ljust(width - 1)
+
+    def draw(self) -> None:
+        """Rewrite the line now."""
+        if not self.enabled:
+            return
+        with self._lock:
+            self.out.write("\r" + self.render())
+            self.out.flush()
+            self._drawn = True
+            self._last = time.perf_counter()
+
+    def clear(self) -> None:
+        """Blank the line and put the cursor at its start, ready for other output."""
+        if not self.enabled or not self._drawn:
+            return
+        with self._lock:
+            width = self.width or _terminal_width()
+            self.out.write("\r" + " " * (width - 1) + "\r")
+            self.out.flush()
+            self._drawn = False
+        self.caption_text = ""
+
+    def close(self, final: str | None = None) -> None:
+        """End the line (replacing it with ``final`` when given)."""
+        if not self.enabled or not (self._drawn or final):
+            return
+        with self._lock:
+            width = self.width or _terminal_width()
+            self.out.write("\r" + (final or "").ljust(width - 1) + "\n" if final
+                           else "\n")
+            self.out.flush()
+            self._drawn = False
+        self.caption_text = ""
+
+
+def _terminal_width() -> int:
+    import shutil
+
+    return max(20, shutil.get_terminal_size((80, 24)).columns)
+
+
+# --- one answer -----------------------------------------------------------------------
+
+def capture_answer(
+    mic: Microphone,
+    engine: Engine | Stream | None = None,
+    config: TurnConfig | None = None,
+    *,
+    sink: str | os.PathLike[str] | WavSink | None = None,
+    on_caption: Callable[[str], None] | None = None,
+    on_level: Callable[[float], None] | None = None,
+    keys: KeyPoll | None = None,
+) -> CapturedAnswer:
+    """Capture one answer from an open microphone until the turn ends.
+
+    Audio queued before the call (the persona's line) only teaches the noise floor.
+    ``engine`` (an Engine, or one of its streams) is fed the speech as it comes and
+    finished when the turn ends; given the Engine itself, the result may come from an
+    early final decode (``TurnConfig.early_final``), which is what keeps Whisper's turn
+    latency low. Without an engine the answer is only recorded. ``sink`` (a path or a
+    :class:`WavSink`) receives every block as it arrives and is closed on return or on
+    any exception, Ctrl-C included.
+    ``on_caption`` gets each new partial text (on the engine thread), ``on_level``
+    each block's level in dBFS. Raises DeviceError when the microphone stops
+    delivering audio.
+    """
+    import numpy as np
+
+    cfg = config or TurnConfig()
+    det = TurnDetector(cfg)
+    for b in mic.drain():
+        det.observe(b.samples)
+    det.start_turn()
+    if keys is not None:
+        keys.clear()
+    wav = sink if isinstance(sink, WavSink) or sink is None else WavSink(sink)
+    early = cfg.early_final
+    if early is None:
+        early = engine is not None and getattr(engine, "name", "vosk") != "vosk"
+    feeder = _EngineFeeder(engine, on_caption, early) if engine is not None else None
+    asked_early = False
+    # Measured (bench_latency.py, Whisper, stream only): feeding 0.5 s of the final
+    # silence instead of 0.2 s cut the median final-transcript wait from ~1 s to ~0.3 s.
+    hold_after = (cfg.hold_after_s if feeder is not None and feeder.early_final
+                  else max(cfg.hold_after_s, 0.5))
+
+    blocks: list[np.ndarray] = []
+    fed_from: int | None = None  # index of the first block given to the engine
+    held: list[int] = []  # indexes of blocks held back (silence) from the engine
+    preroll = max(1, round(cfg.preroll_s / mic.block_s))
+    reason: EndReason | None = None
+    ended_at = time.perf_counter()
+    last_block_at = ended_at
+    try:
+        while reason is None:
+            if keys is not None and (k := keys.poll()) is not None:
+                reason, ended_at = k, time.perf_counter()
+                break
+            if feeder is not None:
+                feeder.check()
+            block = mic.read(timeout=0.05)
+            if block is None:
+                if time.perf_counter() - last_block_at > cfg.stall_s:
+                    raise DeviceError(
+                        f"microphone {mic.name!r} stopped delivering audio "
+                        f"after {det.pos / SAMPLE_RATE:.1f} s",
+                        hint="check the device is still connected, or pick another with "
+                             "--input-device; what was captured is saved"
+                        + (f" in {wav.path}" if wav is not None else ""))
+                continue
+            last_block_at = block.at
+            x = block.samples
+            blocks.append(x)
+            if wav is not None:
+                wav.write(x)
+            reason = det.push(x)
+            if reason is not None:
+                ended_at = block.at
+            if on_level is not None:
+                on_level(det.level)
+            i = len(blocks) - 1
+            if feeder is None:
+                continue
+            if det.voiced:
+                asked_early = False
+                if fed_from is None:
+                    # Speech began: give the engine a little of what came before it.
+                    held = held[-preroll:]
+                    fed_from = held[0] if held else i
+                for j in held:
+                    feeder.feed(blocks[j])
+                held = []
+                feeder.feed(x)
+            elif fed_from is not None and det.silence_s < hold_after:
+                feeder.feed(x)
+            else:
+                held.append(i)
+                if fed_from is None and len(held) > preroll:
+                    held.pop(0)
+                if fed_from is not None and det.armed and not asked_early:
+                    feeder.speculate()
+                    asked_early = True
+        transcript = None
+        if feeder is not None:
+            if fed_from is None:
+                # No speech at all: let the engine see the last moments, so it still
+                # returns a (normally empty) transcript of its own making.
+                fed_from = held[0] if held else len(blocks)
+                for j in held:
+                    feeder.feed(blocks[j])
+            transcript = feeder.finish()
+        final_at = time.perf_counter()
+    except BaseException:
+        if feeder is not None:
+            feeder.abandon()
+        raise
+    finally:
+        if wav is not None and wav is not sink:
+            wav.close()
+
+    start = fed_from or 0
+    samples = (np.concatenate(blocks[start:]) if blocks[start:]
+               else np.zeros(0, np.float32)).astype(np.float32, copy=False)
+    offset = sum(len(b) for b in blocks[:start])
+    sr = SAMPLE_RATE
+    return CapturedAnswer(
+        reason=reason,
+        samples=samples,
+        offset_s=offset / sr,
+        duration_s=det.pos / sr,
+        heard_speech=det.armed,
+        speech_start_s=None if det.speech_start is None or not det.armed
+        else det.speech_start / sr,
+        speech_end_s=None if det.speech_end is None else det.speech_end / sr,
+        speech_s=det.speech_samples / sr,
+        transcript=transcript,
+        captions=tuple(feeder.captions) if feeder is not None else (),
+        ended_at=ended_at,
+        final_at=final_at,
+        wav=wav.path if wav is not None else None,
+        noise_floor_dbfs=det.floor_dbfs,
+        early_final=feeder.used_early if feeder is not None else False,
+    )
