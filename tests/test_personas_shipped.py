@@ -152,22 +152,39 @@ def test_sample_replies_resolve(personas: dict[str, Persona], pid: str) -> None:
 
 
 @pytest.mark.parametrize("pid", IDS)
-def test_sample_replies_are_good_answers(personas: dict[str, Persona], pid: str) -> None:
-    """Every line that expects an answer has a model one: it holds at least one of the
-    steps the line expects and no pitfall, and from that line, answering with the
-    sample replies ends the call well (resolved) within the turn limit."""
-    from voice_sim.rubric import score_reply
+def test_sample_replies_are_model_answers(personas: dict[str, Persona], pid: str) -> None:
+    """Every line that expects an answer has a model one: the scorer hears every
+    word-level step the line expects (``stay_calm`` is delivery, not words) and no
+    pitfall, so a calm delivery of it scores 100; and from that line, answering with
+    the sample replies ends the call well (resolved) within the turn limit."""
+    from voice_sim.rubric import score_reply, turn_score
 
     p = personas[pid]
     for line in p.lines.values():
         if line.end is not None:
             continue
         assert line.sample_reply, f"{pid}:{line.id} has no sample_reply"
-        found = score_reply(line.sample_reply, line.text)
-        assert not {d.id for d in found.pitfalls}, (line.id, found.pitfalls)
-        assert found.ids & set(line.expects), (line.id, sorted(found.ids), line.expects)
+        found = score_reply(line.sample_reply, customer=line.text)
+        where = f"{pid}:{line.id}: {line.sample_reply!r}"
+        missed = [e for e in line.expects if e != "stay_calm" and found.get(e) is None]
+        assert missed == [], (where, "misses", missed, "heard", sorted(found.ids))
+        assert [d.id for d in found.pitfalls] == [], (where, found.pitfalls)
+        assert turn_score(found, line.expects, calm=True).score == 100, where
         call, path = drive(p, None, calm=True, start=line.id)
         assert call.outcome == "resolved", (line.id, path)
+
+
+@pytest.mark.parametrize("pid", IDS)
+def test_sample_replies_sound_like_phone_replies(personas: dict[str, Persona],
+                                                 pid: str) -> None:
+    """A model answer is something a person would say: one to three sentences, not a
+    list of stock phrases."""
+    for line in personas[pid].lines.values():
+        if line.end is not None:
+            continue
+        sentences = [s for s in re.split(r"(?<=[.?!])\s+", line.sample_reply.strip()) if s]
+        assert 1 <= len(sentences) <= 3, (pid, line.id, sentences)
+        assert len(_words(line.sample_reply)) <= 45, (pid, line.id)
 
 
 @pytest.mark.parametrize("pid", IDS)

@@ -117,6 +117,65 @@ def test_no_problem_and_no_wonder_are_not_negations() -> None:
     assert "empathize" in score_reply("No wonder you're fed up.").ids
 
 
+@pytest.mark.parametrize(("reply", "present", "absent"), [
+    # honest limits
+    ("We can't promise an exact match to a screen.", {"set_expectations"}, set()),
+    ("That's above what I can approve myself, so I'm bringing in my team leader.",
+     {"set_expectations", "escalate"}, {"excuse"}),
+    # agreeing that something is unfair is empathy; saying the complaint is unfair argues
+    ("You're right, and that isn't fair on you.", {"empathize"}, {"argue"}),
+    ("That's not fair, our prices are fine.", {"argue"}, {"empathize"}),
+    # a refusal with an alternative is honest; the same refusal alone is an excuse
+    ("I can't change the ink, but I can post you a printed sample.",
+     {"set_expectations", "offer_solution"}, {"excuse"}),
+    ("I can't change the ink.", {"excuse"}, {"set_expectations"}),
+    ("Sorry, I can't.", {"excuse"}, {"apologize"}),
+    ("I can't, but I'll ask my manager to call you.", {"set_expectations", "escalate"},
+     {"excuse"}),
+    # hand-overs to a named person, or with no "to ..."
+    ("My team leader Jordan can, and I can bring Jordan in.", {"escalate"}, set()),
+    ("Let me transfer you now.", {"escalate"}, set()),
+    ("I can't transfer you now.", {"excuse"}, {"escalate"}),
+    ("You can bring it in to any branch.", set(), {"escalate"}),
+    # anyone's promise of an immediate call-back
+    ("Jordan will call you straight back.", {"follow_up"}, set()),
+    ("Is there anything more I can do for you?", {"follow_up"}, set()),
+    # the system as the reason for not doing something offers nothing
+    ("The system doesn't let me book a time.", {"excuse"}, {"offer_solution"}),
+    ("There's nothing more I can do.", {"excuse"}, set()),
+    # decisions on the borderline cases (see rubric.yaml)
+    ("Just restart the router, okay?", {"dismissive"}, set()),
+    ("I'm booking an engineer, and just restart it if it drops again, okay?",
+     {"offer_solution"}, {"dismissive"}),
+    ("Let me make it plain: you keep your number and your voicemail.",
+     {"set_expectations"}, set()),
+    ("You keep saying that, but it's not true.", {"argue"}, {"set_expectations"}),
+    # times on a clock; the agent's own call-back time stays follow_up only
+    ("The part arrives at nine tomorrow and it'll be ready by twelve noon.",
+     {"set_expectations"}, set()),
+    ("I'll call you tomorrow at nine to confirm.", {"follow_up"}, {"set_expectations"}),
+    # validation without a feeling word; "how much" here is not a question
+    ("I understand how much these matter to you.", {"empathize"}, {"ask_clarify"}),
+    ("You have every right to expect these to be perfect.", {"empathize"}, set()),
+    ("I'll have it corrected on the new proof.", {"offer_solution"}, set()),
+])
+def test_misses_found_while_writing_persona_replies(reply: str, present: set[str],
+                                                    absent: set[str]) -> None:
+    ids = score_reply(reply).ids
+    assert present <= ids, (reply, sorted(ids))
+    assert not absent & ids, (reply, sorted(ids))
+
+
+def test_speech_engine_slips_in_model_answers_still_score() -> None:
+    """Whisper on synthetic speech drops articles and mishears "one": the phrase
+    around them still carries the step."""
+    assert "empathize" in score_reply("on a pension that's real squeeze").ids
+    assert "break_down" in score_reply("let's take them well at a time starting with "
+                                       "the ink color").ids
+    assert "empathize" in score_reply("I understand how much these matter to, let's "
+                                      "go").ids
+
+
 def test_a_step_without_any_stock_phrase() -> None:
     customer = "I've been on hold for forty minutes and got transferred three times!"
     content = score_reply("Forty minutes on hold and three transfers — I'd be annoyed too.",

@@ -55,6 +55,17 @@ How a reply is read (:func:`score_reply`):
    20 words of it (with no customer line: two content words after it). A bare "I hear
    you" is neither.
 
+Borderline wordings, decided (each has a labelled reply in ``tests/data/replies.jsonl``
+and a comment at its phrase in ``rubric.yaml``): a whole reply that is only "just <do
+this>, okay?" ("Just restart the router, okay?") is ``dismissive``, a brush-off with
+nothing acknowledged; the same words inside a reply that does something else are not
+flagged. Saying what stays the same after a change ("let me make it plain: you keep
+your number", "you won't lose anything") is ``set_expectations``. Agreeing that
+something "isn't fair on you" is ``empathize``; calling the complaint unfair ("that's
+not fair") still argues. Someone else's promise of an immediate call-back ("Jordan
+will call you straight back") is ``follow_up``; "a specialist will call you within two
+days" stays ``escalate`` + ``set_expectations``.
+
 Turn score (:func:`turn_score`), 0-100, with ``w(id)`` the rubric weight:
 
 * E = the steps the persona line expects, plus ``stay_calm`` whenever delivery was
