@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from voice_sim import __version__
 from voice_sim.errors import VoiceSimError
@@ -37,13 +38,22 @@ def _device_args(p: argparse.ArgumentParser, *, inp: bool = True, out: bool = Tr
 def _voice_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--voice", metavar="ID", help="voice id (see `voice-sim voices`)")
     p.add_argument("--rate", type=int, metavar="WPM", help="speaking rate, words per minute")
-    p.add_argument("--pitch", type=int, metavar="0-99", help="voice pitch (espeak scale, 50 = normal)")
+    p.add_argument("--pitch", type=int, metavar="0-99",
+                   help="voice pitch (espeak scale, 50 = normal)")
     p.add_argument("--volume", type=float, metavar="0-1", help="volume, 0.0 to 1.0")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what is wrong and where to look), like
+    every other error, instead of the whole usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"voice-sim: error: {message} — see `{self.prog} --help`\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="voice-sim",
         description="Rehearse difficult customer calls aloud, offline: a scripted caller "
                     "speaks, you answer, and your words and delivery are scored.",
@@ -58,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     # --- foundation ---------------------------------------------------------------
-    cmd("doctor", "voice_sim.doctor:cmd_doctor",
-        "check what works on this machine and how to fix what does not")
+    p = cmd("doctor", "voice_sim.doctor:cmd_doctor",
+            "check what works on this machine and how to fix what does not")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = cmd("devices", "voice_sim.devices:cmd_devices", "list audio input and output devices")
     p.add_argument("--json", action="store_true", help="print JSON")
     p = cmd("voices", "voice_sim.speak:cmd_voices", "list the installed text-to-speech voices")
@@ -83,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", default="vosk-model-small-en-us-0.15", help="model name")
     p.add_argument("--url", help="download from this address instead of the official one")
     p.add_argument("--sha256", help="expected checksum (required with --url for unknown models)")
-    p.add_argument("--dest", metavar="DIR", help="install under this folder (default audio_models/)")
+    p.add_argument("--dest", metavar="DIR",
+                   help="install under this folder (default audio_models/)")
 
     # --- delivery -----------------------------------------------------------------
     p = cmd("delivery", "voice_sim.delivery:cmd_delivery",
@@ -134,10 +146,87 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("persona", help="persona id or file")
     p.add_argument("--line", metavar="ID", required=True, help="the line to record")
     p.add_argument("--seconds", type=float, default=15.0, help="longest take (default 15)")
+    p.add_argument("--tries", type=int, default=3,
+                   help="takes to try when one is silent, too quiet or clipped (default 3)")
     _device_args(p, out=False)
     p = cmd("graph", "voice_sim.persona_cli:cmd_graph", "print the call's branching as Mermaid",
             parent=psub)
     p.add_argument("persona", help="persona id or file")
+
+    # --- the call -----------------------------------------------------------------
+    p = cmd("practice", "voice_sim.practice:cmd_practice",
+            "a live practice call: the customer speaks, you answer aloud")
+    p.add_argument("persona", help="persona id or file (see `voice-sim personas`)")
+    _device_args(p)
+    _engine_args(p)
+    p.add_argument("--baseline", metavar="FILE", help="a calm reading of yours to compare with")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="skip the calm reading at the start (population defaults)")
+    p.add_argument("--coach", choices=("live", "after", "off"), default="after",
+                   help="hints after each turn (live), at the end (after, default), or none")
+    p.add_argument("--silence-end", type=float, default=0.8, metavar="S",
+                   help="seconds of silence that end your answer (default 0.8)")
+    p.add_argument("--max-answer", type=float, default=60.0, metavar="S",
+                   help="longest answer in seconds (default 60)")
+    p.add_argument("--rubric", metavar="FILE", help="extra rubric file")
+    p.add_argument("--out", metavar="DIR", help="where session folders go")
+    p.add_argument("--json", action="store_true", help="print the session as JSON at the end")
+    p = cmd("run", "voice_sim.practice:cmd_run",
+            "a headless call on prerecorded answers (01.wav, 02.wav, … in a folder)")
+    p.add_argument("persona", help="persona id or file")
+    p.add_argument("--answers", metavar="DIR", required=True,
+                   help="folder of answer audio files, taken in name order")
+    _engine_args(p)
+    p.add_argument("--baseline", metavar="FILE", help="a calm reading by the same speaker")
+    p.add_argument("--min-score", type=float, metavar="N",
+                   help="exit 1 when the session score is below N (0-100)")
+    p.add_argument("--rubric", metavar="FILE", help="extra rubric file")
+    p.add_argument("--out", metavar="DIR", help="where session folders go")
+    p.add_argument("--json", action="store_true", help="print the session as JSON")
+    p = cmd("demo", "voice_sim.practice:cmd_demo",
+            "a whole call with a synthetic trainee: no microphone, no download")
+    p.add_argument("--persona", metavar="ID", help="persona id or file (default: double-billing)")
+    _engine_args(p)
+    p.add_argument("--play", action="store_true", help="play the call on the speaker too")
+    _device_args(p, inp=False)
+    p.add_argument("--out", metavar="DIR", help="where session folders go")
+    p.add_argument("--json", action="store_true", help="print the session as JSON")
+    p = cmd("fixtures", "voice_sim.fixtures:cmd_fixtures_help",
+            "answer audio for automated tests of personas")
+    fsub = p.add_subparsers(dest="fixtures_command", metavar="ACTION")
+    p = cmd("make", "voice_sim.fixtures:cmd_fixtures_make",
+            "render answer audio from text (NAME.fixtures.yaml) and a call spec to fill in",
+            parent=fsub)
+    p.add_argument("spec", metavar="SPEC", help="fixtures spec: persona, voice, replies")
+    p.add_argument("--force", action="store_true",
+                   help="rewrite the call spec even if it exists")
+    p.add_argument("--json", action="store_true", help="print what was written as JSON")
+
+    # --- reports and progress -----------------------------------------------------
+    p = cmd("report", "voice_sim.report:cmd_report",
+            "write the HTML report of a session folder (charts, transcripts, audio)")
+    p.add_argument("session_dir", metavar="SESSION_DIR", help="a session folder")
+    p.add_argument("--out", metavar="FILE",
+                   help="where to write it (default SESSION_DIR/report.html)")
+    p.add_argument("--open", action="store_true", help="open it in the web browser")
+    p.add_argument("--audio", choices=("auto", "embed", "link"), default="auto",
+                   help="embed the audio in the file, or link the session's WAVs "
+                        "(default auto: embed unless the audio is over 24 MB)")
+    p.add_argument("--text", action="store_true", help="print the terminal scorecard instead")
+    p = cmd("history", "voice_sim.history:cmd_history",
+            "your progress over time: scores, calm delivery and each step")
+    p.add_argument("--persona", metavar="ID", help="only sessions with this persona")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--html", metavar="FILE", help="write the history page with charts")
+    p.add_argument("--db", metavar="PATH", help="history database file (default: in the data "
+                   "folder; env VOICE_SIM_HISTORY)")
+    hsub = p.add_subparsers(dest="history_command", metavar="ACTION")
+    p = cmd("import", "voice_sim.history:cmd_history_import",
+            "add existing session folders (or folders of them) to the history", parent=hsub)
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="session folders")
+    # SUPPRESS: an unset sub-option must not overwrite `history --db X import ...`.
+    p.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS,
+                   help="history database file")
 
     return parser
 
