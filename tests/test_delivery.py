@@ -184,7 +184,7 @@ def test_agitated_versions_are_not_calm(calm_clip: tuple[Path, Baseline],
         if fx[0] == "pitch":
             assert d.pitch.shift_semitones is not None
             assert abs(d.pitch.shift_semitones - 4) < 0.3
-            assert re.match(r"pitch 4\.\d semitones above your calm baseline", d.reasons[0])
+            assert re.match(r"pitch [34]\.\d semitones above your calm baseline", d.reasons[0])
         elif fx[0] == "tempo":
             assert d.pace.ratio is not None and 1.2 <= d.pace.ratio <= 1.4
             assert "as fast as your calm baseline" in d.reasons[0]
