@@ -1,38 +1,54 @@
 #!/usr/bin/env python3
 """Turn latency of the live path, in real time, through a virtual microphone.
 
-For each of N spoken answers (espeak-ng, varied sentences) this drives the real live
-capture — PortAudio, the ALSA virtual microphone ``vsim_mic`` fed in real time by
-scripts/virtual_mic.py, voice_sim.listen, a real speech engine — and then plays a
-pre-rendered persona line on the virtual speaker ``vsim_spk``, and prints the
-distribution (median, p95, max) of:
+Session mode (the default) drives the whole live call as ``voice-sim practice`` runs
+it: :func:`voice_sim.session.run_call` with a :class:`voice_sim.practice.LiveTrainee`
+on a :class:`voice_sim.listen.Microphone` (the ALSA virtual microphone ``vsim_mic``,
+fed in real time by scripts/virtual_mic.py), a :class:`voice_sim.session.DeviceSpeaker`
+on the virtual speaker ``vsim_spk``, Whisper (or ``--engine``), the shipped personas
+(``--persona``, one call each, ``--calls``) and a synthetic calm baseline, as
+``practice`` records one. The trainee's answers are TTS renders of each line's
+``sample_reply``, spoken ``--delay`` seconds after the persona's line is heard to end
+at the speaker. Per turn it prints, in milliseconds:
 
-  detect  the end detected, minus (the moment the speech ended + the silence setting):
-          how late voice activity fires, device buffering included
-  final   end detected -> final transcript ready
-  play    final transcript ready -> the persona's audio reaches the speaker
-  turn    end detected -> the persona's audio reaches the speaker (the target:
-          median <= 300 ms on 2 cores)
+  latency   Turn.latency_s: the end of the answer detected -> the next line handed to
+            the speaker (the target: median <= 300 ms on 2 cores), split into
+            final     -> the final transcript ready
+            content   -> the words scored
+            delivery  -> the delivery analysed
+            moved     -> the mood moved and the next line chosen
+            started   -> the line handed to the speaker
+  audible   the end of the answer detected -> the line's first sound at the speaker
+  deaf      the line finished playing -> the microphone capturing the next answer
+            (audio before that only teaches the noise floor: it must stay tiny)
+  detect    how late the end was detected: minus (the speech's true end + the
+            silence setting), device buffering included
 
-"detect" needs the true end of the speech, which only the harness knows: the feeder
-notes when it wrote the block holding the last speech sample of each answer.
+and the distribution (median, p95, max) of each over all turns.
 
-``--device fake`` runs the same loop through voice_sim.fake_audio at real-time speed
-instead (no PortAudio), labelled as such in the output.
+Capture mode (``--mode capture``) measures only capture_answer + playback of a fixed
+line, on short espeak-ng sentences: detect, final, play (final transcript -> sound at
+the speaker) and turn (end detected -> sound).
 
-    .venv/bin/python scripts/bench_latency.py --answers 10 --engine whisper
+``--device fake`` runs either through voice_sim.fake_audio (no PortAudio) instead,
+at ``--speed`` times real time, labelled as such in the output.
+
+    .venv/bin/python scripts/bench_latency.py --engine whisper [--calls 3] [--json]
+    .venv/bin/python scripts/bench_latency.py --mode capture --answers 10 --engine whisper
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +70,8 @@ SENTENCES = [
     "Is there anything else I can help you with today?",
 ]
 PERSONA_LINE = "Fine. And how long is that going to take?"
+DEFAULT_PERSONAS = "double-billing,late-sofa,perfectionist"
+"""Session mode: shipped personas whose good path takes 3-4 turns of 7-13 s answers."""
 
 
 def render(text: str, folder: Path, i: int, voice: str = "en-us") -> Any:
@@ -146,6 +164,199 @@ def run_fake(args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
     return rows
 
 
+# --- the whole session -------------------------------------------------------------------
+
+TRAINEE_VOICE = {"id": "en-us", "rate": 160, "pitch": 45}
+"""The synthetic trainee's voice (the demo's)."""
+STAGES = ("final", "content", "delivery", "moved", "started")
+"""The critical path of a turn, as voice_sim.session.TurnTiming stamps it."""
+
+
+class _Observed:
+    """Wraps the session's trainee and speaker to note when a line finished playing and
+    when the microphone was listening again (nothing else changes)."""
+
+    def __init__(self, trainee: Any, speaker: Any) -> None:
+        self.trainee, self.speaker = trainee, speaker
+        self.spoke_until: list[float] = []
+        self.listening_at: list[float] = []
+
+    def answer(self, turn: int, line: Any, wav: Path) -> Any:
+        self.listening_at.append(time.perf_counter())
+        return self.trainee.answer(turn, line, wav)
+
+    def speak(self, samples: Any, sr: int) -> float:
+        started = self.speaker.speak(samples, sr)
+        self.spoke_until.append(time.perf_counter())
+        return float(started)
+
+
+def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
+                va: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The real call engine: run_call + LiveTrainee(Microphone) + DeviceSpeaker, answers
+    (TTS renders of each line's sample_reply) spoken into the microphone in real time,
+    each ``--delay`` seconds after the persona's line has finished playing."""
+    import threading
+
+    from virtual_mic import MIC, SPEAKER, speech_end_index
+
+    mic_dev, spk_dev = (MIC, SPEAKER) if va is not None else (None, None)
+
+    from voice_sim.audio import load_audio
+    from voice_sim.delivery import Baseline
+    from voice_sim.listen import Microphone
+    from voice_sim.persona import load_persona
+    from voice_sim.practice import LiveTrainee, live_turn_config
+    from voice_sim.rubric import load_rubric
+    from voice_sim.session import (
+        BASELINE_SENTENCE,
+        CallEvents,
+        CallOptions,
+        DeviceSpeaker,
+        run_call,
+    )
+    from voice_sim.speak import Voice, cached_render
+
+    persona = load_persona(persona_id)
+    voice = Voice(**TRAINEE_VOICE)  # type: ignore[arg-type]
+    replies = {line.id: load_audio(cached_render(line.sample_reply, voice))
+               for line in persona.lines.values() if line.sample_reply and not line.end}
+    engine = load_engine(args.engine)
+    baseline = None
+    if not args.no_baseline:
+        # As `practice` does before the call: a calm reading (here synthetic) analysed
+        # with the engine's transcript, which also warms the delivery analysis up.
+        calm = load_audio(cached_render(BASELINE_SENTENCE, voice))
+        baseline = Baseline.from_audio(calm, engine.transcribe(calm))
+    fed: list[dict[str, Any]] = []  # one per answer spoken: its times
+    lines: list[tuple[Any, float]] = []
+    cv = threading.Condition()
+    stop = threading.Event()
+    fake = None
+
+    def on_line(line: Any, mood: float) -> None:
+        with cv:
+            lines.append((line, time.perf_counter()))
+            cv.notify()
+        if fake is not None and line.id in replies:
+            # The fake sound card starts it delay_s after this line's playback ends.
+            fake.add_answer(replies[line.id], delay_s=args.delay)
+            fed.append({"line": line.id, "speech_end_index": speech_end_index(
+                replies[line.id])})
+
+    def feeder() -> None:
+        # ALSA: wait for the line's sound to start at the virtual speaker and then stop,
+        # as a listener would, and answer `--delay` seconds later.
+        assert va is not None
+        done = 0
+        while not stop.is_set():
+            with cv:
+                while len(lines) == done and not stop.is_set():
+                    cv.wait(0.1)
+                if stop.is_set():
+                    return
+                line, asked = lines[done]
+                done += 1
+            if line.id not in replies:
+                continue
+            began = va.wait_sound(asked, timeout=30.0)
+            if began is None:
+                return
+            length = len(voice_samples(line)) / 16_000
+            while not stop.is_set() and (time.perf_counter() < began + 0.8 * length
+                                         or va.speaker_quiet_for() < QUIET_END_S):
+                time.sleep(0.005)
+            heard_end = time.perf_counter() - QUIET_END_S
+            u = va.say(replies[line.id], delay_s=max(0.0, args.delay - QUIET_END_S))
+            fed.append({"line": line.id, "utterance": u, "line_end": heard_end})
+
+    def voice_samples(line: Any) -> Any:
+        return load_audio(line.audio or cached_render(line.text, persona.voice))
+
+    out_root = folder / "sessions"
+    cfg = live_turn_config(args.silence_end)  # exactly what `practice` uses
+    if args.early_final is not None:
+        cfg = replace(cfg, early_final=args.early_final)
+    ctx: Any
+    if args.device == "fake":
+        from voice_sim.fake_audio import installed
+
+        ctx = installed(speed=args.speed)
+    else:
+        import contextlib
+
+        ctx = contextlib.nullcontext()
+    thread = None
+    with ctx as fake_dev:
+        fake = fake_dev
+        if va is not None:
+            thread = threading.Thread(target=feeder, daemon=True, name="bench-feeder")
+            thread.start()
+        with Microphone(mic_dev) as mic:
+            obs = _Observed(LiveTrainee(mic, engine, cfg), DeviceSpeaker(spk_dev))
+            options = CallOptions(engine=engine, baseline=baseline,
+                                  baseline_source=None if baseline is None else "synthetic",
+                                  rubric=load_rubric(), coach="after", out_root=out_root,
+                                  mode="practice")
+            t0 = time.perf_counter()
+            result = run_call(persona, obs, obs, options, CallEvents(on_line=on_line))
+            wall = time.perf_counter() - t0
+        stop.set()
+        fed_times = fake.answers_fed if fake is not None else []
+        fake_t0 = fake._t0 if fake is not None else 0.0
+        played = list(fake.played) if fake is not None else []
+    if thread is not None:
+        thread.join(timeout=2.0)
+    rows = []
+    for i, t in enumerate(result.turns):
+        tm = t.timing
+        r: dict[str, Any] = {"answer": i, "end_reason": t.answer.end_reason,
+                             "latency": t.latency_s, "text": t.transcript.text}
+        if tm is not None:
+            r.update(tm.stages())
+        if t.latency_s is None or tm is None or tm.ended is None:
+            print(f"  turn {t.index}: no next line or no live end ({t.answer.end_reason})",
+                  file=sys.stderr)
+            continue
+        sound = None
+        f = fed[i] if i < len(fed) else None
+        if va is not None:
+            sound = next((x for x in va.sound_starts if x >= (tm.moved or tm.ended)), None)
+            u = f["utterance"] if f else None
+            if u is not None and u.speech_end_at is not None:
+                r["detect"] = tm.ended - (u.speech_end_at + args.silence_end)
+        elif f is not None and i < len(fed_times) and fed_times[i][0] is not None:
+            speech_end = fake_t0 + (fed_times[i][0] + f["speech_end_index"] / 16_000) / args.speed
+            r["detect"] = tm.ended - (speech_end + args.silence_end / args.speed)
+            pb = played[i + 1] if i + 1 < len(played) else None
+            sound = pb.sound_at if pb is not None else None
+        if sound is not None:
+            r["audible"] = sound - tm.ended
+        if i + 1 < len(obs.listening_at) and i + 1 < len(obs.spoke_until):
+            r["deaf"] = obs.listening_at[i + 1] - obs.spoke_until[i + 1]
+        rows.append(r)
+        print_session_row(r)
+    first_deaf = obs.listening_at[0] - obs.spoke_until[0] if obs.spoke_until else None
+    meta = {"persona": persona.id, "outcome": result.outcome, "score": result.score,
+            "turns": len(result.turns),
+            "session_wall_s": round(wall, 2), "first_deaf_ms": None if first_deaf is None
+            else round(first_deaf * 1000, 1),
+            "baseline": baseline is not None}
+    return rows, meta
+
+
+QUIET_END_S = 0.15
+"""Seconds of silence at the virtual speaker that mark the end of the persona's line."""
+
+
+def print_session_row(r: dict[str, Any]) -> None:
+    parts = " ".join(f"{k} {r[k] * 1000:5.0f}" for k in STAGES if k in r)
+    extra = "".join(f"  {k} {r[k] * 1000:5.0f} ms" for k in ("audible", "deaf", "detect")
+                    if k in r)
+    print(f"  turn {r['answer'] + 1:2d}: latency {r['latency'] * 1000:5.0f} ms = {parts}"
+          f"{extra}  {r['text'][:40]!r}", file=sys.stderr)
+
+
 def turn_config(args: argparse.Namespace) -> Any:
     from voice_sim.listen import TurnConfig
 
@@ -181,43 +392,90 @@ def print_row(r: dict[str, Any]) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description="live turn latency through a virtual microphone")
-    p.add_argument("--answers", type=int, default=10, help="spoken answers (default 10)")
+    p.add_argument("--mode", choices=("session", "capture"), default="session",
+                   help="session: the whole live call (run_call + LiveTrainee + "
+                        "DeviceSpeaker, default); capture: capture_answer + playback only")
+    p.add_argument("--persona", default=DEFAULT_PERSONAS,
+                   help="session mode: shipped personas to call, comma-separated, taken in "
+                        f"turn (default {DEFAULT_PERSONAS})")
+    p.add_argument("--calls", type=int, default=3,
+                   help="session mode: calls in a row (default 3)")
+    p.add_argument("--delay", type=float, default=0.4,
+                   help="session mode: seconds from the end of a line to the answer")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="session mode: no calm baseline (the warm-up then runs in the call)")
+    p.add_argument("--answers", type=int, default=10,
+                   help="capture mode: spoken answers (default 10)")
     p.add_argument("--engine", default="auto", help="auto, vosk or whisper")
     p.add_argument("--device", choices=("alsa", "fake"), default="alsa",
                    help="alsa: PortAudio + ALSA virtual mic (default); fake: fake_audio")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="fake device only: pacing relative to real time (default 1)")
     p.add_argument("--play", choices=("devices", "low"), default="devices",
-                   help="devices: voice_sim.devices.play (the product path, default); low: "
-                        "sounddevice.play with latency='low' (alsa only), for comparison")
+                   help="capture mode: devices: voice_sim.devices.play (the product path, "
+                        "default); low: sounddevice.play with latency='low' (alsa only)")
     p.add_argument("--silence-end", type=float, default=0.8)
     p.add_argument("--early-final", choices=("auto", "on", "off"), default="auto",
-                   help="the early final transcript (default: auto = on except for Vosk)")
+                   help="the early final transcript (default auto: session mode as "
+                        "`practice` sets it, off; capture mode TurnConfig's, on except Vosk)")
     p.add_argument("--hold-after", type=float, default=None,
-                   help="seconds of trailing silence still fed to the engine "
+                   help="capture mode: seconds of trailing silence still fed to the engine "
                         "(TurnConfig.hold_after_s)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = p.parse_args()
     args.early_final = {"auto": None, "on": True, "off": False}[args.early_final]
+    if args.device == "alsa" and args.speed != 1.0:
+        p.error("--speed is for --device fake (the ALSA virtual microphone runs in real time)")
+    label = ("PortAudio + ALSA virtual microphone (real time)" if args.device == "alsa"
+             else f"fake sounddevice at {args.speed:g}x real time (NOT PortAudio)")
+    load = os.getloadavg()
+    meta: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="vsim-bench-") as tmp:
         folder = Path(tmp)
-        label = ("PortAudio + ALSA virtual microphone (real time)" if args.device == "alsa"
-                 else "fake sounddevice at real-time speed (NOT PortAudio)")
-        print(f"bench_latency: {args.answers} answers through {label}", file=sys.stderr)
-        rows = (run_alsa if args.device == "alsa" else run_fake)(args, folder)
+        if args.mode == "session":
+            personas = [x.strip() for x in args.persona.split(",") if x.strip()]
+            print(f"bench_latency: {args.calls} live call(s) with {', '.join(personas)} "
+                  f"through {label}", file=sys.stderr)
+            rows, calls = [], []
+            va = None
+            if args.device == "alsa":
+                from virtual_mic import VirtualAudio
+
+                # Once per process: ALSA reads its config when PortAudio starts.
+                va = VirtualAudio(folder / "vmic").activate()
+            for c in range(args.calls):
+                got, m = run_session(args, folder / f"call{c}", personas[c % len(personas)],
+                                     va)
+                rows += got
+                calls.append(m)
+                print(f"  call {c + 1}: {m['outcome']} in {m['turns']} turns, score "
+                      f"{m['score']:g}, {m['session_wall_s']} s", file=sys.stderr)
+            if va is not None:
+                va.close()
+            meta["calls"] = calls
+            keys: tuple[str, ...] = ("latency", "audible", *STAGES, "deaf", "detect")
+        else:
+            print(f"bench_latency: {args.answers} answers through {label}", file=sys.stderr)
+            rows = (run_alsa if args.device == "alsa" else run_fake)(args, folder)
+            keys = ("detect", "final", "play", "turn")
     if not rows:
-        print("bench_latency: no answer ended on silence", file=sys.stderr)
+        print("bench_latency: no turn ended on silence with a next line", file=sys.stderr)
         return 1
-    figures = {k: stats([r[k] for r in rows]) for k in ("detect", "final", "play", "turn")}
-    result = {"device": args.device, "engine": args.engine, "play": args.play,
-              "answers": len(rows),
-              "silence_end_s": args.silence_end, "early_final": args.early_final,
-              "figures": figures}
+    figures = {k: stats([r[k] for r in rows if r.get(k) is not None]) for k in keys
+               if any(r.get(k) is not None for r in rows)}
+    result = {"mode": args.mode, "device": args.device, "speed": args.speed,
+              "engine": args.engine, "answers": len(rows), "silence_end_s": args.silence_end,
+              "early_final": args.early_final, "nproc": os.cpu_count(),
+              "loadavg": [round(x, 2) for x in load], "figures": figures, **meta}
+    if args.mode == "capture":
+        result["play"] = args.play
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"device: {label}; engine: {args.engine}; play: {args.play}; "
-              f"answers: {len(rows)}")
+        print(f"{args.mode} mode; device: {label}; engine: {args.engine}; turns: {len(rows)}; "
+              f"load average {load[0]:.2f} on {os.cpu_count()} cores")
         for k, v in figures.items():
-            print(f"{k:>7}: median {v['median_ms']:7.1f} ms   p95 {v['p95_ms']:7.1f} ms   "
+            print(f"{k:>9}: median {v['median_ms']:7.1f} ms   p95 {v['p95_ms']:7.1f} ms   "
                   f"max {v['max_ms']:7.1f} ms")
     return 0
 

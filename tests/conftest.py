@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,3 +48,66 @@ def sox() -> Callable[..., Path]:
         return dst
 
     return run
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every call command records into the history database: keep the tests' calls out
+    of the user's own history (``VOICE_SIM_HISTORY`` is inherited by subprocesses)."""
+    import os
+
+    old = os.environ.get("VOICE_SIM_HISTORY")
+    os.environ["VOICE_SIM_HISTORY"] = str(tmp_path_factory.mktemp("history") / "h.sqlite3")
+    yield
+    if old is None:
+        os.environ.pop("VOICE_SIM_HISTORY", None)
+    else:
+        os.environ["VOICE_SIM_HISTORY"] = old
+
+
+RECORDED_REPLIES = (
+    "I'm so sorry about that. Being charged twice is really frustrating after such a long wait.",
+    "Calm down. That's our policy, there's nothing I can do.",
+    "You're right, and I apologize. Here's what I can do: I'll refund the duplicate payment "
+    "right now.",
+    "The refund takes three to five business days to reach your card.",
+)
+"""The trainee's answers in :func:`recorded_session` (the second one has pitfalls)."""
+
+
+@pytest.fixture(scope="session")
+def recorded_session(tmp_path_factory: pytest.TempPathFactory,
+                     espeak_wav: Callable[..., Path]) -> Path:
+    """A real session folder, built once per test run (~20 s): the ``run`` command's
+    engine (:func:`voice_sim.session.run_call`) on four espeak answers through Whisper,
+    with a calm baseline. Tests using it are marked ``slow`` and ``model``."""
+    from voice_sim.audio import load_audio
+    from voice_sim.delivery import Baseline
+    from voice_sim.engines import get_engine
+    from voice_sim.errors import ModelError
+    from voice_sim.persona import load_persona
+    from voice_sim.rubric import load_rubric
+    from voice_sim.session import (
+        BASELINE_SENTENCE,
+        CallOptions,
+        FileTrainee,
+        SilentSpeaker,
+        run_call,
+    )
+
+    try:
+        engine = get_engine("whisper")
+    except ModelError as e:
+        pytest.skip(f"no Whisper model: {e.line()}")
+    root = tmp_path_factory.mktemp("recorded")
+    answers = root / "answers"
+    answers.mkdir()
+    for i, text in enumerate(RECORDED_REPLIES, 1):
+        shutil.copy(espeak_wav(text), answers / f"{i:02d}.wav")
+    calm = load_audio(espeak_wav(BASELINE_SENTENCE))
+    options = CallOptions(engine=engine, baseline=Baseline.from_audio(calm),
+                          baseline_source="espeak calm reading", rubric=load_rubric(),
+                          out_root=root / "sessions", mode="run")
+    result = run_call(load_persona("double-billing"), FileTrainee(answers), SilentSpeaker(),
+                      options)
+    return result.dir

@@ -204,7 +204,6 @@ def test_killed_or_interrupted_mid_call_keeps_every_turn(tmp_path: Path, sig: in
         assert rec["status"] in ("in_progress", "complete")
 
 
-
 @pytest.mark.slow
 @pytest.mark.audio_device
 def test_live_path_through_a_fake_sound_card(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -7,6 +7,9 @@ figure is derived from the constants here.
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -67,13 +70,37 @@ def info(path: str | os.PathLike[str]) -> AudioInfo:
     if p.stat().st_size == 0:
         raise AudioError(f"{p}: the file is empty (0 bytes)", hint="record or export it again")
     try:
-        i = sf.info(str(p))
+        with _quiet_stderr():
+            i = sf.info(str(p))
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        detail = _short(e)
+        if "does not exist" in detail:  # libsndfile's words for bytes its MP3 decoder refused
+            detail = "format not recognised"
         raise AudioError(
-            f"{p}: not a readable audio file ({_short(e)})",
+            f"{p}: not a readable audio file ({detail})",
             hint="use WAV, FLAC, OGG or MP3; convert with e.g. `sox in.xxx out.wav`",
         ) from e
     return AudioInfo(p, int(i.samplerate), int(i.channels), int(i.frames), str(i.subtype))
+
+
+def check_audio(path: str | os.PathLike[str], *,
+                max_duration_s: float | None = None) -> AudioInfo:
+    """Everything :func:`load_audio` can refuse from the header alone, without decoding:
+    missing, empty, unreadable, 0 frames, over-long, or a WAV cut short.
+
+    Cheap, so a command checks all its input files before it loads a speech model.
+    """
+    meta = info(path)
+    limit = MAX_DURATION_S if max_duration_s is None else max_duration_s
+    if meta.frames == 0:
+        raise AudioError(f"{meta.path}: holds no audio (0 frames)", hint="record it again")
+    if meta.duration_s > limit:
+        raise AudioError(
+            f"{meta.path}: {meta.duration_s:.1f} s long, over the {limit:g} s limit",
+            hint="trim it, or raise VOICE_SIM_MAX_AUDIO_S",
+        )
+    _check_wav_complete(meta.path)
+    return meta
 
 
 def load_audio(
@@ -93,44 +120,62 @@ def load_audio(
     import numpy as np
     import soundfile as sf
 
-    meta = info(path)
-    limit = MAX_DURATION_S if max_duration_s is None else max_duration_s
-    if meta.frames == 0:
-        raise AudioError(f"{meta.path}: holds no audio (0 frames)", hint="record it again")
-    if meta.duration_s > limit:
-        raise AudioError(
-            f"{meta.path}: {meta.duration_s:.1f} s long, over the {limit:g} s limit",
-            hint="trim it, or raise VOICE_SIM_MAX_AUDIO_S",
-        )
-    _check_wav_complete(meta.path)
+    meta = check_audio(path, max_duration_s=max_duration_s)
     try:
-        data, file_sr = sf.read(str(meta.path), dtype="float32", always_2d=True)
+        with _quiet_stderr():
+            mono, file_sr = _read_mono(meta.path)
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
         raise AudioError(
             f"{meta.path}: the audio data is damaged ({_short(e)})",
             hint="export or record the file again",
         ) from e
-    if data.shape[0] == 0:
+    if mono.shape[0] == 0:
         raise AudioError(f"{meta.path}: holds no audio (0 frames)", hint="record it again")
     # Compressed formats whose data ends early decode short of the header's length.
     # (10% slack: some MP3 headers only estimate it.)
-    if data.shape[0] < 0.9 * meta.frames:
+    if mono.shape[0] < 0.9 * meta.frames:
         raise AudioError(
-            f"{meta.path}: is cut short: it holds {data.shape[0] / file_sr:.2f} s of the "
+            f"{meta.path}: is cut short: it holds {mono.shape[0] / file_sr:.2f} s of the "
             f"{meta.duration_s:.2f} s its header promises",
             hint="the recording or copy was interrupted; record or export it again",
         )
-    # Zero bad samples before mixing, so one broken channel does not silence the other.
-    data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
-    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-    np.clip(mono, -1.0, 1.0, out=mono)
     samples = resample(mono, int(file_sr), sr)
+    # After resampling: its ringing can overshoot full scale by a few percent.
+    np.clip(samples, -1.0, 1.0, out=samples)
     if not allow_silent and is_silent(samples):
         raise AudioError(
             f"{meta.path}: is silent (peak below {SILENCE_DBFS:.0f} dBFS)",
             hint="check the microphone level and record again",
         )
     return samples
+
+
+_BLOCK_FRAMES = 1 << 16
+"""Frames decoded at a time by :func:`_read_mono`."""
+
+
+def _read_mono(path: Path) -> tuple[np.ndarray, int]:
+    """Decode block by block, mixing down as it goes.
+
+    Memory follows the audio actually present, one channel's worth: reading the file
+    in one go would first allocate frames x channels as the header claims, and a
+    damaged or hostile header can claim many gigabytes.
+    """
+    import numpy as np
+    import soundfile as sf
+
+    parts = []
+    with sf.SoundFile(str(path)) as f:
+        # Not SoundFile.blocks(): it pads a short last read with stale samples.
+        while len(block := f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)):
+            # Zero bad samples before mixing, so one broken channel does not silence
+            # the other.
+            block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
+            parts.append(block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1
+                         else block[:, 0].copy())
+        file_sr = int(f.samplerate)
+    mono = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    return mono, file_sr
 
 
 def resample(samples: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
@@ -162,12 +207,15 @@ def write_wav(path: str | os.PathLike[str], samples: np.ndarray, sr: int = SAMPL
     import numpy as np
     import soundfile as sf
 
+    from voice_sim.paths import DIR_MODE, create_file
+
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    p.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     data = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
     try:
-        sf.write(str(tmp), data, sr, subtype="PCM_16", format="WAV")
+        with open(create_file(tmp), "wb") as f:
+            sf.write(f, data, sr, subtype="PCM_16", format="WAV")
         os.replace(tmp, p)
     except OSError as e:
         tmp.unlink(missing_ok=True)
@@ -206,6 +254,27 @@ def _check_wav_complete(path: Path) -> None:
                 pos += 8 + declared + (declared & 1)
     except OSError as e:
         raise AudioError(f"{path}: cannot read ({e.strerror})", hint="check the file") from e
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 while libsndfile parses a file: its MP3 decoder
+    (libmpg123) prints resync notes on damaged or non-audio input, which would bury the
+    one line the CLI prints. Failures still raise."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable stderr: nothing to silence
+        yield
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _short(e: BaseException) -> str:

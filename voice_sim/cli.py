@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from voice_sim import __version__
-from voice_sim.errors import VoiceSimError
+from voice_sim.errors import VoiceSimError, one_line
 
 ENGINE_CHOICES = ("auto", "vosk", "whisper")
 
@@ -251,3 +251,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:
+        # A file-system failure no command foresaw (a name too long, permission denied,
+        # a full disk) is still bad input: one line naming the file, no traceback.
+        where = f"{e.filename}: " if e.filename else ""
+        print("voice-sim: error: " + one_line(f"{where}{e.strerror or e} — check the path, "
+                                               "its permissions and the free space"),
+              file=sys.stderr)
+        return 2

@@ -532,14 +532,38 @@ class _Frames:
     speech_level_db: float
 
 
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """The costly half of :func:`analyze` (pitch, energy and speech activity per frame),
+    which needs no transcript: a live session computes it while the final transcript
+    is still being decoded, and passes it to :func:`analyze`."""
+
+    source: np.ndarray = field(repr=False)
+    """The very array it was computed from (``analyze`` checks it is the same one)."""
+    x: np.ndarray = field(repr=False)
+    frames: _Frames = field(repr=False)
+
+
+def prepare(samples: np.ndarray) -> Prepared:
+    """The transcript-free measures of ``samples``, for ``analyze(..., prepared=)``."""
+    x = _check_samples(samples)
+    return Prepared(source=samples, x=x, frames=_frames(x))
+
+
 def analyze(samples: np.ndarray, transcript: Transcript | None = None,
-            baseline: Baseline | None = None) -> Delivery:
-    """Measure one spoken answer and judge whether it sounds calm and steady."""
+            baseline: Baseline | None = None, *, prepared: Prepared | None = None) -> Delivery:
+    """Measure one spoken answer and judge whether it sounds calm and steady.
+
+    ``prepared`` (from :func:`prepare` on these same samples) skips the costly half; the
+    result is identical."""
     import numpy as np
 
-    x = _check_samples(samples)
+    if prepared is not None and prepared.source is samples:
+        x, fr = prepared.x, prepared.frames
+    else:
+        x = _check_samples(samples)
+        fr = _frames(x)
     duration = len(x) / SAMPLE_RATE
-    fr = _frames(x)
     segs = _answer_segments(fr.segments, transcript)
     in_answer = np.zeros(len(fr.f0), dtype=bool)
     for s, e in segs:

@@ -9,6 +9,15 @@ Third-party failures are wrapped once, at the boundary where they happen, with
 
 from __future__ import annotations
 
+_CONTROL = {**{c: f"\\x{c:02x}" for c in (*range(32), 127)}, 9: "\\t", 10: "\\n", 13: "\\r"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters written out (``\\n``, ``\\x1b``): a file name or
+    YAML key from a user can hold a newline, which would break the one-line rule, or a
+    terminal escape sequence, which the terminal would obey."""
+    return text.translate(_CONTROL)
+
 
 class VoiceSimError(Exception):
     """Base of every error voice-sim reports to a user."""
@@ -22,7 +31,7 @@ class VoiceSimError(Exception):
 
     def line(self) -> str:
         """The single line the CLI prints."""
-        return f"{self.message} — {self.hint}" if self.hint else self.message
+        return one_line(f"{self.message} — {self.hint}" if self.hint else self.message)
 
 
 class InputError(VoiceSimError):

@@ -179,7 +179,8 @@ def load_fixture_spec(path: str | os.PathLike[str]) -> FixtureSpec:
         problems.append(Problem(str(p), line, col, fld, message, hint))
 
     if not isinstance(data, Mapping):
-        add(data, None, "", "a fixtures spec is a mapping of persona, voice, replies, …",
+        add(data, None, "", ("the file is empty: " if data is None else "")
+            + "a fixtures spec is a mapping of persona, voice, replies, …",
             "see the README's 'Testing your personas'")
         raise FixtureSpecError(problems)
     for key in data:

@@ -273,8 +273,10 @@ def connect(db: str | os.PathLike[str] | None = None, *,
         if not create:
             yield None
             return
+        from voice_sim.paths import DIR_MODE
+
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         except OSError as e:
             raise SessionError(f"{path.parent}: cannot create the folder ({e.strerror})",
                                hint="use --db or VOICE_SIM_HISTORY to pick another file") \
@@ -432,9 +434,10 @@ def session_folders(dirs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path],
     problems: list[tuple[str, str]] = []
     for d in map(Path, dirs):
         if not d.exists():
-            problems.append((str(d), "no such folder"))
+            problems.append((str(d), "no such folder — check the path"))
         elif not d.is_dir():
-            problems.append((str(d), "not a folder"))
+            problems.append((str(d), "not a folder — name a session folder, or a folder of "
+                             "them"))
         elif (d / "session.json").is_file():
             found.append(d)
         else:
@@ -442,7 +445,8 @@ def session_folders(dirs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path],
             if inner:
                 found += inner
             else:
-                problems.append((str(d), "no session.json in it or in its subfolders"))
+                problems.append((str(d), "no session.json in it or in its subfolders — name "
+                                 "a folder written by voice-sim practice, run or demo"))
     return found, problems
 
 
@@ -461,7 +465,7 @@ def import_sessions(dirs: Sequence[str | os.PathLike[str]],
             try:
                 summary = SessionSummary.from_record(load_session(f), f)
             except VoiceSimError as e:
-                skipped.append((str(f), e.message))
+                skipped.append((str(f), e.line()))
                 continue
             if summary.turns == 0:
                 skipped.append((str(f), "no answered turn"))

@@ -714,6 +714,7 @@ def capture_answer(
     on_caption: Callable[[str], None] | None = None,
     on_level: Callable[[float], None] | None = None,
     keys: KeyPoll | None = None,
+    on_end: Callable[[np.ndarray], None] | None = None,
 ) -> CapturedAnswer:
     """Capture one answer from an open microphone until the turn ends.
 
@@ -725,8 +726,10 @@ def capture_answer(
     :class:`WavSink`) receives every block as it arrives and is closed on return or on
     any exception, Ctrl-C included.
     ``on_caption`` gets each new partial text (on the engine thread), ``on_level``
-    each block's level in dBFS. Raises DeviceError when the microphone stops
-    delivering audio.
+    each block's level in dBFS. ``on_end`` gets the answer's samples (the same array as
+    ``CapturedAnswer.samples``) the moment the end is detected, before the final
+    transcript is waited for: work that needs no transcript can start there. Raises
+    DeviceError when the microphone stops delivering audio.
     """
     import numpy as np
 
@@ -804,15 +807,18 @@ def capture_answer(
                 if fed_from is not None and det.armed and not asked_early:
                     feeder.speculate()
                     asked_early = True
-        transcript = None
-        if feeder is not None:
-            if fed_from is None:
-                # No speech at all: let the engine see the last moments, so it still
-                # returns a (normally empty) transcript of its own making.
-                fed_from = held[0] if held else len(blocks)
-                for j in held:
-                    feeder.feed(blocks[j])
-            transcript = feeder.finish()
+        if feeder is not None and fed_from is None:
+            # No speech at all: let the engine see the last moments, so it still
+            # returns a (normally empty) transcript of its own making.
+            fed_from = held[0] if held else len(blocks)
+            for j in held:
+                feeder.feed(blocks[j])
+        start = fed_from or 0
+        samples = (np.concatenate(blocks[start:]) if blocks[start:]
+                   else np.zeros(0, np.float32)).astype(np.float32, copy=False)
+        if on_end is not None:
+            on_end(samples)
+        transcript = feeder.finish() if feeder is not None else None
         final_at = time.perf_counter()
     except BaseException:
         if feeder is not None:
@@ -822,9 +828,6 @@ def capture_answer(
         if wav is not None and wav is not sink:
             wav.close()
 
-    start = fed_from or 0
-    samples = (np.concatenate(blocks[start:]) if blocks[start:]
-               else np.zeros(0, np.float32)).astype(np.float32, copy=False)
     offset = sum(len(b) for b in blocks[:start])
     sr = SAMPLE_RATE
     return CapturedAnswer(

@@ -12,6 +12,19 @@ SOURCE_ROOT = PACKAGE_DIR.parent
 """The checkout when run from source; holds ``personas/`` and ``audio_models/``."""
 
 
+FILE_MODE = 0o664
+"""Permissions asked for when voice-sim creates a file (sessions, reports, audio); the
+umask narrows them further. Never world-writable, even under a umask of 000."""
+
+DIR_MODE = 0o775
+"""Permissions asked for when voice-sim creates a folder (see :data:`FILE_MODE`)."""
+
+
+def create_file(path: str | os.PathLike[str]) -> int:
+    """Create (or truncate) ``path`` for writing with :data:`FILE_MODE`; an open fd."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+
+
 def _dir(env: str, default: Path) -> Path:
     value = os.environ.get(env)
     return Path(value).expanduser() if value else default

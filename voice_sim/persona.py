@@ -472,15 +472,17 @@ def _schema_problems(data: Any, file: str) -> list[Problem]:
                     _TYPE_HINTS.get(wants[0], "fix the value"))
         elif kind == "enum":
             values = [str(v) for v in err.validator_value]
+            # An id list holding a list or a mapping: only a string can be an id.
+            is_text = isinstance(inst, str)
             if set(values) == steps:
-                if inst in pitfalls:
+                if is_text and inst in pitfalls:
                     add(path, f"'{inst}' is a pitfall, not a step",
                         f"list it under `hurts`; steps: {', '.join(STEP_IDS)}")
                 else:
                     add(path, f"unknown step id '{inst}'",
                         f"{_suggest(str(inst), STEP_IDS)}steps: {', '.join(STEP_IDS)}")
             elif set(values) == pitfalls:
-                if inst in steps:
+                if is_text and inst in steps:
                     add(path, f"'{inst}' is a step, not a pitfall",
                         f"list it under `expects`; pitfalls: {', '.join(PITFALL_IDS)}")
                 else:
@@ -799,7 +801,7 @@ def _distances(start: str, follow: Mapping[str, list[str]]) -> dict[str, int]:
 def _audio_problem(audio: str, persona_path: Path, persona_id: str,
                    line_id: str) -> tuple[str, str] | None:
     """Why a line's ``audio`` path is unusable, as (message, hint); None when fine."""
-    from voice_sim.audio import info
+    from voice_sim.audio import info, load_audio
     from voice_sim.errors import AudioError
 
     example = f"{persona_id}/{line_id}.wav"
@@ -810,18 +812,27 @@ def _audio_problem(audio: str, persona_path: Path, persona_id: str,
     if ".." in rel.parts:
         return (f"audio path '{audio}' uses '..' and leaves the persona's folder",
                 f"keep recordings beside the persona file, e.g. {example}")
-    folder = persona_path.parent.resolve()
-    full = persona_path.parent / Path(*rel.parts)
-    real = full.resolve()
+    try:
+        folder = persona_path.parent.resolve()
+        full = persona_path.parent / Path(*rel.parts)
+        real = full.resolve()
+        found = full.exists()
+    except (OSError, RuntimeError, ValueError) as e:  # too long, a symlink loop, a NUL
+        reason = getattr(e, "strerror", None) or str(e)
+        return (f"audio path '{audio}' cannot be used ({reason})",
+                f"name a recording inside the persona's folder, e.g. {example}")
     if not real.is_relative_to(folder):
         return (f"audio path '{audio}' is a symlink to {real}, outside the persona's folder",
                 f"copy the recording into {folder}")
-    if not full.exists():
+    if not found:
         return (f"audio file '{audio}' not found (looked for {full})",
                 f"fix the path, or record it: voice-sim persona record {persona_path} "
                 f"--line {line_id}")
     try:
-        info(full)
+        # Decoded in full (at its own rate: no resampling), so what a call would refuse
+        # when the line is due (0 frames, over-long, cut short, damaged, silent) is
+        # reported here, before the call starts.
+        load_audio(full, sr=info(full).sample_rate)
     except AudioError as e:
         return (f"audio file '{audio}' is not usable: {e.message}", e.hint or "record it again")
     return None

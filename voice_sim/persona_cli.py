@@ -433,6 +433,13 @@ def cmd_record(args: argparse.Namespace) -> int:
     device = getattr(args, "input_device", None)  # devices.record resolves it
     rel = f"{persona.id}/{line.id}.wav"
     dest = persona.path.parent / persona.id / f"{line.id}.wav"
+    # The recordings folder may be a symlink: never write a take through it to
+    # somewhere else (the persona would be refused afterwards anyway).
+    folder = persona.path.parent.resolve()
+    if not dest.resolve().is_relative_to(folder):
+        raise PersonaError(f"{dest.parent}: leads to {dest.parent.resolve()}, outside the "
+                           "persona's folder", hint=f"make {dest.parent} a real folder "
+                           f"inside {folder}")
     print(f"Line '{line.id}' of {persona.id}. Read it as {persona.customer} would:")
     print(f'    "{line.text}"')
     last: TakeLevel | None = None

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from voice_sim.delivery import Baseline
     from voice_sim.engines import Engine
+    from voice_sim.listen import TurnConfig
     from voice_sim.persona import Line, Persona
     from voice_sim.session import Answer, SessionResult
 
@@ -30,11 +31,13 @@ DEMO_PERSONA = "double-billing"
 # bad input is reported at once rather than after seconds of model loading.
 
 def _scripts(args: argparse.Namespace, persona_spec: str) -> tuple[Persona, Any]:
-    """The persona and the rubric."""
+    """The persona and the rubric (the rubric first: checking the persona's voice
+    starts the TTS engine)."""
     from voice_sim.persona import load_persona
     from voice_sim.rubric import load_rubric
 
-    return load_persona(persona_spec), load_rubric(getattr(args, "rubric", None))
+    rubric = load_rubric(getattr(args, "rubric", None))
+    return load_persona(persona_spec), rubric
 
 
 def _engine(args: argparse.Namespace) -> Engine:
@@ -84,8 +87,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.min_score is not None and not 0 <= args.min_score <= 100:
         raise InputError(f"--min-score {args.min_score:g}: must be 0-100", hint="e.g. 70")
     trainee = FileTrainee(args.answers)
-    persona, rubric = _scripts(args, args.persona)
     calm = _read_baseline(args.baseline)
+    persona, rubric = _scripts(args, args.persona)
     engine = _engine(args)
     baseline = _baseline_of(calm, engine) if calm is not None else None
     options = CallOptions(engine=engine, baseline=baseline, baseline_source=args.baseline,
@@ -112,6 +115,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     from voice_sim.speak import Voice, cached_render
 
+    speaker = DeviceSpeaker(args.output_device) if args.play else SilentSpeaker()
     persona, rubric = _scripts(args, args.persona or DEMO_PERSONA)
     missing = [line.id for line in persona.lines.values() if not line.end and not
                line.sample_reply]
@@ -119,7 +123,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise InputError(f"{persona.path}: lines {', '.join(missing)} have no sample_reply, "
                          "so the demo trainee has nothing to say",
                          hint="add `sample_reply:` to those lines, or pick another --persona")
-    speaker = DeviceSpeaker(args.output_device) if args.play else SilentSpeaker()
     engine = _engine(args)
     trainee_voice = Voice(id="en-us", rate=160, pitch=45)
     if not args.json:
@@ -136,48 +139,78 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _finish(result, args)
 
 
+def live_turn_config(silence_end_s: float = 0.8, max_answer_s: float = 60.0) -> TurnConfig:
+    """How ``practice`` ends the trainee's turn.
+
+    The early final decode (``TurnConfig.early_final``) stays off: the engines' streams
+    finalise as the trainee speaks (Whisper's commits each pause in the background), so
+    at the end only the last words are left, while a whole-answer decode at the pause
+    competes with them for the two cores. Measured by ``scripts/bench_latency.py``
+    (double-billing, late-sofa, perfectionist: 11 answers of 7-13 s, load average ~4 on
+    2 cores): end of answer to next line median 0.57 s, p95 1.8 s with it; 0.33 s and
+    1.2 s without. Its whole-answer decode read names slightly better ("Priya" where the
+    stream heard "period"); the calls' outcomes were the same.
+    """
+    from voice_sim.listen import TurnConfig
+
+    return TurnConfig(silence_end_s=silence_end_s, max_answer_s=max_answer_s,
+                      early_final=False)
+
+
 class LiveTrainee:
     """The microphone: one answer per turn, ended by voice activity or a key."""
 
     def __init__(self, mic: Any, engine: Engine, config: Any, keys: Any = None,
                  live_line: Any = None) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         from voice_sim.listen import LiveLine
 
         self.mic, self.engine, self.config = mic, engine, config
         self.keys = keys
         self.live_line = live_line if live_line is not None else LiveLine(enabled=False)
+        # The costly half of the delivery analysis runs here from the moment the answer
+        # ends, alongside the engine's final decode, instead of after it.
+        self._analysis = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voice-sim-prep")
 
     def answer(self, turn: int, line: Line, wav: Path) -> Answer | None:
         """Capture one answer; ``q`` + Enter quits the call."""
+        from concurrent.futures import Future
+
+        from voice_sim.delivery import Prepared, prepare
         from voice_sim.listen import capture_answer
         from voice_sim.session import Answer, Quit
 
         print("  (your turn — speak; Enter ends your answer, q + Enter quits)",
               file=sys.stderr)
+        prepared: list[Future[Prepared]] = []
         got = capture_answer(self.mic, self.engine, self.config, sink=wav,
                              on_caption=self.live_line.caption, on_level=self.live_line.level,
-                             keys=self.keys)
+                             keys=self.keys,
+                             on_end=lambda x: prepared.append(self._analysis.submit(prepare, x)))
         self.live_line.clear()
         if got.reason == "quit":
             raise Quit()
         return Answer(samples=got.samples, wav=wav, transcript=got.transcript,
-                      ended_at=got.ended_at, end_reason=got.reason, source="microphone")
+                      ended_at=got.ended_at, final_at=got.final_at, end_reason=got.reason,
+                      source="microphone", prepared=prepared[0] if prepared else None)
 
 
 def cmd_practice(args: argparse.Namespace) -> int:
     """``voice-sim practice PERSONA``: a live call through the microphone and speaker."""
     from voice_sim.devices import resolve_device
-    from voice_sim.listen import KeyWatcher, LiveLine, Microphone, TurnConfig, capture_answer
+    from voice_sim.listen import KeyWatcher, LiveLine, Microphone, capture_answer
     from voice_sim.session import BASELINE_SENTENCE, CallOptions, DeviceSpeaker, run_call
 
     if args.baseline and args.no_baseline:
         raise InputError("--baseline and --no-baseline together",
                          hint="give one of them, or neither to record a baseline now")
-    config = TurnConfig(silence_end_s=args.silence_end, max_answer_s=args.max_answer)
-    persona, rubric = _scripts(args, args.persona)
+    config = live_turn_config(args.silence_end, args.max_answer)
     calm = _read_baseline(args.baseline)
     speaker = DeviceSpeaker(args.output_device)
     resolve_device(args.input_device, "input")
+    persona, rubric = _scripts(args, args.persona)
+    _warm_analysis()  # its imports and compile run while the model loads
     engine = _engine(args)
     _print_briefing(persona)
     keys = KeyWatcher().start()
@@ -206,6 +239,23 @@ def cmd_practice(args: argparse.Namespace) -> int:
         trainee = LiveTrainee(mic, engine, config, keys, live_line)
         result = run_call(persona, trainee, speaker, options, _terminal_events())
     return _finish(result, args)
+
+
+def _warm_analysis() -> None:
+    """Start paying the delivery analysis's first-use cost (librosa imports, numba) in
+    the background, so neither the baseline reading nor the first turn waits for it."""
+    import threading
+
+    from voice_sim.delivery import warm_up
+    from voice_sim.errors import VoiceSimError
+
+    def run() -> None:
+        try:
+            warm_up()
+        except VoiceSimError:
+            return  # e.g. librosa missing: the analysis reports it properly when used
+
+    threading.Thread(target=run, daemon=True, name="voice-sim-warmup").start()
 
 
 def _print_briefing(persona: Persona) -> None:

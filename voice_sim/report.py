@@ -88,7 +88,69 @@ def load_session(session_dir: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(record, dict) or "turns" not in record or "persona" not in record:
         raise SessionError(f"{f}: not a voice-sim session record (no persona/turns)",
                            hint="name a folder written by voice-sim practice, run or demo")
+    problem = _shape_problem(record, _RECORD_SHAPE, "")
+    if problem:
+        raise SessionError(f"{f}: {problem}", hint="the session file is damaged or was "
+                           "edited by hand; re-run the call")
     return record
+
+
+_NUM = (int, float)
+_DETECTION = {"id": (str,), "kind": (str,), "span": [_NUM], "start_s": _NUM, "end_s": _NUM}
+_RECORD_SHAPE: dict[str, Any] = {
+    "persona": (str,), "turns": [{
+        "customer": {"expects": [(str,)]},
+        "steps": [_DETECTION], "pitfalls": [_DETECTION], "suppressed": [_DETECTION],
+        "words": [dict], "mood_before": _NUM, "mood_after": _NUM,
+        "turn_score": {"score": _NUM, "explanation": list},
+        "move": dict,
+        "delivery": {
+            "reasons": list, "calm_score": _NUM, "duration_s": _NUM,
+            "contour": {"times": [_NUM], "f0_hz": list},
+            "pace": {"ratio": _NUM, "wpm": _NUM, "wpm_from_syllables": _NUM},
+            "loudness": {"rms_dbfs": _NUM}, "pitch": {"median_hz": _NUM},
+            "talk": {"seconds": _NUM}, "baseline": dict,
+        },
+    }],
+    "closing": dict, "practise_next": list, "hints": list, "session_dir": (str,),
+    "start_mood": _NUM, "score": _NUM, "duration_s": _NUM,
+}
+"""The types the report, the scorecard and the history rely on, checked once when a
+record is read (``None`` is allowed anywhere; other fields are shown as text)."""
+
+
+def _shape_problem(value: Any, shape: Any, where: str) -> str | None:
+    """The first place where ``value`` does not fit ``shape``: a dict of fields, a
+    one-item list (a list of such items), a type or a tuple of types."""
+    if value is None:
+        return None
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            return f"{where or 'the record'}: expected an object, not {type(value).__name__}"
+        for key, sub in shape.items():
+            problem = _shape_problem(value.get(key), sub, f"{where}.{key}" if where else key)
+            if problem:
+                return problem
+        return None
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            return f"{where}: expected a list, not {type(value).__name__}"
+        for i, item in enumerate(value):
+            problem = (f"{where}[{i}]: expected a value, not null" if item is None
+                       else _shape_problem(item, shape[0], f"{where}[{i}]"))
+            if problem:
+                return problem
+        return None
+    if not isinstance(value, shape):
+        return f"{where}: expected {_type_words(shape)}, not {type(value).__name__}"
+    return None
+
+
+def _type_words(shape: Any) -> str:
+    kinds = shape if isinstance(shape, tuple) else (shape,)
+    names = {int: "a number", float: "a number", str: "text", dict: "an object",
+             list: "a list"}
+    return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
 
 
 # --- small helpers ---------------------------------------------------------------
@@ -567,10 +629,13 @@ def page(title: str, body: str, style: str = STYLE) -> str:
 
 def write_text_atomic(path: Path, text: str) -> Path:
     """Write a file through a temp file and a rename, so a reader never sees half."""
+    from voice_sim.paths import DIR_MODE, create_file
+
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
+        path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        with open(create_file(tmp), "w", encoding="utf-8") as f:
+            f.write(text)
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)

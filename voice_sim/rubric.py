@@ -394,6 +394,10 @@ def _concat(pieces: Sequence[_Piece]) -> _Piece:
     return _Piece("".join(p.rx for p in pieces), frozenset(first), nullable)
 
 
+MAX_GAP_WORDS = 20
+"""The longest ``...N`` gap: a phrase whose parts are further apart is two phrases."""
+
+
 class _Parser:
     """Recursive-descent compiler from the pattern language to a regex over tokens."""
 
@@ -409,7 +413,15 @@ class _Parser:
             if m is None or m.end() == pos:
                 raise _PatternError(f"cannot read {text[pos:].strip()[:20]!r}")
             if m.group("gap"):
-                self.items.append(("gap", m.group("n") or "4", ""))
+                n = int(m.group("n") or "4")
+                if self.items and self.items[-1][0] == "gap":
+                    # Gaps in a row are one longer gap; as separate bounded repeats they
+                    # would backtrack exponentially on a reply that does not match.
+                    n += int(self.items.pop()[1])
+                if n > MAX_GAP_WORDS:
+                    raise _PatternError(f"a gap of {n} words is more than {MAX_GAP_WORDS}; "
+                                        "split the phrase into two patterns")
+                self.items.append(("gap", str(n), ""))
             elif m.group("punct"):
                 punct = m.group("punct")
                 if len(punct) == 2 and punct[0] != ")":
@@ -1368,6 +1380,10 @@ def _read_jsonl(name: str) -> list[tuple[int, dict[str, Any]]]:
                                  hint="steps are: " + ", ".join(STEP_IDS))
             obj["expect"] = exp
         rows.append((n, obj))
+    if not rows and name != "-":
+        # An empty batch from stdin is an empty pipeline; an empty file is a mistake.
+        raise InputError(f"--jsonl {name}: the file is empty (no replies in it)",
+                         hint='write one {"reply": ..., "customer": ...} object per line')
     return rows
 
 

@@ -20,6 +20,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +32,7 @@ from voice_sim.steps import OUTCOMES
 if TYPE_CHECKING:
     import numpy as np
 
-    from voice_sim.delivery import Baseline, Delivery
+    from voice_sim.delivery import Baseline, Delivery, Prepared
     from voice_sim.engines import Engine, Transcript
     from voice_sim.persona import Line, Move, Persona
     from voice_sim.rubric import Content, Rubric, TurnScore
@@ -53,6 +54,38 @@ class Quit(Exception):
 # --- what a turn produces ---------------------------------------------------------------
 
 @dataclass(frozen=True)
+class TurnTiming:
+    """``perf_counter()`` stamps along a turn's critical path, for the latency benchmark
+    (scripts/bench_latency.py); not written to ``session.json``."""
+
+    ended: float | None
+    """The end of the answer was detected (live only)."""
+    final: float | None
+    """The final transcript was ready."""
+    content: float
+    """The words were scored."""
+    delivery: float
+    """The delivery was analysed."""
+    moved: float
+    """The mood moved and the next line was chosen."""
+    started: float | None = None
+    """The persona's next line started playing (None: the call ended without one)."""
+
+    def stages(self) -> dict[str, float]:
+        """Seconds spent in each stage, in order (only those with both ends known)."""
+        marks = [("final", self.final), ("content", self.content),
+                 ("delivery", self.delivery), ("moved", self.moved),
+                 ("started", self.started)]
+        out: dict[str, float] = {}
+        prev = self.ended
+        for name, at in marks:
+            if prev is not None and at is not None:
+                out[name] = at - prev
+            prev = at if at is not None else prev
+        return out
+
+
+@dataclass(frozen=True)
 class Answer:
     """One trainee answer, however it was captured."""
 
@@ -65,6 +98,11 @@ class Answer:
     transcribes ``samples``."""
     ended_at: float | None = None
     """``perf_counter()`` when the end of the answer was detected (live only)."""
+    final_at: float | None = None
+    """``perf_counter()`` when its final transcript was ready (live only)."""
+    prepared: Future[Prepared] | None = field(default=None, repr=False, compare=False)
+    """The transcript-free half of the delivery analysis of ``samples``, started when
+    the end of the answer was detected (live only); else the session does it all."""
     end_reason: str = "file"
     """``silence``, ``max_length``, ``key`` (live), ``file`` or ``synthetic``."""
     source: str = ""
@@ -91,6 +129,8 @@ class Turn:
     line (live only; None in headless runs)."""
     hint: str
     """The one short coaching hint for this turn."""
+    timing: TurnTiming | None = field(default=None, compare=False, repr=False)
+    """Where the time went between the end of the answer and the next line."""
 
     def to_json(self) -> dict[str, Any]:
         """The turn's entry in ``session.json``."""
@@ -164,7 +204,7 @@ class FileTrainee:
     """Prerecorded answers: the audio files in a folder, taken in name order."""
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
-        from voice_sim.audio import READABLE, check_audio
+        from voice_sim.audio import READABLE, load_audio
 
         self.folder = Path(folder)
         if not self.folder.exists():
@@ -178,10 +218,10 @@ class FileTrainee:
             raise InputError(f"--answers {self.folder}: no audio files in it",
                              hint=f"add one file per answer: 01.wav, 02.wav, … "
                                   f"({', '.join(READABLE)})")
-        # Every header now, before a model loads: a bad third answer must not cost a
-        # model load and two turns before it is reported.
+        # Every file decoded once now, before a model loads: a bad third answer must
+        # not cost a model load and two turns before it is reported.
         for p in self.files:
-            check_audio(p)
+            load_audio(p, allow_silent=True)
 
     def answer(self, turn: int, line: Line, wav: Path) -> Answer | None:
         """Load the ``turn``-th file; None once they run out."""
@@ -227,22 +267,26 @@ class SessionWriter:
     """One folder per session, written incrementally and atomically.
 
     The folder is named ``YYYYmmdd-HHMMSS-<persona>`` and never reused; files are
-    created with the user's umask. ``session.json`` is replaced atomically (temp file,
-    fsync, rename) after every change, so it is always valid JSON.
+    created with the user's umask and never world-writable (:data:`paths.FILE_MODE`).
+    ``session.json`` is replaced atomically (temp file, fsync, rename) after every
+    change, so it is always valid JSON.
     """
 
     def __init__(self, root: str | os.PathLike[str], persona_id: str) -> None:
+        from voice_sim.paths import DIR_MODE
+
         self.root = Path(root)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         except OSError as e:
             raise SessionError(f"{self.root}: cannot create the sessions folder "
                                f"({e.strerror})", hint="pick another with --out") from e
+        sweep_stale_temps(self.root)
         for n in range(1000):
             name = f"{stamp}-{persona_id}" + (f"-{n + 1}" if n else "")
             try:
-                (self.root / name).mkdir()
+                (self.root / name).mkdir(mode=DIR_MODE)
             except FileExistsError:
                 continue
             except OSError as e:
@@ -260,14 +304,52 @@ class SessionWriter:
 
     def save(self, record: dict[str, Any]) -> None:
         """Write ``session.json`` atomically."""
+        from voice_sim.paths import create_file
+
         target = self.dir / "session.json"
         tmp = self.dir / f".session.json.{os.getpid()}.tmp"
         data = json.dumps(record, indent=2, ensure_ascii=False)
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(create_file(tmp), "w", encoding="utf-8") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
+
+
+def sweep_stale_temps(root: Path) -> list[Path]:
+    """Delete the temp files (``.NAME.PID.tmp``) that killed writers left in the session
+    folders under ``root``; return them.
+
+    Every file in a session folder is written to a temp file and renamed into place, so
+    a ``kill -9`` mid-write can leave one behind, never a half file. Temps of a live
+    process (another call running now) are left alone.
+    """
+    gone: list[Path] = []
+    for tmp in root.glob("*/.*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            tmp.unlink()
+            gone.append(tmp)
+        except OSError:
+            # Swept by another call starting at the same moment, or not ours to remove:
+            # either way it is garbage that must not stop this call.
+            continue
+    return gone
+
+
+def _alive(pid: int) -> bool:
+    """True when a process ``pid`` exists (ours, or another user's)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # --- the call ------------------------------------------------------------------------------
@@ -314,11 +396,14 @@ class SessionResult:
 
 class _LineVoice:
     """The persona's lines as audio: recorded files where the persona has them, else
-    TTS, rendered ahead in a background thread so a line is ready when it is due."""
+    TTS, rendered ahead in a background thread so a line is ready when it is due, and
+    kept decoded in memory (a line is due within milliseconds of the answer's end: no
+    disk read or decode on that path)."""
 
     def __init__(self, persona: Persona) -> None:
         self.persona = persona
         self._ready: dict[str, Path] = {}
+        self._audio: dict[str, tuple[np.ndarray, int]] = {}
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._prerender, daemon=True,
                                         name="voice-sim-prerender")
@@ -329,7 +414,7 @@ class _LineVoice:
         # same render is tried again (and raises properly) when the line is due.
         for line in self.persona.lines.values():
             try:
-                self.path(line)
+                self.samples(line)
             except Exception:
                 continue
 
@@ -350,10 +435,50 @@ class _LineVoice:
 
     def samples(self, line: Line) -> tuple[np.ndarray, int]:
         """The line's audio at its own rate (no resampling before playback)."""
+        with self._lock:
+            hit = self._audio.get(line.id)
+        if hit is not None:
+            return hit
         import soundfile as sf
 
         data, sr = sf.read(str(self.path(line)), dtype="float32", always_2d=True)
-        return data.mean(axis=1, dtype="float32"), int(sr)
+        audio = (data.mean(axis=1, dtype="float32"), int(sr))
+        with self._lock:
+            self._audio[line.id] = audio
+        return audio
+
+
+class _Writes:
+    """The session folder's writes during a call (customer WAVs, ``session.json``), done
+    in order on one background thread: the persona's next line never waits for the disk,
+    and neither does the microphone after it. Each write is atomic on its own."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voice-sim-writes")
+        self._pending: list[Future[Any]] = []
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue a write behind the ones already queued."""
+        self.check()
+        self._pending.append(self._pool.submit(fn, *args))
+
+    def check(self) -> None:
+        """Raise, in the caller's thread, the first write that has failed."""
+        done = [f for f in self._pending if f.done()]
+        self._pending = [f for f in self._pending if not f.done()]
+        for f in done:
+            f.result()
+
+    def finish(self) -> None:
+        """Wait for every queued write; raise the first failure."""
+        pending, self._pending = self._pending, []
+        try:
+            for f in pending:
+                f.result()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def _warm_up() -> threading.Thread:
@@ -398,6 +523,11 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
     pending_end: float | None = None  # when the last answer ended (for latency)
 
     def record(status: str) -> dict[str, Any]:
+        return record_of(status, tuple(turns), tuple(hints), call.mood,
+                         time.perf_counter() - t0, closing)
+
+    def record_of(status: str, done: Sequence[Turn], said: Sequence[str], mood: float,
+                  duration: float, ending: dict[str, Any] | None) -> dict[str, Any]:
         return {
             "format": SESSION_FORMAT,
             "status": status,
@@ -407,38 +537,47 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
             "persona_path": str(persona.path),
             "session_dir": str(writer.dir),
             "outcome": outcome,
-            "score": overall_score(turns),
+            "score": overall_score(done),
             "engine": options.engine.name,
             "model": options.engine.model,
             "baseline": options.baseline_source,
             "coach": options.coach,
             "started_at": started_at.isoformat(timespec="seconds"),
-            "duration_s": round(time.perf_counter() - t0, 3),
+            "duration_s": round(duration, 3),
             "start_mood": persona.start_mood,
-            "mood": call.mood,
-            "turns": [t.to_json() for t in turns],
-            "closing": closing,
-            "hints": hints,
-            "practise_next": practise_next(turns) if options.coach != "off" else [],
+            "mood": mood,
+            "turns": [t.to_json() for t in done],
+            "closing": ending,
+            "hints": list(said),
+            "practise_next": practise_next(done) if options.coach != "off" else [],
             "error": error,
             "interrupted": interrupted,
         }
 
+    def save_soon() -> None:
+        # The state as it is now, written (JSON, fsync, rename) on the writes thread.
+        snapshot = ("in_progress", tuple(turns), tuple(hints), call.mood,
+                    time.perf_counter() - t0, closing)
+        writes.submit(lambda: writer.save(record_of(*snapshot)))
+
     def say(line: Line, name: str) -> tuple[str, float]:
-        # Everything before speak(): once the line ends the trainee may answer at once,
-        # and the microphone must be listening by then.
+        # Nothing slow here: the line's audio is decoded in memory already, and its copy
+        # in the session folder is written while it plays.
         samples, sr = voice.samples(line)
-        write_wav(writer.path(name), samples, sr)
+        writes.submit(write_wav, writer.path(name), samples, sr)
         if ev.on_line is not None:
             ev.on_line(line, call.mood)
         return name, speaker.speak(samples, sr)
 
     writer.save(record("in_progress"))
+    writes = _Writes()
     try:
         customer_audio, _ = say(call.line, "turn-01-customer.wav")
         while True:
             n = call.turn + 1
             line = call.line
+            # Straight from the end of the line to the microphone: audio that arrives
+            # before capture starts only teaches it the room's noise.
             answer = trainee.answer(n, line, writer.path(f"turn-{n:02d}-answer.wav"))
             if answer is None:
                 outcome = "incomplete"
@@ -448,7 +587,11 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
             warm.join()
             turn, next_line = _score_turn(n, line, customer_audio, answer, call, options)
             pending_end = answer.ended_at
-            latency = None
+            latency = started = None
+            # The scored turn is saved while the persona's reply plays (its latency is
+            # filled in by the save after the line).
+            turns.append(turn)
+            save_soon()
             if next_line is not None:
                 name = (f"turn-{n + 1:02d}-customer.wav" if call.outcome is None
                         else "closing-customer.wav")
@@ -457,8 +600,7 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
                     latency = started - pending_end
                 if call.outcome is not None:
                     closing = {"line": next_line.id, "text": next_line.text, "audio": name}
-            turn = _with_latency(turn, latency)
-            turns.append(turn)
+            turn = turns[-1] = _with_latency(turn, latency, started)
             if options.coach == "live" and turn.hint:
                 hints.append(f"turn {n}: {turn.hint}")
                 if ev.on_hint is not None:
@@ -468,7 +610,7 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
             if call.outcome is not None:
                 outcome = call.outcome
                 break
-            writer.save(record("in_progress"))
+            save_soon()
     except Quit:
         outcome = "quit"
     except KeyboardInterrupt:
@@ -477,6 +619,17 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
         # Keep what was done, say what stopped it, and let the error go on to the CLI.
         outcome = "quit"
         error = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
+        try:
+            writes.finish()
+        except Exception as w:
+            # Already failing: the first error is the one to report; note this one too.
+            error = f"{error}; also: {getattr(w, 'message', None) or w}"
+        writer.save(record("failed"))
+        raise
+    try:
+        writes.finish()
+    except BaseException:
+        error = "the session folder could not be written completely"
         writer.save(record("failed"))
         raise
     final = record("complete")
@@ -492,23 +645,35 @@ def _score_turn(n: int, line: Line, customer_audio: str, answer: Answer, call: A
     from voice_sim.delivery import analyze
     from voice_sim.rubric import score_reply, turn_score
 
-    transcript = answer.transcript or options.engine.transcribe(answer.samples)
+    clock = time.perf_counter
+    final_at = answer.final_at
+    transcript = answer.transcript
+    if transcript is None:
+        transcript = options.engine.transcribe(answer.samples)
+        final_at = clock()
     content = score_reply(transcript.text, line.text, words=transcript.words,
                           rubric=options.rubric)
-    delivery = analyze(answer.samples, transcript, options.baseline)
+    content_at = clock()
+    prepared = answer.prepared.result() if answer.prepared is not None else None
+    delivery = analyze(answer.samples, transcript, options.baseline, prepared=prepared)
+    delivery_at = clock()
     move = call.advance(content.ids, calm=delivery.calm)
     score = turn_score(content, line.expects, calm=delivery.calm, rubric=options.rubric)
     next_line = call.persona.lines[move.next_line] if move.next_line else None
+    timing = TurnTiming(ended=answer.ended_at, final=final_at, content=content_at,
+                        delivery=delivery_at, moved=clock())
     turn = Turn(index=n, line=line, customer_audio=customer_audio, answer=answer,
                 transcript=transcript, content=content, delivery=delivery, score=score,
-                move=move, latency_s=None, hint=coach_hint(line, content, delivery))
+                move=move, latency_s=None, hint=coach_hint(line, content, delivery),
+                timing=timing)
     return turn, next_line
 
 
-def _with_latency(turn: Turn, latency: float | None) -> Turn:
+def _with_latency(turn: Turn, latency: float | None, started: float | None) -> Turn:
     from dataclasses import replace
 
-    return replace(turn, latency_s=latency)
+    timing = turn.timing and replace(turn.timing, started=started)
+    return replace(turn, latency_s=latency, timing=timing)
 
 
 # --- coaching --------------------------------------------------------------------------------

@@ -467,7 +467,8 @@ def _engine_stamp(folder: Path) -> dict[str, Any] | None:
 def _write_stamp(folder: Path, stamp: dict[str, Any]) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".engine.json.{os.getpid()}.tmp"
+        # Per thread: the prerender thread and the call can both write the first stamp.
+        tmp = folder / f".engine.json.{os.getpid()}.{threading.get_ident()}.tmp"
         tmp.write_text(json.dumps(stamp, sort_keys=True))
         os.replace(tmp, folder / "engine.json")
     except OSError as e:

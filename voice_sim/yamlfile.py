@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from voice_sim.errors import InputError
+from voice_sim.errors import InputError, one_line
 
 MAX_YAML_BYTES = 1 << 20
 """Bytes. Hand-written persona and rubric files are a few kilobytes; a megabyte is generous."""
@@ -55,7 +55,7 @@ class Problem:
         where = f"{self.path}:{self.line}:{self.column}" if self.line else self.path
         field = f" {self.field}:" if self.field else ""
         fix = f" — {self.hint}" if self.hint else ""
-        return f"{where}: {self.severity}:{field} {self.message}{fix}"
+        return one_line(f"{where}: {self.severity}:{field} {self.message}{fix}")
 
     def to_json(self) -> dict[str, Any]:
         """JSON form for ``--json`` output."""
@@ -161,14 +161,24 @@ def load_yaml(path: str | os.PathLike[str], *, what: str = "file",
         raise YamlProblem(Problem(p, line, col, "", f"YAML syntax error: {msg}",
                                   "fix the indentation or quoting there")) from e
     except YAMLError as e:
-        raise YamlProblem(Problem(p, 0, 0, "", f"YAML error: {e}", "fix the file")) from e
+        # A control character (NUL, an escape code) gives a ReaderError: two lines,
+        # with a character offset instead of a mark. Keep one line, with the position.
+        at = getattr(e, "position", None)
+        line = col = 0
+        if isinstance(at, int) and 0 <= at <= len(source):
+            line = source.count("\n", 0, at) + 1
+            col = at - (source.rfind("\n", 0, at) + 1) + 1
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise YamlProblem(Problem(p, line, col, "", f"YAML error: {first}",
+                                  "remove that character, or fix the file there")) from e
     return data
 
 
 def position(node: Any, key: str | int | None = None) -> tuple[int, int]:
     """1-based (line, column) of ``node`` or of ``node[key]``; (0, 0) when unknown."""
     lc = getattr(node, "lc", None)
-    if lc is None:
+    # A value ruamel read without a position (e.g. the document `=`) has lc.line None.
+    if lc is None or not isinstance(lc.line, int) or not isinstance(lc.col, int):
         return (0, 0)
     try:
         if key is None:
