@@ -287,7 +287,14 @@ def connect(db: str | os.PathLike[str] | None = None, *,
         raise _db_error(path, e) from e
     try:
         try:
-            if not _check(conn, path):
+            # One read transaction: the three reads in _check must see one snapshot,
+            # or a process creating the file at this moment looks like foreign data.
+            conn.execute("BEGIN")
+            try:
+                ours = _check(conn, path)
+            finally:
+                conn.execute("COMMIT")
+            if not ours:
                 _create(conn, path)
             _set_wal(conn)
             conn.execute("PRAGMA foreign_keys = ON")
