@@ -218,21 +218,21 @@ class FileTrainee:
             raise InputError(f"--answers {self.folder}: no audio files in it",
                              hint=f"add one file per answer: 01.wav, 02.wav, … "
                                   f"({', '.join(READABLE)})")
-        # Every file decoded once now, before a model loads: a bad third answer must
-        # not cost a model load and two turns before it is reported.
-        for p in self.files:
-            load_audio(p, allow_silent=True)
+        # Every file decoded once, now, before a model loads: a bad third answer must
+        # not cost a model load and two turns before it is reported. The samples are
+        # kept (answers are phone-length) so no file is decoded twice.
+        self.samples = [load_audio(p, allow_silent=True) for p in self.files]
 
     def answer(self, turn: int, line: Line, wav: Path) -> Answer | None:
         """Load the ``turn``-th file; None once they run out."""
-        from voice_sim.audio import load_audio, write_wav
+        from voice_sim.audio import write_wav
 
         if turn > len(self.files):
             return None
-        src = self.files[turn - 1]
-        samples = load_audio(src, allow_silent=True)
+        samples = self.samples[turn - 1]
         write_wav(wav, samples)
-        return Answer(samples=samples, wav=wav, end_reason="file", source=src.name)
+        return Answer(samples=samples, wav=wav, end_reason="file",
+                      source=self.files[turn - 1].name)
 
 
 class ScriptedTrainee:
