@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from mini_persona import mini_persona
 
 from voice_sim.audio import MAX_DURATION_S, SAMPLE_RATE
 from voice_sim.yamlfile import MAX_YAML_BYTES
@@ -92,34 +93,6 @@ most of a run's cost), each with its own stdout, stderr and exit code, behind a 
 that refuses to import a speech engine. argv[1] picks the sound devices: ``real`` (this
 machine's), ``fake`` (one fake microphone and one fake speaker) or ``none``."""
 
-MINI = """\
-id: {id}
-title: Mini
-difficulty: easy
-briefing:
-  situation: A short test call.
-customer:
-  name: Pat
-  voice:
-    id: en-us
-mood:
-  start: 5
-max_turns: 4
-lines:
-  - id: opening
-    text: "Hello."{audio}
-    expects: [empathize]
-    next:
-      - heard: [empathize]
-        goto: thanks
-      - goto: bye
-  - id: thanks
-    text: "Thanks."
-    end: resolved
-  - id: bye
-    text: "Bye."
-    end: hung_up
-"""
 """The smallest valid persona (``{audio}`` adds a recording to the opening line)."""
 
 SR = SAMPLE_RATE
@@ -268,9 +241,9 @@ def _yaml_cases(kind: str) -> dict[str, str | bytes | None]:
         "python-tag": "id: !!python/object/apply:os.system ['touch {marker}']\n",
     }
     if kind == "persona":
-        common["wrong-types"] = (MINI.format(id="wrong-types", audio="")
+        common["wrong-types"] = (mini_persona("wrong-types", audio="")
                                  .replace("start: 5", "start: [5]"))
-        common["unknown-key"] = MINI.format(id="unknown-key", audio="") + "bogus: 1\n"
+        common["unknown-key"] = mini_persona("unknown-key", audio="") + "bogus: 1\n"
     elif kind == "rubric":
         common["wrong-types"] = "ids:\n  empathize:\n    weight: lots\n"
         common["unknown-key"] = "ids:\n  empathize:\n    bogus: 1\n"
@@ -600,7 +573,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[st
     (misc / "latin1.jsonl").write_bytes(b'{"reply": "caf\xe9"}\n')
     (misc / "empty.jsonl").write_bytes(b"")
     mini = misc / "mini.yaml"
-    mini.write_text(MINI.format(id="mini", audio=""), encoding="utf-8")
+    mini.write_text(mini_persona("mini", audio=""), encoding="utf-8")
     files["misc"] = {"good": good, "good_answers": good_answers, "folder": misc / "folder",
                      "notes": misc / "notes.txt", "latin1": misc / "latin1.jsonl", "mini": mini,
                      "wav_folder": misc / "folder.wav", "empty_jsonl": misc / "empty.jsonl"}
@@ -629,7 +602,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[st
         elif path.exists():
             shutil.copy(path, dest)
         p = folder / "mini.yaml"
-        p.write_text(MINI.format(id="mini", audio="\n    audio: mini/opening.wav"),
+        p.write_text(mini_persona("mini", audio="\n    audio: mini/opening.wav"),
                      encoding="utf-8")
         files["persona_audio"][case] = p
     for kind in ("persona", "rubric", "fixtures"):

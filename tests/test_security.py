@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from mini_persona import mini_persona
 
 from voice_sim import models
 from voice_sim.errors import ModelError, VoiceSimError
@@ -113,34 +114,6 @@ def test_only_yamlfile_builds_a_yaml_parser() -> None:
 
 # --- 2. audio paths in persona files -----------------------------------------------------
 
-MINI = """\
-id: mini
-title: Mini
-difficulty: easy
-briefing:
-  situation: A short test call.
-customer:
-  name: Pat
-  voice:
-    id: en-us
-mood:
-  start: 5
-max_turns: 4
-lines:
-  - id: opening
-    text: "Hello."{audio}
-    expects: [empathize]
-    next:
-      - heard: [empathize]
-        goto: thanks
-      - goto: bye
-  - id: thanks
-    text: "Thanks."
-    end: resolved
-  - id: bye
-    text: "Bye."
-    end: hung_up
-"""
 
 
 def _tone_wav(path: Path) -> Path:
@@ -153,7 +126,7 @@ def _tone_wav(path: Path) -> Path:
 def _persona(folder: Path, audio: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     p = folder / "mini.yaml"
-    p.write_text(MINI.format(audio=f"\n    audio: {audio}"), encoding="utf-8")
+    p.write_text(mini_persona(audio=f"\n    audio: {audio}"), encoding="utf-8")
     return p
 
 
@@ -209,7 +182,7 @@ def test_persona_record_never_writes_through_a_symlink_out(
     folder = tmp_path / "personas"
     folder.mkdir()
     path = folder / "mini.yaml"
-    path.write_text(MINI.format(audio=""), encoding="utf-8")
+    path.write_text(mini_persona(audio=""), encoding="utf-8")
     (folder / "mini").symlink_to(outside, target_is_directory=True)
     speech = (0.3 * np.sin(np.arange(32_000) / 6.0)).astype(np.float32)
     before = path.read_bytes()
@@ -385,7 +358,7 @@ def test_error_lines_carry_no_control_characters(tmp_path: Path, what: str) -> N
     evil = "x\n\x1b]0;pwned\x07\x1b[2J\r"
     if what == "yaml key":
         path = tmp_path / "mini.yaml"
-        path.write_text(MINI.format(audio="") + f'"{evil.encode("unicode_escape").decode()}": 1\n',
+        path.write_text(mini_persona(audio="") + f'"{evil.encode("unicode_escape").decode()}": 1\n',
                         encoding="utf-8")
         args = ["persona", "graph", str(path)]
     else:
