@@ -164,8 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the calm reading at the start (population defaults)")
     p.add_argument("--coach", choices=("live", "after", "off"), default="after",
                    help="hints after each turn (live), at the end (after, default), or none")
-    p.add_argument("--silence-end", type=float, default=0.8, metavar="S",
-                   help="seconds of silence that end your answer (default 0.8)")
+    p.add_argument("--silence-end", type=float, default=None, metavar="S",
+                   help="most seconds of silence before your answer counts as finished "
+                        "(default: --turn-end's longest wait)")
+    p.add_argument("--turn-end", choices=("fast", "normal", "patient"), default="normal",
+                   help="how soon a pause ends your answer: fast answers sooner and cuts "
+                        "you off more often; patient waits out long pauses "
+                        "(default normal)")
     p.add_argument("--max-answer", type=float, default=60.0, metavar="S",
                    help="longest answer in seconds (default 60)")
     p.add_argument("--rubric", metavar="FILE", help="extra rubric file")

@@ -234,6 +234,8 @@ class WhisperStream:
         self._partial: tuple[int, str] = (0, "")
         """(commit point it was decoded from, text) of the latest tail re-decode."""
         self._partial_at = -1
+        self._covered = 0
+        """Samples of audio that :meth:`text` has words for (the latest decode's end)."""
         self._job: Future[None] | None = None
         self._lock = threading.Lock()
         self._done = False
@@ -286,6 +288,13 @@ class WhisperStream:
             job, self._job = self._job, None
             job.result()
             self._schedule()
+
+    @property
+    def covered_s(self) -> float:
+        """Seconds of the audio fed so far that :meth:`text` has decoded: the words say
+        nothing about speech after this (the end-of-turn rule reads them only when they
+        reach the pause)."""
+        return self._covered / SAMPLE_RATE
 
     @property
     def committed_s(self) -> float:
@@ -376,11 +385,14 @@ class WhisperStream:
     def _commit_job(self, start: int, audio: np.ndarray) -> None:
         text, words = self._engine.decode(audio, start / SAMPLE_RATE)
         self._land(text, words)
+        with self._lock:
+            self._covered = max(self._covered, start + len(audio))
 
     def _partial_job(self, start: int, audio: np.ndarray) -> None:
         text = self._engine.quick_text(audio)
         with self._lock:
             self._partial = (start, text)
+            self._covered = max(self._covered, start + len(audio))
 
     def _land(self, text: str, words: list[Word]) -> None:
         with self._lock:

@@ -1,0 +1,222 @@
+"""Barge-in: the trainee talks over the persona, and the persona stops.
+
+:class:`ListeningSpeaker` is the live call's :class:`~voice_sim.session.Speaker`: it plays
+a line on a :class:`~voice_sim.devices.Player` (a callback stream that can be cut short)
+while it reads the microphone. The trainee is talking over the line when a block is
+
+* speech to the Silero model (voice_sim.vad), and
+* louder than the room (the noise floor + :data:`MARGIN_DB`), and
+* louder, by :data:`DOUBLE_TALK_DB`, than the echo of the line itself could be: the
+  loudest block of the line played in the last :data:`ECHO_WINDOW_S`, times the echo
+  path's gain. That gain is measured at the start of every line (the first
+  :data:`LEARN_S`, when nobody talks over a caller yet) as the most the microphone
+  rose above the line, so a laptop's loud speaker next to its microphone raises the
+  bar and a headset lowers it. The persona's own voice coming back through the
+  microphone is speech too, so the model alone cannot tell it from the trainee's.
+
+:data:`CONFIRM_BLOCKS` such blocks in a row (40 ms) are a barge-in: the line stops at
+once (``stop``: the stream is aborted, its buffered audio dropped) or at the end of the
+sentence being said (``finish_sentence``: the next pause of :data:`SENTENCE_GAP_S` in
+the line), per persona (``customer.when_interrupted``). The microphone's blocks from
+just before the onset are given back to it as the start of the trainee's answer, so
+nothing said over the line is lost; :attr:`ListeningSpeaker.last` records when it
+happened and how long both talked (:class:`Interruption`), which the session turns into
+a delivery reason.
+
+After the line has played, the microphone is watched for :data:`ECHO_TAIL_S` more: the
+echo still arriving then teaches the floor rather than starting the answer.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from voice_sim.audio import FRAME_S
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from voice_sim.listen import Block, Microphone
+
+WHEN_INTERRUPTED = ("stop", "finish_sentence")
+MARGIN_DB = 12.0
+"""dB above the room's noise floor for a block to be the trainee."""
+DOUBLE_TALK_DB = 6.0
+"""dB above the loudest echo the line could cause for a block to be the trainee."""
+ECHO_WINDOW_S = 0.4
+"""Seconds of the line (handed to the device) whose echo may be arriving now: the
+output buffer, the device, the room and the input buffer together."""
+LEARN_S = 0.5
+"""Seconds at the start of each line in which the echo path is measured (no barge-in)."""
+NO_ECHO_DB = -60.0
+"""dB: the echo gain assumed before any measurement (a headset: none)."""
+MAX_ECHO_DB = 0.0
+"""dB: the most echo gain believed (an echo louder than the line itself means the
+trainee was talking while it was measured)."""
+CONFIRM_BLOCKS = 2
+"""Blocks in a row (20 ms each) of trainee speech that make a barge-in."""
+PREROLL_S = 0.3
+"""Seconds before the onset given to the answer with it (soft onsets)."""
+SENTENCE_GAP_S = 0.25
+"""Seconds of quiet in the line that end a sentence (``finish_sentence``)."""
+QUIET_DBFS = -45.0
+"""dBFS: the line is quiet below this."""
+ECHO_TAIL_S = 0.3
+"""Seconds the microphone is watched after the line, for the trainee (the echo still
+arriving then is not an answer)."""
+
+
+@dataclass(frozen=True)
+class Interruption:
+    """The trainee talked over a line."""
+
+    at_s: float
+    """Seconds into the line when the trainee began."""
+    overlap_s: float
+    """Seconds both were talking: from the onset until the line stopped."""
+    detect_s: float
+    """Seconds from the onset to the barge-in being detected (the line told to stop)."""
+    finished_sentence: bool
+    """True when the persona finished its sentence rather than stopping at once."""
+    line_s: float
+    """Seconds the whole line would have lasted."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The turn's ``interruption`` object in ``session.json``."""
+        return {"at_s": round(self.at_s, 3), "overlap_s": round(self.overlap_s, 3),
+                "detect_s": round(self.detect_s, 3),
+                "finished_sentence": self.finished_sentence, "line_s": round(self.line_s, 3)}
+
+
+def frame_levels(x: np.ndarray, sr: int) -> np.ndarray:
+    """dBFS of each 20 ms frame of ``x``."""
+    import numpy as np
+
+    n = max(1, round(sr * FRAME_S))
+    k = len(x) // n
+    if k == 0:
+        return np.full(1, -120.0)
+    f = x[:k * n].reshape(k, n).astype(np.float64)
+    rms = np.sqrt(np.mean(f * f, axis=1))
+    return np.maximum(-120.0, 20 * np.log10(np.maximum(rms, 1e-6)))
+
+
+def next_gap(levels: np.ndarray, frame: int) -> int | None:
+    """Frame index where the next pause of SENTENCE_GAP_S begins at or after ``frame``."""
+    need = round(SENTENCE_GAP_S / FRAME_S)
+    run = 0
+    for i in range(frame, len(levels)):
+        run = run + 1 if levels[i] < QUIET_DBFS else 0
+        if run >= need:
+            return i - need + 1
+    return None
+
+
+class ListeningSpeaker:
+    """Plays the persona's lines on a device while listening for the trainee on ``mic``."""
+
+    def __init__(self, mic: Microphone, device: str | int | None = None, *,
+                 when_interrupted: str = "stop") -> None:
+        from voice_sim import devices
+        from voice_sim.errors import InputError
+
+        if when_interrupted not in WHEN_INTERRUPTED:
+            raise InputError(f"when_interrupted={when_interrupted!r}: not a choice",
+                             hint=f"one of {', '.join(WHEN_INTERRUPTED)}")
+        self.mic = mic
+        self.device = devices.resolve_device(device, "output")
+        self.when_interrupted = when_interrupted
+        self.echo_gain_db = NO_ECHO_DB
+        """The echo path's gain, from the latest line's measurement."""
+        self.last: Interruption | None = None
+        """The interruption of the latest line (None: it was heard out)."""
+        self.last_player: Any = None
+        from voice_sim.vad import SpeechProbability
+
+        SpeechProbability()  # the model loads now, not as the first line starts
+
+    def speak(self, samples: np.ndarray, sr: int) -> float:
+        """Play a line, listening; returns when it is over (heard out or cut short)."""
+        import numpy as np
+
+        from voice_sim.devices import Player
+        from voice_sim.listen import level_dbfs
+        from voice_sim.vad import SpeechProbability
+
+        self.last = None
+        before = self.mic.drain()
+        room = [level_dbfs(b.samples) for b in before[-50:]]
+        floor = float(np.percentile(room, 10)) if room else -70.0
+        self.mic.unread(before, turn=False)
+        player = Player(samples, sr, self.device)
+        self.last_player = player
+        ref = frame_levels(player.data, player.sr)
+        frame = max(1, round(player.sr * FRAME_S))
+        window = max(1, round(ECHO_WINDOW_S / FRAME_S))
+        vad = SpeechProbability()
+        blocks: list[Block] = []
+        run = 0
+        learned = NO_ECHO_DB
+        onset: int | None = None  # index in blocks of the barge-in's first block
+        onset_at = detected_at = 0.0
+        at_s = 0.0
+        tail_until: float | None = None
+        started = time.perf_counter()
+        player.start()
+        try:
+            while True:
+                now = time.perf_counter()
+                if player.done.is_set():
+                    if onset is not None:
+                        break
+                    if tail_until is None:
+                        tail_until = now + ECHO_TAIL_S
+                    elif now >= tail_until:
+                        break
+                b = self.mic.read(timeout=0.02)
+                if b is None:
+                    continue
+                blocks.append(b)
+                lvl = level_dbfs(b.samples)
+                vad.push(b.samples)
+                if onset is not None:
+                    continue  # finishing the sentence: keep the trainee's words
+                k = min(len(ref), player.pos // frame)
+                recent = float(ref[max(0, k - window):k + 1].max()) if k else -120.0
+                if b.at - started < LEARN_S:
+                    if recent > QUIET_DBFS:
+                        learned = max(learned, lvl - recent)
+                    continue
+                if learned > NO_ECHO_DB:
+                    self.echo_gain_db, learned = min(learned, MAX_ECHO_DB), NO_ECHO_DB
+                bar = max(floor + MARGIN_DB, recent + self.echo_gain_db + DOUBLE_TALK_DB)
+                run = run + 1 if vad.speaking and lvl > bar else 0
+                if run >= CONFIRM_BLOCKS:
+                    onset = len(blocks) - run
+                    onset_at = blocks[onset].at - FRAME_S
+                    detected_at = time.perf_counter()
+                    at_s = max(0.0, onset_at - started)
+                    if self.when_interrupted == "stop":
+                        player.stop()
+                        break
+                    gap = next_gap(ref, k)
+                    player.stop_at(len(player.data) if gap is None else gap * frame)
+        finally:
+            if onset is None and not player.done.is_set():
+                player.stop()  # an exception (Ctrl-C): never leave the line playing
+            player.close()
+        if onset is None:
+            self.mic.unread(blocks, turn=False)
+            return started
+        stopped = player.stopped_at if self.when_interrupted == "stop" else time.perf_counter()
+        first = max(0, onset - round(PREROLL_S / FRAME_S))
+        self.mic.unread(blocks[:first], turn=False)
+        self.mic.unread(blocks[first:], turn=True)
+        self.last = Interruption(
+            at_s=at_s, overlap_s=max(0.0, (stopped or detected_at) - onset_at),
+            detect_s=detected_at - onset_at,
+            finished_sentence=self.when_interrupted == "finish_sentence",
+            line_s=len(player.data) / player.sr)
+        return started
