@@ -25,7 +25,6 @@ from voice_sim.errors import DeviceError, InputError, ModelError
 from voice_sim.fake_audio import FakeSoundDevice, installed
 from voice_sim.endpoint import PATIENCE
 from voice_sim.listen import (
-    HOLD_AFTER_S,
     KeyWatcher,
     LiveLine,
     Microphone,
@@ -329,8 +328,8 @@ def test_live_turn_end_to_end(fake: FakeSoundDevice, whisper: Any, answer: np.nd
     captions: list[str] = []
     with Microphone() as mic:
         devices.play(line1, SAMPLE_RATE)
-        got = capture_answer(mic, whisper, TurnConfig(), sink=tmp_path / "turn1.wav",
-                             on_caption=captions.append)
+        got = capture_answer(mic, whisper, TurnConfig(turn_end="fast"),
+                             sink=tmp_path / "turn1.wav", on_caption=captions.append)
         devices.play(line2, SAMPLE_RATE)
 
     played = fake.played
@@ -344,17 +343,18 @@ def test_live_turn_end_to_end(fake: FakeSoundDevice, whisper: Any, answer: np.nd
 
     assert got.reason == "silence"
     assert got.speech_end_s is not None
-    # A finished sentence: a short pause, once the words reached it (the decode's time
-    # at 4x speed included), never the longest wait.
-    assert got.duration_s - got.speech_end_s < PATIENCE["normal"].incomplete_s
+    # fast: the final fall of a finished sentence ends the turn on a short pause,
+    # whatever the decode's lag.
+    assert got.end_why in ("a final fall", "a finished sentence")
+    assert got.duration_s - got.speech_end_s == pytest.approx(PATIENCE["fast"].complete_s,
+                                                              abs=0.021)
     words = got.text.lower()
     for w in ("understand", "upset", "order"):
         assert w in words, got.text
     assert captions and captions == list(got.captions)
     assert got.transcript is not None
-    # The engine heard from just before the speech to a moment into the final silence.
-    fed_silence = min(got.duration_s - got.speech_end_s, HOLD_AFTER_S)
-    assert got.transcript.duration_s == pytest.approx(
-        got.speech_end_s - got.offset_s + fed_silence, abs=0.045)
+    # The engine heard from just before the speech to the end of the turn.
+    assert got.transcript.duration_s == pytest.approx(got.duration_s - got.offset_s,
+                                                      abs=0.045)
     assert got.final_at is not None
     assert played[1].started_at >= got.final_at >= got.ended_at

@@ -172,13 +172,13 @@ def test_the_persona_own_echo_is_not_an_interruption(speech: dict[str, np.ndarra
 
     with installed(speed=4.0, echo=0.5) as fake, Microphone() as mic:
         speaker = ListeningSpeaker(mic)
-        for _ in range(3):
+        for _ in range(2):
             speaker.speak(speech["line"], SAMPLE_RATE)
             assert speaker.last is None
         # The echo's tail after the line does not start an answer either.
         got = capture_answer(mic, None, TurnConfig(no_answer_s=1.0))
     line_s = len(speech["line"]) / SAMPLE_RATE
-    assert len(fake.played) == 3
+    assert len(fake.played) == 2
     assert all(p.duration_s == pytest.approx(line_s, abs=0.03) for p in fake.played)
     assert speaker.echo_gain_db == pytest.approx(20 * np.log10(0.5), abs=3.0)
     assert not got.heard_speech
@@ -258,7 +258,7 @@ with Microphone(MIC) as mic:
     out["cut"] = None if cut is None else cut.to_json()
     out["stop_after_onset"] = None if cut is None else (
         speaker.last_player.stopped_at - (u.start_at or 0))
-    got = capture_answer(mic, engine, TurnConfig())   # a finished sentence
+    got = capture_answer(mic, engine, TurnConfig(turn_end="fast"))  # a finished sentence
     out["finished"] = [got.reason, got.pause_s, got.end_why, got.text]
     va.say(np.concatenate([so, np.zeros(int(1.1 * 16000), np.float32), rest]))
     got = capture_answer(mic, engine, TurnConfig())   # a mid-answer pause of 1.1 s
@@ -293,6 +293,8 @@ def test_turn_taking_on_the_virtual_alsa_devices(speech: dict[str, np.ndarray],
     assert out["stop_after_onset"] <= 0.15
     reason, pause, why, text = out["finished"]
     assert reason == "silence" and "sorry" in text.lower()
-    assert pause <= 1.0  # a short pause (the words' decode included), not the upper bound
+    assert why in ("a final fall", "a finished sentence")
+    assert pause == pytest.approx(PATIENCE["fast"].complete_s, abs=0.021)
     reason, pause, why, text = out["paused"]
-    assert reason == "silence" and "replacement" in text.lower(), text
+    # normal: 'So what I can do is, um' and 1.1 s of silence did not end the turn.
+    assert reason == "silence" and "replacement" in text.lower(), (text, why)

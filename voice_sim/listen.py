@@ -66,12 +66,6 @@ FLOOR_LEARN_S = 0.5
 blocks heard meanwhile are classified again once the floor is known."""
 PREROLL_S = 0.3
 """Seconds of audio before the first speech given to the engine (soft onsets)."""
-HOLD_AFTER_S = 0.5
-"""Seconds of silence after speech still fed to the engine; later silence is held back
-(fed only if speech resumes), so the engine is idle when the turn ends. A stream that
-commits its words at pauses (Whisper's, at 0.3 s) still sees the last one: measured
-(bench_latency.py, Whisper), 0.5 s instead of 0.2 s cut the median final wait from
-~1 s to ~0.3 s."""
 COVER_SLACK_S = 0.05
 """Seconds: the engine's text counts as covering the speech when it reaches this close
 to the speech's end."""
@@ -878,7 +872,9 @@ def capture_answer(
                     feeder.feed(blocks[j])
                 held = []
                 feeder.feed(x)
-            elif fed_from is not None and det.silence_s < HOLD_AFTER_S:
+            elif fed_from is not None:
+                # Pauses too: a stream that commits its words at pauses (Whisper's) is
+                # driven by what it is fed, and the end-of-turn rule waits for them.
                 feeder.feed(x)
             else:
                 held.append(i)

@@ -50,6 +50,8 @@ MIN_COMMIT_SPEECH_S = 0.5
 """Seconds of speech a segment needs before it is committed on its own."""
 MIN_TAIL_SPEECH_S = 0.1
 """Seconds of speech the tail needs for finish() to decode it at all (a click does not)."""
+PAUSE_TAIL_S = 0.06
+"""Seconds of quiet at the end from which no partial re-decode starts (a commit comes)."""
 PARTIAL_EVERY_S = 1.0
 """Seconds of new audio between two re-decodes of the uncommitted tail for partials."""
 SHORT_WINDOW_S = 15.0
@@ -353,8 +355,9 @@ class WhisperStream:
         tail_quiet = _trailing(quiet)
         if (self._n - self._partial_at >= PARTIAL_EVERY_S * SAMPLE_RATE
                 and (~quiet).sum() * FRAME_S >= PAUSE_S
-                # In a pause a commit is likely next: keep the thread free for it.
-                and tail_quiet * FRAME_S < PAUSE_S / 2):
+                # In a pause a commit is likely next: keep the thread free for it (the
+                # end-of-turn rule waits for the words it lands).
+                and tail_quiet * FRAME_S < PAUSE_TAIL_S):
             self._partial_at = self._n
             self._job = self._engine.submit(self._partial_job, self._commit,
                                             self._buf[self._commit:self._n].copy())
