@@ -4,37 +4,46 @@
 Session mode (the default) drives the whole live call as ``voice-sim practice`` runs
 it: :func:`voice_sim.session.run_call` with a :class:`voice_sim.practice.LiveTrainee`
 on a :class:`voice_sim.listen.Microphone` (the ALSA virtual microphone ``vsim_mic``,
-fed in real time by scripts/virtual_mic.py), a :class:`voice_sim.session.DeviceSpeaker`
+fed in real time by scripts/virtual_mic.py), a :class:`voice_sim.bargein.ListeningSpeaker`
 on the virtual speaker ``vsim_spk``, Whisper (or ``--engine``), the shipped personas
 (``--persona``, one call each, ``--calls``) and a synthetic calm baseline, as
 ``practice`` records one. The trainee's answers are TTS renders of each line's
 ``sample_reply``, spoken ``--delay`` seconds after the persona's line is heard to end
 at the speaker. Per turn it prints, in milliseconds:
 
-  latency   Turn.latency_s: the end of the answer detected -> the next line handed to
-            the speaker (the target: median <= 300 ms on 2 cores), split into
-            final     -> the final transcript ready
+  perceived the true end of the trainee's speech (known from the rendered answer) ->
+            the first sound of the persona's reply at the speaker: the gap the trainee
+            hears (targets: median <= 500 ms, p95 <= 900 ms)
+  detect    the true end of the speech -> the end detected (the pause the end-of-turn
+            rule waited, device buffering included)
+  latency   Turn.latency_s: the end detected -> the next line handed to the speaker,
+            split into
+            final     -> the final transcript ready (absent when the line was planned
+                         on the partial words: session.CONFIRM_S)
             content   -> the words scored
             delivery  -> the delivery analysed
             moved     -> the mood moved and the next line chosen
             started   -> the line handed to the speaker
-  audible   the end of the answer detected -> the line's first sound at the speaker
+  audible   the end detected -> the line's first sound at the speaker
   deaf      the line finished playing -> the microphone capturing the next answer
-            (audio before that only teaches the noise floor: it must stay tiny)
-  detect    how late the end was detected: minus (the speech's true end + the
-            silence setting), device buffering included
 
-and the distribution (median, p95, max) of each over all turns.
+and the distribution (median, p95, max) of each over all turns, with the load average
+at the start and the end (the machine may be shared).
 
 Capture mode (``--mode capture``) measures only capture_answer + playback of a fixed
-line, on short espeak-ng sentences: detect, final, play (final transcript -> sound at
-the speaker) and turn (end detected -> sound).
+line, on short espeak-ng sentences: perceived, detect, final, play (final transcript ->
+sound at the speaker) and turn (end detected -> sound).
 
-``--device fake`` runs either through voice_sim.fake_audio (no PortAudio) instead,
-at ``--speed`` times real time, labelled as such in the output.
+Barge-in mode (``--mode barge-in``, ALSA only) plays persona lines with a simulated
+echo path and counts false barge-ins, then interrupts lines and times the stop (see
+:func:`run_barge_in`).
 
-    .venv/bin/python scripts/bench_latency.py --engine whisper [--calls 3] [--json]
+``--device fake`` runs session or capture mode through voice_sim.fake_audio (no
+PortAudio) instead, at ``--speed`` times real time, labelled as such in the output.
+
+    .venv/bin/python scripts/bench_latency.py --engine whisper [--turn-end fast] [--json]
     .venv/bin/python scripts/bench_latency.py --mode capture --answers 10 --engine whisper
+    .venv/bin/python scripts/bench_latency.py --mode barge-in [--trials 20] [--echo-trials 50]
 """
 
 from __future__ import annotations
@@ -197,7 +206,7 @@ class _Observed:
 
 def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
                 va: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The real call engine: run_call + LiveTrainee(Microphone) + DeviceSpeaker, answers
+    """The real call engine: run_call + LiveTrainee(Microphone) + ListeningSpeaker, answers
     (TTS renders of each line's sample_reply) spoken into the microphone in real time,
     each ``--delay`` seconds after the persona's line has finished playing."""
     import threading

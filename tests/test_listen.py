@@ -21,9 +21,9 @@ import pytest
 
 from voice_sim import devices
 from voice_sim.audio import SAMPLE_RATE, load_audio
+from voice_sim.endpoint import PATIENCE
 from voice_sim.errors import DeviceError, InputError, ModelError
 from voice_sim.fake_audio import FakeSoundDevice, installed
-from voice_sim.endpoint import PATIENCE
 from voice_sim.listen import (
     KeyWatcher,
     LiveLine,

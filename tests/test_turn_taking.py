@@ -298,3 +298,42 @@ def test_turn_taking_on_the_virtual_alsa_devices(speech: dict[str, np.ndarray],
     reason, pause, why, text = out["paused"]
     # normal: 'So what I can do is, um' and 1.1 s of silence did not end the turn.
     assert reason == "silence" and "replacement" in text.lower(), (text, why)
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_the_next_line_is_planned_on_partial_words_and_confirmed(
+        whisper: Any, speech: dict[str, Any], tmp_path: Path) -> None:
+    """The final transcript is late: the line is chosen on the partial words, and the
+    turn is completed from the final one; on time, the final is used at once."""
+    import threading
+    import time
+    from concurrent.futures import Future
+
+    from voice_sim.persona import Call, load_persona
+    from voice_sim.session import Answer, CallOptions, _confirm, _score_turn
+
+    persona = load_persona("double-billing")
+    x = speech["answer"]
+    final = whisper.transcribe(x)
+    options = CallOptions(engine=whisper, out_root=tmp_path)
+    for late in (True, False):
+        call = Call(persona)
+        pending: Future[Any] = Future()
+        if late:
+            threading.Timer(0.4, pending.set_result, (final,)).start()
+        else:
+            pending.set_result(final)
+        answer = Answer(samples=x, wav=tmp_path / "a.wav", ended_at=time.perf_counter(),
+                        end_reason="silence", pending=pending, partial="I am so sorry")
+        turn, _ = _score_turn(1, call.line, "c.wav", answer, call, options)
+        if not late:
+            assert turn.plan is None and turn.transcript is final
+            continue
+        assert turn.plan is not None and turn.transcript.text == "I am so sorry"
+        done = _confirm(turn, options)
+        assert done.transcript is final and done.move == turn.move
+        assert done.plan is not None and isinstance(done.plan.changed, bool)
+        assert done.to_json()["planned"] == {"partial": "I am so sorry",
+                                             "final_changed_outcome": done.plan.changed}
+        assert done.to_json()["transcript"] == final.text

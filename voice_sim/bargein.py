@@ -195,6 +195,8 @@ class ListeningSpeaker:
                 run = run + 1 if vad.speaking and lvl > bar else 0
                 if run >= CONFIRM_BLOCKS:
                     onset = len(blocks) - run
+                    if tail_until is not None:
+                        break  # the line was over: an answer, not an interruption
                     onset_at = blocks[onset].at - FRAME_S
                     detected_at = time.perf_counter()
                     at_s = max(0.0, onset_at - started)
@@ -210,8 +212,13 @@ class ListeningSpeaker:
         if onset is None:
             self.mic.unread(blocks, turn=False)
             return started
-        stopped = player.stopped_at if self.when_interrupted == "stop" else time.perf_counter()
         first = max(0, onset - round(PREROLL_S / FRAME_S))
+        if tail_until is not None:
+            # The trainee began just after the line: the answer's start, handed over.
+            self.mic.unread(blocks[:first], turn=False)
+            self.mic.unread(blocks[first:], turn=True)
+            return started
+        stopped = player.stopped_at if self.when_interrupted == "stop" else time.perf_counter()
         self.mic.unread(blocks[:first], turn=False)
         self.mic.unread(blocks[first:], turn=True)
         self.last = Interruption(
