@@ -569,6 +569,13 @@ def main() -> int:
             meta["planned_turns"] = sum(bool(r.get("planned")) for r in rows)
             meta["plan_changed_outcome"] = sum(bool(r.get("plan_changed")) for r in rows)
             meta["false_interruptions"] = sum(bool(r.get("interrupted")) for r in rows)
+            # An end detected before the speech's true end cut the trainee off: counted,
+            # and kept out of the gap figures (a negative gap is no gap).
+            cut = [r for r in rows if r.get("detect") is not None and r["detect"] < 0]
+            meta["premature_ends"] = len(cut)
+            for r in cut:
+                r.pop("perceived", None)
+                r.pop("detect", None)
         else:
             print(f"bench_latency: {args.answers} answers through {label}", file=sys.stderr)
             rows = (run_alsa if args.device == "alsa" else run_fake)(args, folder)

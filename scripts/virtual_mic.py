@@ -296,6 +296,9 @@ class VirtualAudio:
         while self._echo and self._echo[0][0] <= due:
             parts.append(self._echo.popleft()[1])
         buf = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        # The two pipes' threads are paced apart: never let a backlog build up, or the
+        # echo's delay would drift (a real echo path's delay is steady).
+        buf = buf[-2 * BLOCK:]
         out = np.zeros(BLOCK, np.float32)
         out[:min(BLOCK, len(buf))] = buf[:BLOCK]
         self._echo_buf = buf[BLOCK:] if len(buf) > BLOCK else None

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +35,19 @@ def espeak_wav(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
         return out
 
     return render
+
+
+@pytest.fixture(scope="session")
+def whisper() -> Any:
+    """The Whisper engine (skipped with the reason when it cannot load)."""
+    from voice_sim.errors import ModelError
+
+    try:
+        from voice_sim.engines import get_engine
+
+        return get_engine("whisper")
+    except (ImportError, ModelError) as e:
+        pytest.skip(f"Whisper engine unavailable: {e}")
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ import pytest
 from voice_sim import devices
 from voice_sim.audio import SAMPLE_RATE, load_audio
 from voice_sim.endpoint import PATIENCE
-from voice_sim.errors import DeviceError, InputError, ModelError
+from voice_sim.errors import DeviceError, InputError
 from voice_sim.fake_audio import FakeSoundDevice, installed
 from voice_sim.listen import (
     KeyWatcher,
@@ -57,16 +57,6 @@ def line_audio(espeak_wav: Callable[..., Path]) -> tuple[np.ndarray, np.ndarray]
 def fake() -> Iterator[FakeSoundDevice]:
     with installed(speed=SPEED) as f:
         yield f
-
-
-@pytest.fixture(scope="module")
-def whisper() -> Any:
-    try:
-        from voice_sim.engines import get_engine
-
-        return get_engine("whisper")
-    except (ImportError, ModelError) as e:
-        pytest.skip(f"Whisper engine unavailable: {e}")
 
 
 def speech_bounds(x: np.ndarray, thr_dbfs: float = -40.0) -> tuple[float, float]:
@@ -343,11 +333,11 @@ def test_live_turn_end_to_end(fake: FakeSoundDevice, whisper: Any, answer: np.nd
 
     assert got.reason == "silence"
     assert got.speech_end_s is not None
-    # fast: the final fall of a finished sentence ends the turn on a short pause,
-    # whatever the decode's lag.
-    assert got.end_why in ("a final fall", "a finished sentence")
-    assert got.duration_s - got.speech_end_s == pytest.approx(PATIENCE["fast"].complete_s,
-                                                              abs=0.021)
+    # A finished sentence ends on a short pause once the words reach it; at 4x speed
+    # the decode's lag may run into the upper bound.
+    assert got.end_why in ("a finished sentence", "waiting for the words")
+    assert got.pause_s is not None
+    assert got.pause_s <= PATIENCE["fast"].incomplete_s + 0.021
     words = got.text.lower()
     for w in ("understand", "upset", "order"):
         assert w in words, got.text

@@ -55,6 +55,18 @@ NO_ECHO_DB = -60.0
 MAX_ECHO_DB = 0.0
 """dB: the most echo gain believed (an echo louder than the line itself means the
 trainee was talking while it was measured)."""
+ALIGN_SLACK = 2
+"""Frames either side of the measured echo lag that may be the echo (jitter)."""
+ALIGN_GAIN_DB = 4.0
+"""dB the aligned echo estimate may lower the bar below the whole window's."""
+MIN_LEARN_FRAMES = 12
+"""Frames of a line's start needed to measure the echo path."""
+MIN_ECHO_CORR = 0.5
+"""Correlation of the microphone's levels with the line's below which there is no echo."""
+VOICE_P = 0.3
+"""Silero speech probability from which a loud enough block is the trainee (lower than
+voice_sim.vad's SPEECH_P: the level test above the echo already rules the echo out, and
+every 32 ms of the model's onset counts against the 150 ms stop)."""
 CONFIRM_BLOCKS = 2
 """Blocks in a row (20 ms each) of trainee speech that make a barge-in."""
 PREROLL_S = 0.3
@@ -133,9 +145,50 @@ class ListeningSpeaker:
         self.last: Interruption | None = None
         """The interruption of the latest line (None: it was heard out)."""
         self.last_player: Any = None
+        self.echo_lag: int | None = None
+        """Frames (20 ms) between a frame being handed to the device and its echo in the
+        microphone, measured like the gain (None: not measured; the whole window counts)."""
         from voice_sim.vad import SpeechProbability
 
         SpeechProbability()  # the model loads now, not as the first line starts
+
+    def _learn(self, heard: list[tuple[int, float]], ref: np.ndarray, window: int) -> None:
+        """Measure the echo path from the start of a line: the lag whose line levels
+        follow the microphone's best, and the gain (a high percentile of the microphone
+        over the line at that lag, so the loudest echo stays under the bar)."""
+        import numpy as np
+
+        k = np.array([h[0] for h in heard])
+        mic = np.array([h[1] for h in heard])
+        best: tuple[float, int] | None = None
+        for lag in range(0, window + 1):
+            j = k - lag
+            ok = j >= 0
+            if ok.sum() < MIN_LEARN_FRAMES:
+                continue
+            r = ref[np.clip(j, 0, len(ref) - 1)]
+            loud = ok & (r > QUIET_DBFS)
+            if loud.sum() < MIN_LEARN_FRAMES // 2 or np.std(r[ok]) < 1e-6:
+                continue
+            c = float(np.corrcoef(r[ok], mic[ok])[0, 1])
+            if best is None or c > best[0]:
+                best = (c, lag)
+        if best is None or not best[0] > MIN_ECHO_CORR:
+            # The levels do not follow the line (no echo to be seen, a quiet start, or
+            # jitter): fall back to the whole window, with the gain as measured plainly.
+            self.echo_lag = None
+            r = np.array([ref[max(0, i - window):i + 1].max() for i in np.maximum(k, 0)])
+            loud = r > QUIET_DBFS
+            if loud.sum() >= MIN_LEARN_FRAMES // 2:
+                self.echo_gain_db = min(MAX_ECHO_DB, float((mic[loud] - r[loud]).max()))
+            return
+        lag = best[1]
+        j = k - lag
+        near = np.array([ref[max(0, i - ALIGN_SLACK):i + ALIGN_SLACK + 1].max()
+                         for i in np.clip(j, 0, len(ref) - 1)])
+        loud = (j >= 0) & (near > QUIET_DBFS)
+        self.echo_lag = lag
+        self.echo_gain_db = min(MAX_ECHO_DB, float(np.percentile(mic[loud] - near[loud], 95)))
 
     def speak(self, samples: np.ndarray, sr: int) -> float:
         """Play a line, listening; returns when it is over (heard out or cut short)."""
@@ -158,7 +211,7 @@ class ListeningSpeaker:
         vad = SpeechProbability()
         blocks: list[Block] = []
         run = 0
-        learned = NO_ECHO_DB
+        heard: list[tuple[int, float]] = []  # (line frame handed out, mic level) while learning
         onset: int | None = None  # index in blocks of the barge-in's first block
         onset_at = detected_at = 0.0
         at_s = 0.0
@@ -184,15 +237,22 @@ class ListeningSpeaker:
                 if onset is not None:
                     continue  # finishing the sentence: keep the trainee's words
                 k = min(len(ref), player.pos // frame)
-                recent = float(ref[max(0, k - window):k + 1].max()) if k else -120.0
                 if b.at - started < LEARN_S:
-                    if recent > QUIET_DBFS:
-                        learned = max(learned, lvl - recent)
+                    heard.append((k, lvl))
                     continue
-                if learned > NO_ECHO_DB:
-                    self.echo_gain_db, learned = min(learned, MAX_ECHO_DB), NO_ECHO_DB
+                if heard:
+                    self._learn(heard, ref, window)
+                    heard = []
+                recent = float(ref[max(0, k - window):k + 1].max()) if k else -120.0
+                if self.echo_lag is not None:
+                    # The frame the echo now arriving came from, give or take the jitter;
+                    # never more than ALIGN_GAIN_DB under the whole window's bar.
+                    j = k - self.echo_lag
+                    near = (float(ref[max(0, j - ALIGN_SLACK):j + ALIGN_SLACK + 1].max())
+                            if j + ALIGN_SLACK >= 0 else -120.0)
+                    recent = max(near, recent - ALIGN_GAIN_DB)
                 bar = max(floor + MARGIN_DB, recent + self.echo_gain_db + DOUBLE_TALK_DB)
-                run = run + 1 if vad.speaking and lvl > bar else 0
+                run = run + 1 if vad.p >= VOICE_P and lvl > bar else 0
                 if run >= CONFIRM_BLOCKS:
                     onset = len(blocks) - run
                     if tail_until is not None:

@@ -15,9 +15,8 @@ three things when a pause begins and decides how long a pause ends the turn:
   trainee's ``--turn-end`` choice (``fast``, ``normal``, ``patient``), and never
   exceeds ``--silence-end`` (the upper bound).
 
-``normal`` and ``patient`` do not end a turn before the engine's words reach the pause
-(a slow decode costs time, never a cut-off); ``fast`` ends on a final fall without
-them, answering sooner and cutting off more.
+No profile ends a turn before the engine's words reach the pause (a slow decode costs
+time, never a cut-off), except at the upper bound.
 
 Measured against Smart Turn v3.2 by ``scripts/bench_turn_end.py`` (see its docstring
 and docs/benchmarks.md).
@@ -52,7 +51,7 @@ class Patience:
     """The words say more is coming (a filler, ``and``, ``let me see``, ``…``)."""
 
 
-PATIENCE: dict[TurnEnd, Patience] = {  # fast also ends on a final fall alone
+PATIENCE: dict[TurnEnd, Patience] = {
     "fast": Patience(0.2, 0.5, 1.3),
     "normal": Patience(0.3, 0.8, 1.6),
     "patient": Patience(0.5, 1.1, 2.2),
@@ -188,13 +187,11 @@ def pause_needed(words: Words, pitch: Pitch, turn_end: TurnEnd = "normal",
     p = PATIENCE[turn_end]
     if words == "incomplete":
         need, why = p.incomplete_s, "the words go on"
-    elif words == "pending" and turn_end != "fast":
-        # Not ending before the words are known: a slow decode costs time, never an
-        # interruption.
+    elif words == "pending":
+        # Not ending before the words are known: a slow decode costs time, never a
+        # cut-off. (Ending on a final fall alone, before the words, cut 2 of 11 live
+        # answers off seconds early: espeak-ng, like many speakers, falls at commas.)
         need, why = p.incomplete_s, "waiting for the words"
-    elif words in ("pending", "unknown") and pitch == "fall" and turn_end == "fast":
-        # fast: a final fall ends the turn without waiting for the words.
-        need, why = p.complete_s, "a final fall"
     elif words == "complete" and pitch != "rise":
         need, why = p.complete_s, "a finished sentence"
     else:

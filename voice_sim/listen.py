@@ -27,6 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 
 from voice_sim.audio import FRAME_S, SAMPLE_RATE
 from voice_sim.endpoint import (
+    PATIENCE,
     TURN_ENDS,
     Pitch,
     TurnEnd,
@@ -66,6 +67,8 @@ FLOOR_LEARN_S = 0.5
 blocks heard meanwhile are classified again once the floor is known."""
 PREROLL_S = 0.3
 """Seconds of audio before the first speech given to the engine (soft onsets)."""
+BREATH_S = 0.1
+"""Seconds of sound without a voice in a pause that count as a breath (see TurnDetector)."""
 COVER_SLACK_S = 0.05
 """Seconds: the engine's text counts as covering the speech when it reaches this close
 to the speech's end."""
@@ -187,10 +190,12 @@ class TurnDetector:
     A block is speech when its energy is above an adaptive noise floor (which also
     times the speech's start and end to the block) and the Silero model
     (voice_sim.vad) hears a voice in that stretch of sound: a door, a cough or a fan
-    is not speech however loud. When a pause follows enough speech, the pause that
-    ends the turn comes from voice_sim.endpoint: the words so far (:attr:`words`, set
-    by the caller from the engine's text), the final pitch (measured here on the last
-    speech) and ``config.turn_end``, capped by ``config.silence_end_s``.
+    is not speech however loud. Such a sound in a pause (an in-breath, most often) does
+    hold the turn open: the pause counts again from its end. When a pause follows
+    enough speech, the pause that ends the turn comes from voice_sim.endpoint: the
+    words so far (:attr:`words`, set by the caller from the engine's text), the final
+    pitch (measured here on the last speech) and ``config.turn_end``, capped by
+    ``config.silence_end_s``.
 
     All timing is counted in samples, so it behaves the same whether audio arrives in
     real time or faster.
@@ -233,6 +238,8 @@ class TurnDetector:
         self._stretch: list[tuple[int, int]] = []
         self._heard_voice = False
         self._recent: deque[tuple[int, np.ndarray]] = deque()
+        self._hold_until = 0
+        """Turn position before which the pause cannot end the turn (a breath was heard)."""
 
     @property
     def floor_dbfs(self) -> float:
@@ -288,6 +295,7 @@ class TurnDetector:
         self._stretch, self._heard_voice = [], False
         self._recent.clear()
         self.pitch, self.words, self.why = None, "unknown", ""
+        self._hold_until = 0
         if self.vad is not None:
             self.vad.reset()
 
@@ -316,13 +324,21 @@ class TurnDetector:
         else:
             self._stretch, self._heard_voice = [], False
         self.speaking = self.voiced and self._heard_voice
+        if (self.voiced and not self._heard_voice and self.speech_end is not None
+                and sum(k for _, k in self._stretch) >= BREATH_S * self.sr):
+            # A sound that is not a voice, in a pause after speech: an in-breath (or a
+            # noise); people breathe in to go on, so the pause starts again from here.
+            self._hold_until = self.pos + n + int(
+                PATIENCE[self.config.turn_end].unsure_s * self.sr)
+            self.why = "a breath in the pause"
         if self._learning is not None:
             self._learning.append((self.pos, lvl, n, voice))
             if self._window[0][0] != self._prior_index:
                 self._reclassify()
         self.pos += n
         c = self.config
-        if self.armed and not self.speaking and self.silence_s >= self.pause_needed():
+        if (self.armed and not self.speaking and self.pos >= self._hold_until
+                and self.silence_s >= self.pause_needed()):
             return "silence"
         if self.pos >= c.max_answer_s * self.sr:
             return "max_length"
