@@ -11,8 +11,12 @@ Two sets of trainee answers, rendered with espeak-ng in four voices and two pace
             between two full sentences (``sentence``, the ambiguous case): how often
             does the turn end inside the pause (``premature``; target <= 2%)?
 
+``--set held-out`` renders other answers in three other voices: the rule's
+subordinate-clause and breath cues were added after the first run on the ``dev`` set
+(the breaths of both sets are synthetic: band-limited noise, not recorded breathing).
+
 Each answer goes block by block (20 ms) through the real :class:`TurnDetector` (energy
-+ Silero VAD + final pitch), faster than real time. The words it reads come from a real
++ Silero VAD + final pitch + breaths), faster than real time. The words it reads come from a real
 Whisper stream fed the same blocks, each decode settled at once and its text shown
 ``--text-lag`` seconds of audio later (the median decode time measured live by
 bench_latency.py; 0 would flatter the rule).
@@ -65,6 +69,24 @@ PAUSED = [
     ("sentence", "That should not have happened.", "I will refund the extra charge today."),
 ]
 BREATH_DBFS = -42.0
+HELD_OUT_VOICES = [("en-gb-scotland", 160, 50), ("en-029", 170, 45),
+                   ("en-gb-x-rp+f2", 165, 60)]
+"""``--set held-out``: voices, answers and pauses the rule was never looked at with (the
+subordinate-clause and breath cues were added after the ``dev`` set's first run)."""
+HELD_OUT_FINISHED = [
+    "Thank you for waiting, I have found your booking.",
+    "We will send the new card by courier tomorrow morning.",
+    "I understand, and I am going to make this right.",
+    "Your refund has gone through this afternoon.",
+]
+HELD_OUT_PAUSED = [
+    ("filler", "Right, so, erm", "the technician can come on Friday."),
+    ("holding", "Just a second", "okay, I can see the order from June."),
+    ("conjunction", "The payment did go through, because", "the bank released it on Monday."),
+    ("breath", "When the parcel comes back to us,", "we will refund the full amount."),
+    ("breath", "I can see why that upset you,", "nobody told you about the delay."),
+    ("sentence", "I am sorry.", "I can offer you a voucher as well."),
+]
 
 
 @dataclass
@@ -96,7 +118,7 @@ def render(text: str, voice: tuple[str, int, int]) -> Any:
     return x[a:b]
 
 
-def cases(seed: int) -> list[Case]:
+def cases(seed: int, held_out: bool = False) -> list[Case]:
     import numpy as np
 
     rng = random.Random(seed)
@@ -105,13 +127,15 @@ def cases(seed: int) -> list[Case]:
     def room(s: float) -> Any:
         return (noise.standard_normal(int(s * 16_000)) * 10 ** (-62 / 20)).astype(np.float32)
 
+    voices, finished, paused = ((HELD_OUT_VOICES, HELD_OUT_FINISHED, HELD_OUT_PAUSED)
+                                if held_out else (VOICES, FINISHED, PAUSED))
     out = []
-    for v in VOICES:
-        for text in FINISHED:
+    for v in voices:
+        for text in finished:
             x = render(text, v)
             out.append(Case("finished", np.concatenate([room(0.3), x, room(2.5)]), None,
                             0.3 + len(x) / 16_000))
-        for kind, first, second in PAUSED:
+        for kind, first, second in paused:
             a, b = render(first, v), render(second, v)
             gap = rng.uniform(0.5, 1.2)
             pause = room(gap)
@@ -246,6 +270,9 @@ def main() -> int:
                    help="seconds of pause before Smart Turn is asked (pipecat's default)")
     p.add_argument("--no-smart", action="store_true", help="the rule only")
     p.add_argument("--seed", type=int, default=15)
+    p.add_argument("--set", choices=("dev", "held-out"), default="dev",
+                   help="dev: the answers the rule was built on; held-out: other voices, "
+                        "answers and pauses")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     import numpy as np
@@ -262,7 +289,7 @@ def main() -> int:
         except ImportError as e:
             print(f"bench_turn_end: Smart Turn unavailable ({e}); "
                   "pip install --no-deps pipecat-ai==1.14.0", file=sys.stderr)
-    all_cases = cases(args.seed)
+    all_cases = cases(args.seed, held_out=args.set == "held-out")
     print(f"bench_turn_end: {len(all_cases)} answers, turn end {args.turn_end}",
           file=sys.stderr)
     rows = []
@@ -272,7 +299,8 @@ def main() -> int:
         print(f"  {r['kind']:>11}: end {r['end_s']:.2f}  rule {r['rule_end']}  "
               f"smart {r['smart_end']}  ({r['why']})", file=sys.stderr)
     result: dict[str, Any] = {
-        "turn_end": args.turn_end, "text_lag_s": args.text_lag, "answers": len(rows),
+        "set": args.set, "turn_end": args.turn_end, "text_lag_s": args.text_lag,
+        "answers": len(rows),
         "nproc": os.cpu_count(), "loadavg": [round(v, 2) for v in load],
         "rule": summarise(rows, "rule_end")}
     if smart is not None:
