@@ -156,6 +156,8 @@ class CapturedAnswer:
     ``transcript`` is None meanwhile."""
     partial: str = ""
     """The engine's latest text when the turn ended."""
+    partial_covers: bool = False
+    """True when ``partial`` had decoded the speech up to its end (safe to plan on)."""
     end_why: str = ""
     """For a silence end: what the end of the speech said (voice_sim.endpoint)."""
     pause_s: float | None = None
@@ -945,6 +947,7 @@ def capture_answer(
         noise_floor_dbfs=det.floor_dbfs,
         pending=pending,
         partial=partial,
+        partial_covers=det.words not in ("pending", "unknown"),
         end_why=det.why if reason == "silence" else "",
         pause_s=det.silence_s if reason == "silence" and det.armed else None,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -186,10 +187,15 @@ class LiveTrainee:
         self.live_line.clear()
         if got.reason == "quit":
             raise Quit()
-        return Answer(samples=got.samples, wav=wav, transcript=got.transcript,
-                      ended_at=got.ended_at, final_at=got.final_at, end_reason=got.reason,
+        transcript, final_at, pending = got.transcript, got.final_at, got.pending
+        if pending is not None and not got.partial_covers:
+            # The words so far stop short of the answer's end (a slow decode, a key
+            # press): nothing to plan on, so the final transcript is waited for.
+            transcript, final_at, pending = pending.result(), time.perf_counter(), None
+        return Answer(samples=got.samples, wav=wav, transcript=transcript,
+                      ended_at=got.ended_at, final_at=final_at, end_reason=got.reason,
                       source="microphone", prepared=prepared[0] if prepared else None,
-                      pending=got.pending, partial=got.partial)
+                      pending=pending, partial=got.partial)
 
 
 def cmd_practice(args: argparse.Namespace) -> int:
