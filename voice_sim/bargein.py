@@ -69,6 +69,12 @@ voice_sim.vad's SPEECH_P: the level test above the echo already rules the echo o
 every 32 ms of the model's onset counts against the 150 ms stop)."""
 CONFIRM_BLOCKS = 2
 """Blocks in a row (20 ms each) of trainee speech that make a barge-in."""
+SOFT_GAP_BLOCKS = 5
+"""Blocks under the echo that end a stretch where the trainee may have begun."""
+CARRY_S = 1.5
+"""Seconds before the barge-in handed to the answer as its start (at least): under a
+loud line the trainee's first words are heard late (bench_latency.py --mode barge-in:
+up to ~1.4 s with a -8 dB echo path), and they must not be lost."""
 PREROLL_S = 0.3
 """Seconds before the onset given to the answer with it (soft onsets)."""
 SENTENCE_GAP_S = 0.25
@@ -211,6 +217,8 @@ class ListeningSpeaker:
         vad = SpeechProbability()
         blocks: list[Block] = []
         run = 0
+        soft: int | None = None  # first block of the latest stretch above the echo alone
+        misses = 0
         heard: list[tuple[int, float]] = []  # (line frame handed out, mic level) while learning
         onset: int | None = None  # index in blocks of the barge-in's first block
         onset_at = detected_at = 0.0
@@ -251,7 +259,16 @@ class ListeningSpeaker:
                     near = (float(ref[max(0, j - ALIGN_SLACK):j + ALIGN_SLACK + 1].max())
                             if j + ALIGN_SLACK >= 0 else -120.0)
                     recent = max(near, recent - ALIGN_GAIN_DB)
-                bar = max(floor + MARGIN_DB, recent + self.echo_gain_db + DOUBLE_TALK_DB)
+                echo = recent + self.echo_gain_db
+                bar = max(floor + MARGIN_DB, echo + DOUBLE_TALK_DB)
+                # Where the trainee may have begun: the microphone above the echo alone.
+                if lvl > max(floor + MARGIN_DB, echo):
+                    soft = len(blocks) - 1 if soft is None else soft
+                    misses = 0
+                elif soft is not None:
+                    misses += 1
+                    if misses > SOFT_GAP_BLOCKS:
+                        soft, misses = None, 0
                 run = run + 1 if vad.p >= VOICE_P and lvl > bar else 0
                 if run >= CONFIRM_BLOCKS:
                     onset = len(blocks) - run
@@ -272,7 +289,13 @@ class ListeningSpeaker:
         if onset is None:
             self.mic.unread(blocks, turn=False)
             return started
-        first = max(0, onset - round(PREROLL_S / FRAME_S))
+        # Hand over from before the trainee may have begun: words said over a loud line
+        # are heard only late, and belong to the answer (with some of the line's echo,
+        # which the transcript may then hold too).
+        begun = max(0, onset - round(CARRY_S / FRAME_S))
+        if soft is not None:
+            begun = max(min(begun, soft), onset - 2 * round(CARRY_S / FRAME_S))
+        first = max(0, begun - round(PREROLL_S / FRAME_S))
         if tail_until is not None:
             # The trainee began just after the line: the answer's start, handed over.
             self.mic.unread(blocks[:first], turn=False)
