@@ -826,10 +826,15 @@ def capture_answer(
     """
     import numpy as np
 
+    called = time.perf_counter()
     cfg = config or TurnConfig()
-    det = TurnDetector(cfg)
-    for b in mic.drain():
-        det.observe(b.samples)
+    det = TurnDetector(cfg)  # loads the voice model on first use: blocks queue meanwhile
+    before = mic.drain()
+    for b in before:
+        if b.at <= called:
+            det.observe(b.samples)
+    # Blocks that arrived since the call are the turn's (the trainee may start at once).
+    mic.unread([b for b in before if b.at > called], turn=True)
     det.start_turn()
     if keys is not None:
         keys.clear()
