@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
 
     # --- content ------------------------------------------------------------------
-    p = cmd("check-reply", "voice_sim.rubric:cmd_check_reply",
+    p = cmd("check-reply", "voice_sim.rubric_cli:cmd_check_reply",
             "find the de-escalation steps and pitfalls in a reply")
     p.add_argument("text", nargs="?", help="the reply (omit with --jsonl)")
     p.add_argument("--customer", metavar="TEXT", help="the customer line it answers")
