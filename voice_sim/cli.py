@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rubric", metavar="FILE", help="extra rubric file overriding the built-in one")
     p.add_argument("--expect", metavar="IDS", help="comma-separated steps this reply should hold")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p = cmd("rubric", "voice_sim.rubric_cli:cmd_rubric_help", "check a trainer's rubric file")
+    rsub = p.add_subparsers(dest="rubric_command", metavar="ACTION")
+    p = cmd("check", "voice_sim.rubric_cli:cmd_rubric_check",
+            "validate a rubric file (every problem as file:line:col)", parent=rsub)
+    p.add_argument("file", metavar="FILE", help="the rubric file (e.g. personas/rubric.yaml)")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
     # --- personas -----------------------------------------------------------------
     p = cmd("personas", "voice_sim.persona_cli:cmd_personas", "list the available personas")

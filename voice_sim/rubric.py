@@ -1,25 +1,30 @@
 """Content scoring: which de-escalation steps and pitfalls a reply holds, with evidence.
 
-The rubric is data. ``rubric.yaml`` beside this module defines, per id (the 11
-word-level steps, the 4 pitfalls, and ``stay_calm`` for its weights only), phrase
-*patterns*, plain-sentence *exemplars*, *not_if* exceptions, a turn-score ``weight``
-and a ``mood`` change. A trainer file (``--rubric FILE``, or ``rubric.yaml`` beside a
-persona, see :func:`rubric_beside`) extends it: its patterns, exemplars, class words
-and synonyms are added; its ``weight``, ``mood`` and ``negation`` replace the built-in
-ones; ``replace: true`` under an id drops the built-in phrases of that id.
+Two layers decide together (:func:`score_reply`):
 
-Pattern language (matched against the normalised reply, see :mod:`voice_sim.textnorm`;
-the pattern's own words are normalised the same way, so "don't" also matches "dont"
-and "do not"): words in order; ``(a|b c)`` one of; ``[a|b]`` optional; ``word*`` a
-word starting with ``word``; ``*`` any one word; ``...`` up to 4 words (``...8`` up to
-8); ``(a|b)?`` same as ``[a|b]``; ``<name>`` a word class from ``classes:`` (``<num>``
-is built in: number words); ``^`` / ``$`` start / end of the reply. An exemplar is a
-sentence as a trainee might say it: its words must appear in order (content words by
-stem), with up to two other words between each.
+* **Rules** (:func:`rule_content`): ``rubric.yaml`` beside this module defines, per id
+  (the 11 word-level steps, the 4 pitfalls, and ``stay_calm`` for its weights only),
+  phrase *patterns* (:mod:`voice_sim.rubric_patterns`), *not_if* exceptions, a
+  turn-score ``weight`` and a ``mood`` change, plus the reading rules below (negation,
+  refusals, "but" clauses, the customer-line echo for ``listen_reflect``).
+* **Semantics** (:mod:`voice_sim.rubric_semantic`): the reply's clauses embedded with
+  all-MiniLM-L6-v2 and one logistic model per id, trained on a labelled corpus, whose
+  inputs include what the built-in rules found. An id counts when the model says so;
+  the built-in rules are its evidence and one of its inputs, not a decision of their
+  own. Each detection carries the clause, the nearest labelled *exemplar* of the id
+  (``exemplars:`` in ``rubric.yaml``: sentences matched by meaning) and its similarity.
 
-How a reply is read (:func:`score_reply`):
+A trainer file (``--rubric FILE``, or ``rubric.yaml`` beside a persona, see
+:func:`rubric_beside`; read by :mod:`voice_sim.rubric_file`) extends the built-in
+rubric: its patterns, exemplars, class words and synonyms are added; its ``weight``,
+``mood`` and ``negation`` replace the built-in ones; ``replace: true`` under an id drops
+the built-in phrases of that id and lets only the trainer's phrases decide it. A
+trainer's patterns and exemplars decide on their own (a pattern match, or a clause
+within 0.8 of an exemplar), with no retraining.
 
-1. Every pattern and exemplar of every id is matched.
+How the rules read a reply (:func:`rule_content`):
+
+1. Every pattern of every id is matched.
 2. Negation: a match is dropped when a negator (``negation.words``: "not", "never",
    "no", ...) stands up to ``negation.window`` words before it with no clause break
    (``negation.breakers``: "but", "and", "so", ...) between, unless the match starts
@@ -81,7 +86,8 @@ Turn score (:func:`turn_score`), 0-100, with ``w(id)`` the rubric weight:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voice_sim.errors import InputError
@@ -161,16 +167,40 @@ class Detection:
     """``file:line`` of the rubric entry that matched (empty for computed rules)."""
     note: str = ""
     """Why a detection was suppressed (only in :attr:`Content.suppressed`)."""
+    source: str = "rules"
+    """What found it: ``rules``, ``semantic`` or ``rules+semantic``."""
+    probability: float | None = None
+    """The semantic model's probability for this id (None when it did not decide)."""
+    exemplar: str = ""
+    """The nearest labelled exemplar of this id (semantic evidence)."""
+    exemplar_where: str = ""
+    """``file:line`` of :attr:`exemplar`."""
+    similarity: float | None = None
+    """Cosine similarity of :attr:`evidence`'s clause and :attr:`exemplar`."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
         d: dict[str, Any] = {"id": self.id, "kind": self.kind, "evidence": self.evidence,
                              "span": list(self.span), "start_s": self.start_s,
                              "end_s": self.end_s, "rule": self.rule, "weight": self.weight,
-                             "where": self.where}
+                             "where": self.where, "source": self.source,
+                             "probability": _round(self.probability),
+                             "exemplar": self.exemplar, "exemplar_where": self.exemplar_where,
+                             "similarity": _round(self.similarity)}
         if self.note:
             d["note"] = self.note
         return d
+
+    def why(self) -> str:
+        """One line of evidence: the rule, or "close to: '<exemplar>' — 0.81"."""
+        if self.exemplar and self.similarity is not None:
+            close = f"close to: '{self.exemplar}' — {self.similarity:.2f}"
+            return close if self.source == "semantic" else f"{self.rule}; {close}"
+        return self.rule
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
 
 
 @dataclass(frozen=True)
@@ -350,12 +380,68 @@ def _timings(reply: str, words: Sequence[Word] | None) -> list[tuple[int, int, W
 
 def score_reply(reply: str, customer: str | None = None, *,
                 words: Sequence[Word] | None = None, rubric: Rubric | None = None) -> Content:
-    """Find the steps and pitfalls in ``reply`` (see the module docstring for the rules).
+    """Find the steps and pitfalls in ``reply``: the rules (module docstring) and the
+    semantic layer (:mod:`voice_sim.rubric_semantic`) together.
 
     ``customer`` is the line the reply answers (needed for ``listen_reflect``). When
     ``words`` (speech-engine word timings) are given, ``reply`` is their transcript and
-    each detection also gets ``start_s`` / ``end_s``.
+    each detection also gets ``start_s`` / ``end_s``. Raises
+    :class:`~voice_sim.errors.ModelError` when the embedding model is not installed.
     """
+    from voice_sim.rubric_semantic import judge
+
+    base = load_rubric()
+    rb = rubric if rubric is not None else base
+    rules = rule_content(reply, customer, words=words, rubric=base)
+    mine = rules if rb is base else rule_content(reply, customer, words=words, rubric=rb)
+    verdict = judge(reply, customer, rules.ids, rb)
+    timed = _timings(reply, words)
+    norm = verdict.norm
+    found: dict[str, Detection] = {}
+    for id_ in CONTENT_IDS:
+        spec = rb.specs[id_]
+        rule_d = mine.get(id_)
+        ev = verdict.found.get(id_)
+        p = verdict.probabilities.get(id_)
+        trainer_rule = rule_d is not None and (spec.replace or _from_trainer(rule_d, rb))
+        if ev is None and not trainer_rule:
+            continue
+        if rule_d is not None:
+            found[id_] = replace(
+                rule_d, source="rules+semantic" if ev is not None else "rules",
+                probability=p, exemplar=ev.exemplar if ev else "",
+                exemplar_where=ev.exemplar_where if ev else "",
+                similarity=ev.similarity if ev else None, weight=spec.weight)
+            continue
+        assert ev is not None
+        s, e = norm.original_span(ev.unit.i, ev.unit.j)
+        over = [w for a, b, w in timed if a < e and s < b]
+        rule = (f"semantic: p={p:.2f}" if ev.probability is not None
+                else f"exemplar match {ev.similarity:.2f}")
+        found[id_] = Detection(
+            id=id_, kind="pitfall" if id_ in PITFALL_IDS else "step",
+            evidence=reply[s:e], span=(s, e),
+            start_s=min(w.start for w in over) if over else None,
+            end_s=max(w.end for w in over) if over else None,
+            rule=rule, weight=spec.weight, where=ev.exemplar_where, source="semantic",
+            probability=p, exemplar=ev.exemplar, exemplar_where=ev.exemplar_where,
+            similarity=ev.similarity)
+    steps = tuple(found[i] for i in CONTENT_IDS if i in found and i not in PITFALL_IDS)
+    pitfalls = tuple(found[i] for i in CONTENT_IDS if i in found and i in PITFALL_IDS)
+    shown = {d.id for d in steps}
+    suppressed = tuple(d for d in rules.suppressed if d.id not in shown)
+    return Content(reply, steps, pitfalls, suppressed, norm.text)
+
+
+def _from_trainer(d: Detection, rb: Rubric) -> bool:
+    """Whether a rule detection came from a phrase in a trainer's file (those decide on
+    their own; the built-in phrases are the semantic model's input)."""
+    return len(rb.sources) > 1 and d.where.startswith(Path(rb.sources[-1]).name + ":")
+
+
+def rule_content(reply: str, customer: str | None = None, *,
+                 words: Sequence[Word] | None = None, rubric: Rubric | None = None) -> Content:
+    """The hand-written rules alone (see the module docstring for the rules)."""
     rb = rubric if rubric is not None else load_rubric()
     norm = normalize(reply)
     hay = norm.text + " "

@@ -10,7 +10,7 @@ from typing import Any
 
 from voice_sim.errors import InputError
 from voice_sim.rubric import Content, TurnScore, score_reply, turn_score
-from voice_sim.rubric_file import load_rubric, valid_ids_hint
+from voice_sim.rubric_file import check_rubric, load_rubric, valid_ids_hint
 from voice_sim.steps import STEP_IDS
 
 
@@ -37,9 +37,10 @@ def _print_text(content: Content, score: TurnScore) -> None:
         if not items:
             print("  (none)")
         for d in items:
-            rule = d.rule if len(d.rule) <= 70 else d.rule[:69] + "…"
+            why = d.why()
+            why = why if len(why) <= 90 else why[:89] + "…"
             where = f" ({d.where})" if d.where else ""
-            print(f"  {d.id:<17}\"{d.evidence}\"  [{d.span[0]}:{d.span[1]}]  {rule}{where}")
+            print(f"  {d.id:<17}\"{d.evidence}\"  [{d.span[0]}:{d.span[1]}]  {why}{where}")
     if content.suppressed:
         print("not counted:")
         for d in content.suppressed:
@@ -124,3 +125,29 @@ def cmd_check_reply(args: argparse.Namespace) -> int:
     else:
         _print_text(content, score)
     return 0
+
+
+def cmd_rubric_help(args: argparse.Namespace) -> int:
+    """``voice-sim rubric`` with no action: show the actions."""
+    from voice_sim.cli import build_parser
+
+    build_parser().parse_args(["rubric", "check", "--help"])
+    return 0
+
+
+def cmd_rubric_check(args: argparse.Namespace) -> int:
+    """``voice-sim rubric check FILE``: every problem as ``file:line:col``, merged over the
+    built-in rubric. Exit 0 when valid, 1 when not, 2 when the file cannot be read."""
+    path = Path(args.file)
+    if not path.is_file():
+        raise InputError(f"{args.file}: no such file", hint="give the path of a rubric.yaml")
+    problems = check_rubric(path)
+    if args.json:
+        print(json.dumps({"valid": not problems, "file": str(path),
+                          "problems": [p.to_json() for p in problems]}, indent=2))
+    else:
+        for p in problems:
+            print(p.line_text())
+        n = len(problems)
+        print(f"{path}: " + ("valid" if not n else f"{n} problem{'s' if n != 1 else ''}"))
+    return 1 if problems else 0

@@ -46,6 +46,10 @@ class IdSpec:
     negation: bool
     matcher: Matcher | None
     not_if: Matcher | None
+    examples: tuple[Src, ...] = ()
+    """Exemplars: sentences matched by meaning (see :mod:`voice_sim.rubric_semantic`)."""
+    replace: bool = False
+    """Only the trainer file's phrases decide this id (``replace: true``)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -367,6 +371,7 @@ def _merge(base: _Raw, extra: _Raw) -> _Raw:
         m.weight = e.weight if e.weight is not None else b.weight
         m.mood = e.mood if e.mood is not None else b.mood
         m.negation = e.negation if e.negation is not None else b.negation
+        m.replace = e.replace
         for k in ("patterns", "exemplars", "not_if"):
             setattr(m, k, [*([] if e.replace else getattr(b, k)), *getattr(e, k)])
         out.ids[id_] = m
@@ -403,12 +408,16 @@ def _compile(raw: _Raw, sources: tuple[str, ...]) -> tuple[Rubric | None, list[P
             problems.append(Problem(path, line, col, f"ids.{id_}",
                                     f"{id_} has no patterns or exemplars",
                                     "add at least one, or drop 'replace: true'"))
+        for ex in entry.exemplars:
+            if not normalize(ex.text).tokens:
+                bad(ex, f"bad exemplar {ex.text!r}: it has no words", "write a sentence as "
+                    "a trainee would say it")
         specs[id_] = IdSpec(
             id_, kind, entry.weight, entry.mood,
             entry.negation if entry.negation is not None else True,
-            matcher([*(("pattern", s) for s in entry.patterns),
-                     *(("exemplar", s) for s in entry.exemplars)]),
-            matcher(("pattern", s) for s in entry.not_if))
+            matcher(("pattern", s) for s in entry.patterns),
+            matcher(("pattern", s) for s in entry.not_if),
+            tuple(entry.exemplars), entry.replace)
     refusal = matcher(("refusal", s) for s in raw.refusal)
     frames = matcher(("frame", s) for s in raw.frames)
     synonyms: dict[str, str] = {}

@@ -3,9 +3,8 @@
 Words in order; ``(a|b c)`` one of; ``[a|b]`` optional; ``word*`` a word starting with
 ``word``; ``*`` any one word; ``...`` up to 4 words (``...8`` up to 8); ``(a|b)?`` same
 as ``[a|b]``; ``<name>`` a word class (``<num>`` is built in: number words); ``^`` /
-``$`` start / end of the reply. An exemplar is a plain sentence: its words must appear
-in order (content words by stem), with up to two other words between each. Patterns
-are matched against :func:`voice_sim.textnorm.normalize` output (tokens each followed
+``$`` start / end of the reply. (Exemplars are not patterns: they are matched by
+meaning, see :mod:`voice_sim.rubric_semantic`.) Patterns are matched against :func:`voice_sim.textnorm.normalize` output (tokens each followed
 by one space); :func:`find_phrases` tries each phrase only where a reply word can
 start it.
 """
@@ -17,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from voice_sim.textnorm import NUMBER_WORDS, Norm, normalize, stem
+from voice_sim.textnorm import NUMBER_WORDS, Norm, normalize
 
 
 def _words(text: str) -> frozenset[str]:
@@ -262,16 +261,6 @@ def compile_pattern(text: str) -> str:
     return Parser(text, {"num": NUM}).piece().rx
 
 
-def exemplar_piece(text: str) -> Piece:
-    toks = normalize(text).tokens
-    if not toks:
-        raise PatternError("the exemplar has no words")
-    parts = [re.escape(t) + " " if t in STOPWORDS else re.escape(stem(t)) + r"\S* "
-             for t in toks]
-    first = "=" + toks[0] if toks[0] in STOPWORDS else "^" + stem(toks[0])
-    return Piece(r"(?:\S+ ){0,2}".join(parts), frozenset({first}), False)
-
-
 ReportBad = Callable[["Src", str, str], None]
 """Reports a bad phrase: (where it was written, message, hint)."""
 
@@ -303,8 +292,7 @@ def build_matcher(items: Iterable[tuple[str, Src]], classes: Mapping[str, Piece]
     anywhere: list[int] = []
     for kind, src in items:
         try:
-            piece = (exemplar_piece(src.text) if kind == "exemplar"
-                     else Parser(src.text, classes).piece())
+            piece = Parser(src.text, classes).piece()
         except PatternError as e:
             bad(src, f"bad {kind} {src.text!r}: {e}", "see the pattern language at the "
                 "top of the built-in rubric.yaml")
