@@ -131,7 +131,6 @@ def _print(name: str, result: dict[str, Any], confusion: int = 15) -> None:
 def cross_validate() -> dict[str, Any]:
     """Leave-one-situation-out over the tuning situations: retrain without a situation,
     score it; one pooled result."""
-    import numpy as np
     import train_rubric as tr
 
     from voice_sim.rubric_semantic import Classifier

@@ -138,10 +138,15 @@ def cmd_rubric_help(args: argparse.Namespace) -> int:
 def cmd_rubric_check(args: argparse.Namespace) -> int:
     """``voice-sim rubric check FILE``: every problem as ``file:line:col``, merged over the
     built-in rubric. Exit 0 when valid, 1 when not, 2 when the file cannot be read."""
+    from voice_sim.yamlfile import Problem
+
     path = Path(args.file)
-    if not path.is_file():
-        raise InputError(f"{args.file}: no such file", hint="give the path of a rubric.yaml")
-    problems = check_rubric(path)
+    unusable = not path.is_file()
+    if unusable:
+        what = "is a folder, not a rubric file" if path.is_dir() else "no such file"
+        problems = [Problem(str(path), 0, 0, "", what, "give the path of a rubric.yaml")]
+    else:
+        problems = check_rubric(path)
     if args.json:
         print(json.dumps({"valid": not problems, "file": str(path),
                           "problems": [p.to_json() for p in problems]}, indent=2))
@@ -149,5 +154,6 @@ def cmd_rubric_check(args: argparse.Namespace) -> int:
         for p in problems:
             print(p.line_text())
         n = len(problems)
-        print(f"{path}: " + ("valid" if not n else f"{n} problem{'s' if n != 1 else ''}"))
-    return 1 if problems else 0
+        print(f"checked {path}: " + ("valid" if not n else
+                                     f"{n} problem{'s' if n != 1 else ''}"))
+    return 2 if unusable else 1 if problems else 0

@@ -4,9 +4,9 @@ Words in order; ``(a|b c)`` one of; ``[a|b]`` optional; ``word*`` a word startin
 ``word``; ``*`` any one word; ``...`` up to 4 words (``...8`` up to 8); ``(a|b)?`` same
 as ``[a|b]``; ``<name>`` a word class (``<num>`` is built in: number words); ``^`` /
 ``$`` start / end of the reply. (Exemplars are not patterns: they are matched by
-meaning, see :mod:`voice_sim.rubric_semantic`.) Patterns are matched against :func:`voice_sim.textnorm.normalize` output (tokens each followed
-by one space); :func:`find_phrases` tries each phrase only where a reply word can
-start it.
+meaning, see :mod:`voice_sim.rubric_semantic`.) Patterns are matched against
+:func:`voice_sim.textnorm.normalize` output (tokens each followed by one space);
+:func:`find_phrases` tries each phrase only where a reply word can start it.
 """
 
 from __future__ import annotations

@@ -17,15 +17,17 @@ How a reply is read (:func:`judge`):
    that exemplar, its ``file:line`` and the cosine similarity.
 
 Exemplars a trainer's rubric file adds count on their own, with no retraining: a unit
-within :data:`EXEMPLAR_MATCH` of one (both embedded on their own) finds the id. The built-in exemplars' vectors
-ship in ``rubric_vectors.npz`` (rebuilt by the same script) so loading stays quick;
-any other exemplar is embedded when the rubric is first used.
+within :data:`EXEMPLAR_MATCH` of one (both embedded on their own) finds the id. The
+built-in exemplars' vectors ship in ``rubric_vectors.npz`` (rebuilt by the same
+script) so loading stays quick; any other exemplar is embedded when the rubric is first
+used.
 
 Everything here is deterministic: one text is always one pass of the same arithmetic.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import threading
@@ -127,7 +129,7 @@ def tfidf(text: str, vocab: dict[str, int], idf: np.ndarray) -> tuple[list[int],
     script)."""
     toks = _TOKEN_RE.findall(text.lower())
     counts: dict[int, int] = {}
-    for gram in (*toks, *(f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False))):
+    for gram in (*toks, *(f"{a} {b}" for a, b in itertools.pairwise(toks))):
         k = vocab.get(gram)
         if k is not None:
             counts[k] = counts.get(k, 0) + 1
@@ -250,8 +252,8 @@ def judge(reply: str, customer: str | None, rule_ids: frozenset[str], rb: Rubric
         best = None
         if cols:
             sub = sims[:, cols]
-            u, c = np.unravel_index(int(np.argmax(sub)), sub.shape)
-            best = (int(u), cols[int(c)], float(sub[u, c]))
+            iu, ic = np.unravel_index(int(np.argmax(sub)), sub.shape)
+            best = (int(iu), cols[int(ic)], float(sub[iu, ic]))
         if probs[id_] >= float(clf.thresholds[k]) and not rb.specs[id_].replace:
             if best is None:
                 found[id_] = Evidence(us[0], probs[id_], "", "", 0.0)
@@ -264,9 +266,9 @@ def judge(reply: str, customer: str | None, rule_ids: frozenset[str], rb: Rubric
             if alone is None:
                 alone = model.embed([u.text for u in us])
             sub = alone @ bank.vectors[mine].T
-            u, c = np.unravel_index(int(np.argmax(sub)), sub.shape)
-            s = float(sub[u, c])
-            if s >= EXEMPLAR_MATCH:
-                n = mine[int(c)]
-                found[id_] = Evidence(us[int(u)], None, bank.texts[n], bank.where[n], s)
+            iu, ic = np.unravel_index(int(np.argmax(sub)), sub.shape)
+            sim = float(sub[iu, ic])
+            if sim >= EXEMPLAR_MATCH:
+                n = mine[int(ic)]
+                found[id_] = Evidence(us[int(iu)], None, bank.texts[n], bank.where[n], sim)
     return Judgement(norm, us, probs, found)

@@ -12,23 +12,35 @@ another is seen both alone and in its sentence.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from voice_sim.textnorm import Norm
 
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 SENTENCE_MARKS = frozenset(".!?;:—–")
 """Characters between two words that end a sentence."""
-_JOINERS = frozenset("but and so because cause then also although though however plus "
-                     "unfortunately otherwise meanwhile whereas".split())
-_OPENERS = frozenset("i we let could can would will may please is are do did have what "
-                     "when where which how okay right".split())
-_NO_CUT_AFTER = frozenset("because so if when what how why think know sure hope afraid glad "
-                          "and but or to the a an of for with as than i we you whether "
-                          "where which who can could would will do did is are am let me "
-                          "nothing anything something everything all thing things way best "
-                          "only".split())
-_SO_STARTS = frozenset("i we you it that the your let there what if can could this they "
-                       "he she".split())
+_JOINERS = _words("""
+but and so because cause then also although though however plus unfortunately
+otherwise meanwhile whereas
+""")
+_OPENERS = _words("""
+i we let could can would will may please is are do did have what when where
+which how okay right
+""")
+_NO_CUT_AFTER = _words("""
+because so if when what how why think know sure hope afraid glad and but or to
+the a an of for with as than i we you whether where which who can could would
+will do did is are am let me nothing anything something everything all thing
+things way best only
+""")
+_SO_STARTS = _words("""
+i we you it that the your let there what if can could this they he she
+""")
 """"so" joins clauses only before one of these ("so I'll refund it"); "so sorry" and
 "so much" are not a new clause."""
 MIN_CLAUSE = 2
@@ -56,7 +68,7 @@ def _gap(norm: Norm, k: int) -> str:
 
 def _cut(norm: Norm, lo: int, hi: int, cuts: list[int]) -> list[tuple[int, int]]:
     bounds = [lo, *[c for c in cuts if lo < c < hi], hi]
-    pieces = [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    pieces = [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
     merged: list[tuple[int, int]] = []
     carry: int | None = None
     for a, b in pieces:
@@ -86,14 +98,14 @@ def units(norm: Norm) -> tuple[Unit, ...]:
     out: dict[tuple[int, int], str] = {}
     for a, b in sentences:
         out[(a, b)] = "sentence"
-        cuts = []
+        cuts: list[int] = []
         for k in range(a + 1, b):
             t = toks[k]
             nxt = toks[k + 1] if k + 1 < b else ""
-            if "," in _gap(norm, k) or (t in _JOINERS and (t != "so" or nxt in _SO_STARTS)):
-                cuts.append(k)
-            elif (t in _OPENERS and toks[k - 1] not in _NO_CUT_AFTER
-                  and k - (cuts[-1] if cuts else a) >= 3):
+            joins = t in _JOINERS and (t != "so" or nxt in _SO_STARTS)
+            opens = (t in _OPENERS and toks[k - 1] not in _NO_CUT_AFTER
+                     and k - (cuts[-1] if cuts else a) >= 3)
+            if "," in _gap(norm, k) or joins or opens:
                 cuts.append(k)
         clauses = _cut(norm, a, b, cuts)
         if len(clauses) > 1:
