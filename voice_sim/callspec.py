@@ -26,19 +26,19 @@ The pytest plugin (:mod:`voice_sim.pytest_plugin`) collects these files as tests
 from __future__ import annotations
 
 import difflib
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from voice_sim.errors import InputError, SessionError
+from voice_sim.errors import InputError
 from voice_sim.steps import OUTCOMES, PITFALL_IDS, WORD_STEP_IDS
 from voice_sim.yamlfile import Problem, YamlProblem, load_yaml
 
 if TYPE_CHECKING:
     from voice_sim.engines import Engine
+    from voice_sim.record import SessionRecord, TurnRecord
 
 SPEC_SUFFIX = ".call.yaml"
 """File names ending like this are call specs (collected by the pytest plugin)."""
@@ -115,35 +115,26 @@ class CallResult:
     """The customer's last line when the call ended by itself, else None."""
     final_mood: float
     """The customer's anger at the end, 0-10."""
+    record: SessionRecord | None = field(default=None, compare=False, repr=False)
+    """The whole session record, for checks the fields above do not cover."""
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> CallResult:
-        """Build from a ``session.json`` record (as :func:`run_call` writes it)."""
-        try:
-            folder = Path(record["session_dir"])
-            turns = tuple(_turn_from_record(t, folder) for t in record["turns"])
-            closing = record.get("closing") or {}
-            return cls(persona=str(record["persona"]), outcome=str(record["outcome"]),
-                       score=float(record["score"]), engine=str(record["engine"]),
-                       model=str(record["model"]), baseline=record.get("baseline"),
-                       session_dir=folder, turns=turns,
-                       closing_line=closing.get("line"), final_mood=float(record["mood"]))
-        except (KeyError, TypeError, ValueError) as e:
-            raise SessionError(f"session record: missing or invalid field ({e!r})",
-                               hint="was it written by this version of voice-sim?") from e
+    def from_record(cls, record: SessionRecord) -> CallResult:
+        """The call checks' view of a session record (as :func:`run_call` returns it)."""
+        folder = Path(record.session_dir)
+        return cls(persona=record.persona, outcome=record.outcome or "incomplete",
+                   score=record.score, engine=record.engine or "", model=record.model or "",
+                   baseline=record.baseline, session_dir=folder,
+                   turns=tuple(_turn_result(t, folder) for t in record.turns),
+                   closing_line=record.closing.line if record.closing else None,
+                   final_mood=record.mood if record.mood is not None else 0.0, record=record)
 
     @classmethod
     def load(cls, session_dir: str | os.PathLike[str]) -> CallResult:
         """Read a session folder's ``session.json``."""
-        path = Path(session_dir) / "session.json"
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as e:
-            raise SessionError(f"{path}: no such file", hint="name a session folder") from e
-        except (OSError, ValueError) as e:
-            raise SessionError(f"{path}: not readable JSON ({e})",
-                               hint="the session was cut short; run it again") from e
-        return cls.from_record(record)
+        from voice_sim.record import load_session
+
+        return cls.from_record(load_session(session_dir))
 
     def turn(self, n: int) -> TurnResult:
         """Turn ``n`` (1-based); AssertionError saying how the call went when it has none."""
@@ -157,21 +148,17 @@ class CallResult:
         return f"the call ended {self.outcome} after {count}{last}"
 
 
-def _turn_from_record(t: Mapping[str, Any], folder: Path) -> TurnResult:
-    d = t["delivery"]
-    found = [*t["steps"], *t["pitfalls"]]
+def _turn_result(t: TurnRecord, folder: Path) -> TurnResult:
+    d = t.delivery
     return TurnResult(
-        index=int(t["index"]), line=str(t["customer"]["line"]),
-        customer=str(t["customer"]["text"]), transcript=str(t["transcript"]),
-        steps=tuple(s["id"] for s in t["steps"]),
-        pitfalls=tuple(p["id"] for p in t["pitfalls"]),
-        evidence=tuple((x["id"], str(x["evidence"])) for x in found),
-        expects=tuple(t["customer"].get("expects", ())), score=int(t["turn_score"]["score"]),
-        calm=bool(d["calm"]), calm_score=int(d["calm_score"]),
-        reasons=tuple(d["reasons"]), pitch_shift_semitones=d["pitch"].get("shift_semitones"),
-        loudness_shift_db=d["loudness"].get("shift_db"), wpm=d["pace"].get("wpm"),
-        mood_before=float(t["mood_before"]), mood_after=float(t["mood_after"]),
-        answer_audio=folder / str(t["answer_audio"]))
+        index=t.index, line=t.line, customer=t.customer_text, transcript=t.transcript,
+        steps=tuple(x.id for x in t.steps), pitfalls=tuple(x.id for x in t.pitfalls),
+        evidence=tuple((x.id, x.evidence) for x in (*t.steps, *t.pitfalls)),
+        expects=t.expects, score=int(t.turn_score.score), calm=d.calm,
+        calm_score=int(d.calm_score or 0), reasons=d.reasons,
+        pitch_shift_semitones=d.shift_semitones, loudness_shift_db=d.shift_db, wpm=d.wpm,
+        mood_before=t.mood_before, mood_after=t.mood_after,
+        answer_audio=folder / (t.answer_audio or ""))
 
 
 # --- running a call headless -------------------------------------------------------------

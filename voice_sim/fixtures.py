@@ -391,9 +391,9 @@ def make_fixtures(spec: FixtureSpec, *, force: bool = False) -> FixtureSet:
         baseline = render_answer(BASELINE_SENTENCE, spec.voice, spec.baseline)
     written = force or not spec.call_spec.exists()
     if written:
-        tmp = spec.call_spec.with_name(f".{spec.call_spec.name}.{os.getpid()}.tmp")
-        tmp.write_text(call_spec_text(spec), encoding="utf-8")
-        os.replace(tmp, spec.call_spec)
+        from voice_sim.paths import write_atomic
+
+        write_atomic(spec.call_spec, call_spec_text(spec))
     return FixtureSet(answers=tuple(answers), baseline=baseline, call_spec=spec.call_spec,
                       call_spec_written=written, removed=removed)
 

@@ -43,12 +43,15 @@ from voice_sim.callspec import (
     load_spec,
 )
 from voice_sim.errors import ModelError, VoiceSimError
+from voice_sim.record import SessionRecord, TurnRecord
 
 if TYPE_CHECKING:
     from voice_sim.engines import Engine
 
 __all__ = [
     "CallResult",
+    "SessionRecord",
+    "TurnRecord",
     "assert_agitated",
     "assert_calm",
     "assert_line",
