@@ -25,16 +25,16 @@ The pytest plugin (:mod:`voice_sim.pytest_plugin`) collects these files as tests
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from voice_sim.engines import ENGINE_NAMES
 from voice_sim.errors import InputError
 from voice_sim.steps import OUTCOMES, PITFALL_IDS, WORD_STEP_IDS
-from voice_sim.yamlfile import Problem, YamlProblem, load_yaml
+from voice_sim.yamlfile import Checker, Problem, YamlProblem, load_yaml, position, suggest
 
 if TYPE_CHECKING:
     from voice_sim.engines import Engine
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 SPEC_SUFFIX = ".call.yaml"
 """File names ending like this are call specs (collected by the pytest plugin)."""
 
-ENGINES = ("auto", "vosk", "whisper")
 
 
 # --- the typed result ------------------------------------------------------------------
@@ -317,7 +316,7 @@ def check_calm(result: CallResult, turn: int, calm: bool = True) -> str | None:
 
 def _known(id: str, valid: Sequence[str], kind: str) -> None:
     if id not in valid:
-        raise InputError(f"unknown {kind} id {id!r}", hint=_suggest(id, valid))
+        raise InputError(f"unknown {kind} id {id!r}", hint=suggest(id, valid))
 
 
 def _raise(message: str | None) -> None:
@@ -331,7 +330,7 @@ def _raise(message: str | None) -> None:
 def assert_outcome(result: CallResult, outcome: str) -> None:
     """The call ended with ``outcome`` (resolved, escalated, hung_up, incomplete, quit)."""
     if outcome not in OUTCOMES:
-        raise InputError(f"unknown outcome {outcome!r}", hint=_suggest(outcome, OUTCOMES))
+        raise InputError(f"unknown outcome {outcome!r}", hint=suggest(outcome, OUTCOMES))
     _raise(check_outcome(result, outcome))
 
 
@@ -456,10 +455,6 @@ _EXPECT = ("outcome", "min_score", "max_score", "turns")
 _TURN = ("line", "steps", "not_steps", "pitfalls", "not_pitfalls", "no_pitfalls", "calm")
 
 
-def _suggest(word: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    lead = f"did you mean {close[0]}? " if close else ""
-    return f"{lead}choose from {', '.join(choices)}"
 
 
 def load_spec(path: str | os.PathLike[str]) -> CallSpec:
@@ -477,22 +472,17 @@ def load_spec(path: str | os.PathLike[str]) -> CallSpec:
     return spec
 
 
-class _SpecChecker:
+class _SpecChecker(Checker):
     """Collects every problem of a spec, each pointing at the key or value at fault."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        super().__init__(path)
+        self.spec_path = path
         self.base = path.parent
-        self.problems: list[Problem] = []
-
-    def add(self, node: Any, key: Any, fld: str, message: str, hint: str = "", *,
-            at_value: bool = True) -> None:
-        line, col = _pos(node, key, at_value=at_value)
-        self.problems.append(Problem(str(self.path), line, col, fld, message, hint))
 
     def build(self, data: Any) -> CallSpec | None:
         if data is None:
-            self.problems.append(Problem(str(self.path), 0, 0, "", "the file is empty",
+            self.problems.append(Problem(self.path, 0, 0, "", "the file is empty",
                                          "start from `voice-sim fixtures make`, or see the "
                                          "README's 'Testing your personas'"))
             return None
@@ -510,27 +500,27 @@ class _SpecChecker:
         rubric = self.path_field(data, "rubric", folder=False)
         model = self.path_field(data, "model", folder=True)
         engine = self.text(data, "engine", "")
-        if engine is not None and engine not in ENGINES:
+        if engine is not None and engine not in ENGINE_NAMES:
             self.add(data, "engine", "engine", f"unknown speech engine {engine!r}",
-                     _suggest(engine, ENGINES))
+                     suggest(engine, ENGINE_NAMES))
             engine = None
         description = self.text(data, "description", "") or ""
         expect = data.get("expect")
         outcome = min_score = max_score = None
         turns: list[TurnExpect] = []
-        at = {k: _pos(data, k, at_value=False)[0] for k in data}
+        at = {k: position(data, k)[0] for k in data}
         if "expect" in data and not isinstance(expect, Mapping):
             self.add(data, "expect", "expect", "must be a mapping of outcome, min_score, "
                      "max_score, turns")
         elif isinstance(expect, Mapping):
             self.unknown(expect, "expect.", _EXPECT)
-            at.update({f"expect.{k}": _pos(expect, k, at_value=False)[0] for k in expect})
+            at.update({f"expect.{k}": position(expect, k)[0] for k in expect})
             outcome = self.text(expect, "outcome", "expect.")
             if outcome is not None and outcome not in OUTCOMES:
                 self.add(expect, "outcome", "expect.outcome", f"unknown outcome {outcome!r}",
-                         _suggest(outcome, OUTCOMES))
-            min_score = self.score(expect, "min_score")
-            max_score = self.score(expect, "max_score")
+                         suggest(outcome, OUTCOMES))
+            min_score = self.score(expect, "min_score", "expect.")
+            max_score = self.score(expect, "max_score", "expect.")
             if min_score is not None and max_score is not None and min_score > max_score:
                 self.add(expect, "max_score", "expect.max_score",
                          f"max_score {max_score:g} is below min_score {min_score:g}")
@@ -541,28 +531,13 @@ class _SpecChecker:
                          "escalated or hung_up)", at_value=False)
         if self.problems or persona is None or answers is None:
             return None
-        name = self.path.name.removesuffix(SPEC_SUFFIX) if self.path.name.endswith(
-            SPEC_SUFFIX) else self.path.stem
-        return CallSpec(path=self.path, name=name, persona=persona, answers=answers,
+        p = self.spec_path
+        name = p.name.removesuffix(SPEC_SUFFIX) if p.name.endswith(SPEC_SUFFIX) else p.stem
+        return CallSpec(path=p, name=name, persona=persona, answers=answers,
                         baseline=baseline, engine=engine,
                         model=None if model is None else str(model), rubric=rubric,
                         description=description, outcome=outcome, min_score=min_score,
                         max_score=max_score, turns=tuple(turns), at=at)
-
-    def unknown(self, node: Mapping[str, Any], prefix: str, valid: Sequence[str]) -> None:
-        for key in node:
-            if key not in valid:
-                self.add(node, key, f"{prefix}{key}", f"unknown field {key!r}",
-                         _suggest(str(key), valid), at_value=False)
-
-    def text(self, node: Mapping[str, Any], key: str, prefix: str) -> str | None:
-        if key not in node or node[key] is None:
-            return None
-        value = node[key]
-        if not isinstance(value, str) or not value.strip():
-            self.add(node, key, f"{prefix}{key}", f"must be text, not {value!r}")
-            return None
-        return value.strip()
 
     def persona(self, data: Mapping[str, Any]) -> str | None:
         from voice_sim.errors import VoiceSimError
@@ -595,15 +570,6 @@ class _SpecChecker:
             return None
         return p
 
-    def score(self, expect: Mapping[str, Any], key: str) -> float | None:
-        if key not in expect:
-            return None
-        v = expect[key]
-        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 100:
-            self.add(expect, key, f"expect.{key}", f"must be a number 0-100, not {v!r}")
-            return None
-        return float(v)
-
     def turns(self, expect: Mapping[str, Any]) -> list[TurnExpect]:
         node = expect.get("turns")
         if node is None:
@@ -626,13 +592,13 @@ class _SpecChecker:
                          "e.g. `{steps: [empathize], calm: true}`")
                 continue
             self.unknown(body, f"{fld}.", _TURN)
-            at = {k: _pos(body, k, at_value=False)[0] for k in body}
-            at[""] = _pos(node, key, at_value=False)[0]
+            at = {k: position(body, k)[0] for k in body}
+            at[""] = position(node, key)[0]
             steps = {k: self.ids(body, k, fld, WORD_STEP_IDS, "step")
                      for k in ("steps", "not_steps")}
             pits = {k: self.ids(body, k, fld, PITFALL_IDS, "pitfall")
                     for k in ("pitfalls", "not_pitfalls")}
-            flags = {k: self.flag(body, k, fld) for k in ("no_pitfalls", "calm")}
+            flags = {k: self.flag(body, k, f"{fld}.") for k in ("no_pitfalls", "calm")}
             line = self.text(body, "line", f"{fld}.")
             if flags["no_pitfalls"] and pits["pitfalls"]:
                 self.add(body, "no_pitfalls", f"{fld}.no_pitfalls",
@@ -667,38 +633,10 @@ class _SpecChecker:
                          "use `calm: true` for this turn instead")
             elif item not in valid:
                 self.add(node, at, f"{fld}.{key}", f"unknown {kind} id {item!r}",
-                         _suggest(str(item), valid))
+                         suggest(str(item), valid))
             else:
                 out.append(str(item))
         return tuple(out)
-
-    def flag(self, body: Mapping[str, Any], key: str, fld: str) -> bool | None:
-        if key not in body:
-            return None
-        v = body[key]
-        if not isinstance(v, bool):
-            self.add(body, key, f"{fld}.{key}", f"must be true or false, not {v!r}")
-            return None
-        return v
-
-
-def _pos(node: Any, key: Any, *, at_value: bool = True) -> tuple[int, int]:
-    """1-based (line, column) of ``node[key]`` (its value, or its key), of ``node`` itself
-    when ``key`` is None; (0, 0) when unknown."""
-    lc = getattr(node, "lc", None)
-    if lc is None:
-        return (0, 0)
-    try:
-        if key is None:
-            return (lc.line + 1, lc.col + 1)
-        if isinstance(node, list):
-            line, col = lc.item(key)
-        else:
-            line, col = lc.value(key) if at_value else lc.key(key)
-        return (line + 1, col + 1)
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return (lc.line + 1, lc.col + 1)
-
 
 def evaluate(spec: CallSpec, result: CallResult) -> list[Failure]:
     """Every expectation of ``spec`` that ``result`` does not meet (empty: all met)."""

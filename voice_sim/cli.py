@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from voice_sim import __version__
+from voice_sim.engines import ENGINE_NAMES
 from voice_sim.errors import VoiceSimError, one_line
 
-ENGINE_CHOICES = ("auto", "vosk", "whisper")
+ENGINE_CHOICES = ENGINE_NAMES
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:

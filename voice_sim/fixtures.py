@@ -35,10 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from voice_sim.callspec import SPEC_SUFFIX, _pos, _suggest
+from voice_sim.callspec import SPEC_SUFFIX
+from voice_sim.engines import ENGINE_NAMES
 from voice_sim.errors import InputError, VoiceSimError
 from voice_sim.steps import OUTCOMES, PITFALL_IDS, WORD_STEP_IDS
-from voice_sim.yamlfile import Problem, YamlProblem, load_yaml
+from voice_sim.yamlfile import Checker, Problem, YamlProblem, load_yaml, suggest
 
 FIXTURES_SUFFIX = ".fixtures.yaml"
 
@@ -171,37 +172,21 @@ def load_fixture_spec(path: str | os.PathLike[str]) -> FixtureSpec:
         data = load_yaml(p, what="fixtures spec")
     except YamlProblem as e:
         raise FixtureSpecError([e.problem]) from e
-    problems: list[Problem] = []
-
-    def add(node: Any, key: Any, fld: str, message: str, hint: str = "", *,
-            at_value: bool = True) -> None:
-        line, col = _pos(node, key, at_value=at_value)
-        problems.append(Problem(str(p), line, col, fld, message, hint))
+    checker = Checker(p)
+    problems, add, text, flag = checker.problems, checker.add, checker.text, checker.flag
 
     if not isinstance(data, Mapping):
         add(data, None, "", ("the file is empty: " if data is None else "")
             + "a fixtures spec is a mapping of persona, voice, replies, …",
             "see the README's 'Testing your personas'")
         raise FixtureSpecError(problems)
-    for key in data:
-        if key not in _TOP:
-            add(data, key, str(key), f"unknown field {key!r}", _suggest(str(key), _TOP),
-                at_value=False)
+    checker.unknown(data, "", _TOP)
     for required in ("persona", "replies"):
         if required not in data:
             add(data, None, required, "missing (required)", f"add `{required}:`")
     name = p.name.removesuffix(FIXTURES_SUFFIX) if p.name.endswith(FIXTURES_SUFFIX) \
         else p.stem
     base = p.parent
-
-    def text(node: Mapping[str, Any], key: str, fld: str) -> str | None:
-        v = node.get(key)
-        if v is None:
-            return None
-        if not isinstance(v, str) or not v.strip():
-            add(node, key, fld, f"must be text, not {v!r}")
-            return None
-        return v.strip()
 
     def voice_of(node: Mapping[str, Any], fld: str, fallback: Any) -> Any:
 
@@ -240,15 +225,6 @@ def load_fixture_spec(path: str | os.PathLike[str]) -> FixtureSpec:
                 "see `voice-sim voices --lang en`")
         return voice
 
-    def flag(node: Mapping[str, Any], key: str, fld: str) -> bool | None:
-        if key not in node:
-            return None
-        v = node[key]
-        if not isinstance(v, bool):
-            add(node, key, f"{fld}{key}", f"must be true or false, not {v!r}")
-            return None
-        return v
-
     def ids(node: Mapping[str, Any], key: str, fld: str, valid: Sequence[str]) -> tuple[
             str, ...]:
         v = node.get(key)
@@ -260,19 +236,10 @@ def load_fixture_spec(path: str | os.PathLike[str]) -> FixtureSpec:
             return ()
         bad = [i for i in items if i not in valid]
         for item in bad:
-            add(node, key, f"{fld}{key}", f"unknown id {item!r}", _suggest(str(item), valid))
+            add(node, key, f"{fld}{key}", f"unknown id {item!r}", suggest(str(item), valid))
         return tuple(str(i) for i in items if i in valid)
 
-    def score(key: str) -> float | None:
-        v = data.get(key)
-        if v is None:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 100:
-            add(data, key, key, f"must be a number 0-100, not {v!r}")
-            return None
-        return float(v)
-
-    persona = text(data, "persona", "persona")
+    persona = text(data, "persona", "")
     if persona is not None:
         from voice_sim.persona import resolve_persona_path
 
@@ -286,7 +253,7 @@ def load_fixture_spec(path: str | os.PathLike[str]) -> FixtureSpec:
     if not call_spec.name.endswith(SPEC_SUFFIX):
         add(data, "call_spec", "call_spec", f"must end in {SPEC_SUFFIX} to be collected "
             "as a test", f"e.g. {name}{SPEC_SUFFIX}")
-    baseline_name = text(data, "baseline", "baseline")
+    baseline_name = text(data, "baseline", "")
     if baseline_name is not None and not baseline_name.endswith(".wav"):
         add(data, "baseline", "baseline", "must name a .wav file to write",
             "e.g. calm-baseline.wav")
@@ -294,14 +261,14 @@ def load_fixture_spec(path: str | os.PathLike[str]) -> FixtureSpec:
     if baseline is not None and baseline.resolve().parent == answers.resolve():
         add(data, "baseline", "baseline", "must not be inside the answers folder (it would "
             "be played as an answer)", "put it beside the spec, e.g. calm-baseline.wav")
-    engine = text(data, "engine", "engine")
-    if engine is not None and engine not in ("auto", "vosk", "whisper"):
+    engine = text(data, "engine", "")
+    if engine is not None and engine not in ENGINE_NAMES:
         add(data, "engine", "engine", f"unknown speech engine {engine!r}",
-            _suggest(engine, ("auto", "vosk", "whisper")))
-    outcome = text(data, "outcome", "outcome")
+            suggest(engine, ENGINE_NAMES))
+    outcome = text(data, "outcome", "")
     if outcome is not None and outcome not in OUTCOMES:
         add(data, "outcome", "outcome", f"unknown outcome {outcome!r}",
-            _suggest(outcome, OUTCOMES))
+            suggest(outcome, OUTCOMES))
     voice = voice_of(data, "", default_voice())
     all_telephone = bool(flag(data, "telephone", ""))
 
@@ -318,11 +285,8 @@ def load_fixture_spec(path: str | os.PathLike[str]) -> FixtureSpec:
             if not isinstance(item, Mapping):
                 add(raw, i, f"replies[{i}]", "must be a mapping with `text:` (or the text)")
                 continue
-            for key in item:
-                if key not in _REPLY:
-                    add(item, key, f"{fld}{key}", f"unknown field {key!r}",
-                        _suggest(str(key), _REPLY), at_value=False)
-            said = text(item, "text", f"{fld}text")
+            checker.unknown(item, fld, _REPLY)
+            said = text(item, "text", fld)
             if said is None:
                 add(raw, i, f"{fld}text", "missing: the words of this answer",
                     'add `text: "…"`')
@@ -333,12 +297,13 @@ def load_fixture_spec(path: str | os.PathLike[str]) -> FixtureSpec:
                 text=said, voice=agitated(v) if upset else v, agitated=upset,
                 telephone=bool(flag(item, "telephone", fld) if "telephone" in item
                                else all_telephone),
-                line=text(item, "line", f"{fld}line"),
+                line=text(item, "line", fld),
                 steps=ids(item, "steps", fld, WORD_STEP_IDS),
                 pitfalls=ids(item, "pitfalls", fld, PITFALL_IDS),
                 no_pitfalls=bool(flag(item, "no_pitfalls", fld)),
                 calm=flag(item, "calm", fld)))
-    min_score, max_score = score("min_score"), score("max_score")
+    min_score = checker.score(data, "min_score", "")
+    max_score = checker.score(data, "max_score", "")
     if problems:
         raise FixtureSpecError(problems)
     assert persona is not None
