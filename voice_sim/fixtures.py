@@ -430,19 +430,6 @@ def call_spec_text(spec: FixtureSpec) -> str:
 # --- command ---------------------------------------------------------------------------------
 
 
-def cmd_fixtures_help(args: argparse.Namespace) -> int:
-    """``voice-sim fixtures`` with no action: show the actions."""
-    from voice_sim.cli import build_parser
-
-    parser = build_parser()
-    for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
-        choices = getattr(action, "choices", None) or {}
-        if "fixtures" in choices:
-            choices["fixtures"].print_help()
-            return 0
-    return 0
-
-
 def cmd_fixtures_make(args: argparse.Namespace) -> int:
     """``voice-sim fixtures make SPEC``: render answer audio and a call spec skeleton."""
     spec = load_fixture_spec(args.spec)

@@ -92,19 +92,6 @@ def cmd_personas(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_persona_help(args: argparse.Namespace) -> int:
-    """``voice-sim persona`` with no action: show the actions."""
-    from voice_sim.cli import build_parser
-
-    parser = build_parser()
-    for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
-        choices = getattr(action, "choices", None) or {}
-        if "persona" in choices:
-            choices["persona"].print_help()
-            return 0
-    return 0
-
-
 # --- check --------------------------------------------------------------------------
 
 def cmd_check(args: argparse.Namespace) -> int:
