@@ -175,8 +175,9 @@ def test_persona_record_never_writes_through_a_symlink_out(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The recordings folder (``<persona folder>/<id>/``) is a symlink to somewhere
     else: the take must not be written there."""
+    from fake_audio import installed
+
     from voice_sim.cli import main
-    from voice_sim.fake_audio import installed
 
     outside = tmp_path / "outside"
     outside.mkdir()

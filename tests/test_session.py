@@ -76,17 +76,31 @@ def test_good_answers_resolve_bad_answers_escalate(persona_id: str, engine, tmp_
 
     # The session folder holds every turn's audio and a complete session.json.
     record = json.loads((good.dir / "session.json").read_text())
+    assert record == good.record.to_json()  # the typed record is what was written
     assert record["status"] == "complete"
     assert record["outcome"] == "resolved"
     assert record["engine"] == "whisper"
+    mood = persona.start_mood
     for t in record["turns"]:
         assert (good.dir / t["customer"]["audio"]).stat().st_size > 1000
         assert (good.dir / t["answer_audio"]).stat().st_size > 1000
         assert {"id", "evidence"} <= set(t["steps"][0])
         assert t["delivery"]["calm"] in (True, False)
-        assert t["mood_after"] <= t["mood_before"] + 10
+        # The mood is carried from turn to turn, stays on its 0-10 scale, and the move
+        # recorded is the one applied.
+        assert t["mood_before"] == mood and 0 <= t["mood_after"] <= 10
+        assert (t["move"]["mood_before"], t["move"]["mood_after"]) == (
+            t["mood_before"], t["mood_after"])
+        mood = t["mood_after"]
+    assert record["mood"] == mood
+    # Good answers calm the customer down; bad ones never leave them calmer than at the
+    # start.
+    assert mood < persona.start_mood, [t["mood_after"] for t in record["turns"]]
+    assert bad.record.mood is not None and bad.record.mood >= persona.start_mood
 
 
+@pytest.mark.slow
+@pytest.mark.model
 def test_session_json_keys(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     persona = load_persona("double-billing")
     result = run_call(persona, ScriptedTrainee(lambda line: line.sample_reply, TRAINEE),
@@ -209,8 +223,9 @@ def test_killed_or_interrupted_mid_call_keeps_every_turn(tmp_path: Path, sig: in
 def test_live_path_through_a_fake_sound_card(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Persona audio comes out, the answer goes in, the turn ends on silence, the next
     line plays — through the real listen/devices code on a fake sounddevice."""
+    from fake_audio import installed
+
     from voice_sim.audio import load_audio
-    from voice_sim.fake_audio import installed
     from voice_sim.listen import Microphone, TurnConfig
     from voice_sim.practice import LiveTrainee
     from voice_sim.speak import cached_render

@@ -293,10 +293,10 @@ def _terminal_events() -> Any:
     def on_line(line: Line, mood: float) -> None:
         print(f"\n\U0001f4de customer (mood {mood:.1f}/10): {line.text}", file=sys.stderr)
 
-    def on_turn(turn: Any) -> None:
+    def on_answer(turn: Any) -> None:
         print(f"   you: {turn.transcript.text or '(nothing heard)'}", file=sys.stderr)
 
     def on_hint(hint: str) -> None:
         print(f"   coach: {hint}", file=sys.stderr)
 
-    return CallEvents(on_line=on_line, on_turn=on_turn, on_hint=on_hint)
+    return CallEvents(on_line=on_line, on_answer=on_answer, on_hint=on_hint)

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from voice_sim.engines import Word
 from voice_sim.errors import InputError, SessionError
 
 FORMAT = 1
@@ -183,19 +184,6 @@ class Evidence:
 
 
 @dataclass(frozen=True)
-class WordTime:
-    """One recognised word with its time in the answer."""
-
-    word: str
-    start: float
-    end: float
-    conf: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"word": self.word, "start": self.start, "end": self.end, "conf": self.conf}
-
-
-@dataclass(frozen=True)
 class DeliveryRecord:
     """The delivery verdict of one answer: the parts voice-sim reads back, typed, and the
     analysis' full JSON (:meth:`voice_sim.delivery.Delivery.to_json`) carried verbatim."""
@@ -300,7 +288,7 @@ class TurnRecord:
     answer_source: str
     end_reason: str
     transcript: str
-    words: tuple[WordTime, ...]
+    words: tuple[Word, ...]
     reply: str | None
     """The reply as the scorer read it (None in old records: the transcript)."""
     steps: tuple[Evidence, ...]
@@ -337,7 +325,8 @@ class TurnRecord:
             "answer_source": self.answer_source,
             "end_reason": self.end_reason,
             "transcript": self.transcript,
-            "words": [w.to_json() for w in self.words],
+            "words": [{"word": w.word, "start": w.start, "end": w.end, "conf": w.conf}
+                      for w in self.words],
             **({} if self.reply is None else {"reply": self.reply}),
             "steps": [d.to_json() for d in self.steps],
             "pitfalls": [d.to_json() for d in self.pitfalls],
@@ -367,7 +356,7 @@ class TurnRecord:
                  "transcript", "words", "reply", "steps", "pitfalls", "suppressed",
                  "delivery", "turn_score", "mood_before", "mood_after", "move", "latency_s",
                  "hint")
-        words = tuple(WordTime(word=w.text("word", "") or "", start=w.num("start", 0.0) or 0.0,
+        words = tuple(Word(word=w.text("word", "") or "", start=w.num("start", 0.0) or 0.0,
                                end=w.num("end", 0.0) or 0.0, conf=w.num("conf"))
                       for w in f.items("words"))
         return cls(

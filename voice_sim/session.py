@@ -375,7 +375,10 @@ class CallEvents:
     on_line: Callable[[Line, float], None] | None = None
     """The persona starts a line (line, mood)."""
     on_turn: Callable[[Turn], None] | None = None
-    """A turn was scored."""
+    """A turn was scored and the persona's reply to it has started (``latency_s`` set)."""
+    on_answer: Callable[[Turn], None] | None = None
+    """A turn was scored, before the persona replies: show the answer here, so the call
+    is shown in the order it was spoken."""
     on_hint: Callable[[str], None] | None = None
     """A live coaching hint."""
 
@@ -591,6 +594,8 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
             # filled in by the save after the line).
             turns.append(turn)
             save_soon()
+            if ev.on_answer is not None:
+                ev.on_answer(turn)
             if next_line is not None:
                 name = (f"turn-{n + 1:02d}-customer.wav" if call.outcome is None
                         else "closing-customer.wav")
