@@ -247,3 +247,24 @@ def test_live_path_through_a_fake_sound_card(engine, tmp_path: Path) -> None:  #
         assert t.latency_s is not None and t.latency_s >= 0
         assert t.answer.wav.stat().st_size > 1000
         assert t.content.steps
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_demo_prints_the_call_in_the_order_it_was_spoken(
+        engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    from voice_sim.cli import main
+
+    assert main(["demo", "--engine", "whisper", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    said = [("customer", line.split(": ", 1)[1]) if "customer (mood" in line
+            else ("you", line.split("you: ", 1)[1])
+            for line in err.splitlines() if "customer (mood" in line
+            or line.startswith("   you: ")]
+    [session] = tmp_path.iterdir()
+    rec = json.loads((session / "session.json").read_text(encoding="utf-8"))
+    spoken = [x for t in rec["turns"] for x in (("customer", t["customer"]["text"]),
+                                                ("you", t["transcript"] or "(nothing heard)"))]
+    if rec["closing"]:
+        spoken.append(("customer", rec["closing"]["text"]))
+    assert len(rec["turns"]) >= 3 and said == spoken, err
