@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
 from voice_sim.engines import Word
 from voice_sim.errors import InputError, SessionError
@@ -47,7 +47,7 @@ class _Fields:
             self.fail(where or "the record", f"expected an object, not {_kind(data)}")
         self.data: Mapping[str, Any] = data
 
-    def fail(self, where: str, problem: str) -> None:
+    def fail(self, where: str, problem: str) -> NoReturn:
         raise SessionError(f"{self.source}: {where}: {problem}",
                            hint="the session file is damaged or was edited by hand; "
                                 "re-run the call")
