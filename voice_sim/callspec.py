@@ -249,13 +249,18 @@ def check_line(result: CallResult, turn: int, line: str) -> str | None:
             f"{t.line}: {_q(t.customer, 100)}")
 
 
+def _check_found(result: CallResult, turn: int, id: str, kind: str) -> str | None:
+    """``expected step apologize in turn 2 — heard: "…" (found: …)``."""
+    _known(id, WORD_STEP_IDS if kind == "step" else PITFALL_IDS, kind)
+    t = result.turn(turn)
+    if id in (t.steps if kind == "step" else t.pitfalls):
+        return None
+    return f"expected {kind} {id} in turn {turn} — heard: {_q(t.transcript)} ({_found(t)})"
+
+
 def check_step(result: CallResult, turn: int, step: str) -> str | None:
     """``expected step apologize in turn 2 — heard: "…"``."""
-    _known(step, WORD_STEP_IDS, "step")
-    t = result.turn(turn)
-    if step in t.steps:
-        return None
-    return f"expected step {step} in turn {turn} — heard: {_q(t.transcript)} ({_found(t)})"
+    return _check_found(result, turn, step, "step")
 
 
 def check_no_step(result: CallResult, turn: int, step: str) -> str | None:
@@ -270,12 +275,7 @@ def check_no_step(result: CallResult, turn: int, step: str) -> str | None:
 
 def check_pitfall(result: CallResult, turn: int, pitfall: str) -> str | None:
     """Pitfall ``pitfall`` was found in turn ``turn`` (for calls meant to go badly)."""
-    _known(pitfall, PITFALL_IDS, "pitfall")
-    t = result.turn(turn)
-    if pitfall in t.pitfalls:
-        return None
-    return (f"expected pitfall {pitfall} in turn {turn} — heard: {_q(t.transcript)} "
-            f"({_found(t)})")
+    return _check_found(result, turn, pitfall, "pitfall")
 
 
 def check_no_pitfall(result: CallResult, turn: int, pitfall: str | None = None) -> str | None:
