@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NoReturn
@@ -473,10 +473,7 @@ class SessionRecord:
         # The turns first: a damaged turn is the likelier problem, and the one to name.
         turns = tuple(TurnRecord.read(t, i + 1) for i, t in enumerate(f.items("turns")))
         c = f.sub("closing")
-        known = ("format", "status", "mode", "persona", "persona_title", "persona_path",
-                 "session_dir", "outcome", "score", "engine", "model", "baseline", "coach",
-                 "started_at", "duration_s", "start_mood", "mood", "turns", "closing", "hints",
-                 "practise_next", "error", "interrupted")
+        known = tuple(x.name for x in fields(cls) if x.name != "extra")  # a key per field
         return cls(
             status=f.text("status", "") or "", mode=f.text("mode", "") or "", persona=persona,
             persona_title=f.text("persona_title") or persona, persona_path=f.text("persona_path"),
