@@ -20,7 +20,7 @@ def _turn(n: int) -> dict[str, Any]:
     return {
         "index": n,
         "customer": {"line": "opening", "text": "You billed me twice!", "audio": "c.wav",
-                     "expects": ["apologize", "stay_calm"]},
+                     "expects": ["apologize", "stay_calm"], "voice": "en-gb"},
         "answer_audio": f"turn-{n:02d}-answer.wav", "answer_source": "01.wav",
         "end_reason": "file", "transcript": "I'm so sorry", "reply": "I'm so sorry",
         "normalized": "i am so sorry",
@@ -45,7 +45,8 @@ def _session(**over: Any) -> dict[str, Any]:
            "model": "tiny.en", "baseline": None, "coach": "after",
            "started_at": "2026-12-01T10:00:00+00:00", "duration_s": 12.5, "start_mood": 8.0,
            "mood": 2.0, "turns": [_turn(1), _turn(2)],
-           "closing": {"line": "bye", "text": "Thanks.", "audio": "closing-customer.wav"},
+           "closing": {"line": "bye", "text": "Thanks.", "audio": "closing-customer.wav",
+                       "played_s": 2.5},
            "hints": [], "practise_next": ["Practise empathize: name the feeling."],
            "error": None, "interrupted": False, "seed": 7}
     rec.update(over)

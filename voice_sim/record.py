@@ -303,6 +303,9 @@ class TurnRecord:
     latency_s: float | None
     """Seconds from the end of the answer to the persona's next line (live only)."""
     hint: str
+    customer_extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False,
+                                              repr=False)
+    """Keys of ``customer`` this version does not read, written back unchanged."""
     extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False, repr=False)
     """Keys this version does not read, written back unchanged."""
 
@@ -320,7 +323,8 @@ class TurnRecord:
         return {
             "index": self.index,
             "customer": {"line": self.line, "text": self.customer_text,
-                         "audio": self.customer_audio, "expects": list(self.expects)},
+                         "audio": self.customer_audio, "expects": list(self.expects),
+                         **_thawed(self.customer_extra)},
             "answer_audio": self.answer_audio,
             "answer_source": self.answer_source,
             "end_reason": self.end_reason,
@@ -377,7 +381,9 @@ class TurnRecord:
             mood_before=f.num("mood_before", required=True) or 0.0,
             mood_after=f.num("mood_after", required=True) or 0.0,
             move=_frozen(f.get("move", dict, {})), latency_s=f.num("latency_s"),
-            hint=f.text("hint", "") or "", extra=_frozen(f.rest(known)))
+            hint=f.text("hint", "") or "",
+            customer_extra=_frozen(c.rest(("line", "text", "audio", "expects"))),
+            extra=_frozen(f.rest(known)))
 
 
 @dataclass(frozen=True)
@@ -387,9 +393,12 @@ class Closing:
     line: str
     text: str
     audio: str | None
+    extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False, repr=False)
+    """Keys this version does not read, written back unchanged."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"line": self.line, "text": self.text, "audio": self.audio}
+        return {"line": self.line, "text": self.text, "audio": self.audio,
+                **_thawed(self.extra)}
 
 
 # --- the session ----------------------------------------------------------------------
@@ -482,9 +491,10 @@ class SessionRecord:
             engine=f.text("engine"), model=f.text("model"), baseline=f.text("baseline"),
             coach=f.text("coach", "") or "", started_at=f.text("started_at", required=True) or "",
             duration_s=f.num("duration_s"), start_mood=f.num("start_mood"), mood=f.num("mood"),
-            turns=turns, closing=None if not c.data else Closing(line=c.text("line", "") or "",
-                                                    text=c.text("text", "") or "",
-                                                    audio=c.text("audio")),
+            turns=turns,
+            closing=None if not c.data else Closing(
+                line=c.text("line", "") or "", text=c.text("text", "") or "",
+                audio=c.text("audio"), extra=_frozen(c.rest(("line", "text", "audio")))),
             hints=tuple(str(h) for h in f.list("hints")),
             practise_next=tuple(str(h) for h in f.list("practise_next")),
             error=f.text("error"), interrupted=bool(f.get("interrupted", bool, False)),
