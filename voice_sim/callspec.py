@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from voice_sim.engines import ENGINE_NAMES
 from voice_sim.errors import InputError
 from voice_sim.steps import OUTCOMES, PITFALL_IDS, WORD_STEP_IDS
-from voice_sim.yamlfile import Checker, Problem, YamlProblem, load_yaml, position, suggest
+from voice_sim.yamlfile import Checker, FileProblems, Problem, load_checked, position, suggest
 
 if TYPE_CHECKING:
     from voice_sim.engines import Engine
@@ -436,13 +436,10 @@ class Failure:
         return f"{self.where}: {self.message}"
 
 
-class CallSpecError(InputError):
+class CallSpecError(FileProblems):
     """A call spec with problems; ``problems`` holds every one, with file:line:col."""
 
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = tuple(sorted(problems, key=lambda p: (p.path, p.line, p.column)))
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(f"invalid call spec {self.problems[0].line_text()}{more}")
+    what = "call spec"
 
 
 _TOP = {"persona": "persona id, or a persona file relative to this spec",
@@ -461,10 +458,7 @@ def load_spec(path: str | os.PathLike[str]) -> CallSpec:
     """Read and validate a call spec; :class:`CallSpecError` lists every problem with
     ``file:line:col``."""
     p = Path(path)
-    try:
-        data = load_yaml(p, what="call spec")
-    except YamlProblem as e:
-        raise CallSpecError([e.problem]) from e
+    data = load_checked(p, CallSpecError)
     checker = _SpecChecker(p)
     spec = checker.build(data)
     if checker.problems or spec is None:

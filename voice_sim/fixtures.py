@@ -37,9 +37,9 @@ from typing import Any
 
 from voice_sim.callspec import SPEC_SUFFIX
 from voice_sim.engines import ENGINE_NAMES
-from voice_sim.errors import InputError, VoiceSimError
+from voice_sim.errors import VoiceSimError
 from voice_sim.steps import OUTCOMES, PITFALL_IDS, WORD_STEP_IDS
-from voice_sim.yamlfile import Checker, Problem, YamlProblem, load_yaml, suggest
+from voice_sim.yamlfile import Checker, FileProblems, load_checked, suggest
 
 FIXTURES_SUFFIX = ".fixtures.yaml"
 
@@ -153,13 +153,10 @@ class FixtureSet:
                 "removed": [str(p) for p in self.removed]}
 
 
-class FixtureSpecError(InputError):
+class FixtureSpecError(FileProblems):
     """A fixtures spec with problems; ``problems`` holds every one."""
 
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = tuple(sorted(problems, key=lambda p: (p.path, p.line, p.column)))
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(f"invalid fixtures spec {self.problems[0].line_text()}{more}")
+    what = "fixtures spec"
 
 
 # --- reading the spec --------------------------------------------------------------------
@@ -168,10 +165,7 @@ class FixtureSpecError(InputError):
 def load_fixture_spec(path: str | os.PathLike[str]) -> FixtureSpec:
     """Read and validate a fixtures spec; every problem names ``file:line:col``."""
     p = Path(path)
-    try:
-        data = load_yaml(p, what="fixtures spec")
-    except YamlProblem as e:
-        raise FixtureSpecError([e.problem]) from e
+    data = load_checked(p, FixtureSpecError)
     checker = Checker(p)
     problems, add, text, flag = checker.problems, checker.add, checker.text, checker.flag
 

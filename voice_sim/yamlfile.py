@@ -198,6 +198,27 @@ def position(node: Any, key: str | int | None = None, *,
         return (lc.line + 1, lc.col + 1)
 
 
+class FileProblems(InputError):
+    """A file people write (a call spec, a fixtures spec) with problems: ``problems``
+    holds every one, in file order; the message names the first."""
+
+    what = "file"
+    """The kind of file, as the messages name it."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(sorted(problems, key=lambda p: (p.path, p.line, p.column)))
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(f"invalid {self.what} {self.problems[0].line_text()}{more}")
+
+
+def load_checked(path: Path, error: type[FileProblems]) -> Any:
+    """:func:`load_yaml`, a problem reading or parsing the file raised as ``error``."""
+    try:
+        return load_yaml(path, what=error.what)
+    except YamlProblem as e:
+        raise error([e.problem]) from e
+
+
 def suggest(word: str, choices: Sequence[str]) -> str:
     """A fix for an unknown name: the closest choice, then all of them."""
     close = difflib.get_close_matches(word, list(choices), n=1)
