@@ -29,6 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from voice_sim.paths import atomic_file  # noqa: E402
 from voice_sim.rubric import CONTENT_IDS, load_rubric, rule_content  # noqa: E402
 from voice_sim.rubric_semantic import (  # noqa: E402
     MODEL_PATH,
@@ -228,7 +229,8 @@ def write_exemplars(mined: dict[str, list[str]]) -> None:
                     j += 1
                 block[j:j] = [MARKER, *items]
         out.extend(block)
-    RUBRIC.write_text("\n".join(out) + "\n", encoding="utf-8")
+    with atomic_file(RUBRIC) as f:
+        f.write("\n".join(out) + "\n")
 
 
 def write_vectors() -> None:
@@ -244,7 +246,8 @@ def write_vectors() -> None:
     keys = sorted({normalize(ex.text).text for i in CONTENT_IDS for ex in rb.specs[i].examples}
                   - {""})
     vecs = model.embed(keys)
-    np.savez_compressed(VECTORS_PATH, texts=np.array(keys), vectors=vecs.astype(np.float32))
+    with atomic_file(VECTORS_PATH, "wb") as f:
+        np.savez_compressed(f, texts=np.array(keys), vectors=vecs.astype(np.float32))
     print(f"wrote {VECTORS_PATH.name}: {len(keys)} exemplar vectors")
 
 
@@ -260,7 +263,8 @@ def main() -> int:
           f"({len({r['situation'] for r in rows}) - 1} corpus situations + the project's)")
     feats = featurize(rows)
     arrays = fit(feats)
-    np.savez_compressed(MODEL_PATH, **arrays)
+    with atomic_file(MODEL_PATH, "wb") as f:
+        np.savez_compressed(f, **arrays)
     print(f"wrote {MODEL_PATH.name}: {len(arrays['vocab'])} TF-IDF terms, "
           f"{arrays['weights'].shape[1]} features per id")
     if not args.no_exemplars:

@@ -127,14 +127,6 @@ def cmd_check_reply(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_rubric_help(args: argparse.Namespace) -> int:
-    """``voice-sim rubric`` with no action: show the actions."""
-    from voice_sim.cli import build_parser
-
-    build_parser().parse_args(["rubric", "check", "--help"])
-    return 0
-
-
 def cmd_rubric_check(args: argparse.Namespace) -> int:
     """``voice-sim rubric check FILE``: every problem as ``file:line:col``, merged over the
     built-in rubric. Exit 0 when valid, 1 when not, 2 when the file cannot be read."""
