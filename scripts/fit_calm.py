@@ -53,7 +53,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from voice_sim import calm  # noqa: E402
+from voice_sim import calm, delivery  # noqa: E402
 from voice_sim.audio import load_audio  # noqa: E402
 from voice_sim.delivery import Baseline, analyze  # noqa: E402
 
@@ -101,12 +101,30 @@ def emotion_pl(speaker: str, emotion: str, rep: int) -> np.ndarray:
                            for w in WORDS])
 
 
-def real_examples(speakers: tuple[str, ...] = SPEAKERS) -> list[Example]:
+BASELINE_SPEECH_S: list[float] = []
+"""Seconds of speech of each baseline real_examples made, in order (for bench_calm)."""
+
+
+def real_examples(speakers: tuple[str, ...] = SPEAKERS, base_words: int = 12
+                  ) -> list[Example]:
+    """The emotion-pl answers; ``base_words`` < 12 keeps only the baseline's first words
+    (neutral repetition 1, then 2), to measure how long a baseline must be."""
     out = []
     for spk in speakers:
-        base = Baseline.from_audio(np.concatenate([emotion_pl(spk, "n", 1),
-                                                   emotion_pl(spk, "n", 2)]),
-                                   source=f"{spk} neutral 1-2")
+        words = [load_audio(EMOTION_PL / f"{spk}.n_{w}_{rep}.wav")
+                 for rep in (1, 2) for w in WORDS][:base_words]
+        calm_d = analyze(np.concatenate(words))
+        BASELINE_SPEECH_S.append(calm_d.speech_s)
+        if base_words < len(WORDS) * 2:
+            # Measuring what a shorter baseline would do: bypass the minimum length.
+            keep = delivery.BASELINE_MIN_SPEECH_S, delivery.BASELINE_MIN_VOICED_S
+            delivery.BASELINE_MIN_SPEECH_S = delivery.BASELINE_MIN_VOICED_S = 0.0
+            try:
+                base = Baseline.from_delivery(calm_d, source=f"{spk} neutral")
+            finally:
+                delivery.BASELINE_MIN_SPEECH_S, delivery.BASELINE_MIN_VOICED_S = keep
+        else:
+            base = Baseline.from_delivery(calm_d, source=f"{spk} neutral 1-2")
         for emo in "nas":
             for rep in range(1, 6):
                 if emo == "n" and rep < 3:
@@ -222,9 +240,8 @@ def fit(examples: list[Example], names: tuple[str, ...]) -> calm.CalmModel:
 
 
 def predict(m: calm.CalmModel, examples: list[Example]) -> np.ndarray:
-    if not m.cues:
-        return np.full(len(examples), 1.0 / (1.0 + math.exp(-m.intercept)))
-    z = _features(examples, m) @ np.array([c.weight for c in m.cues]) + m.intercept
+    """P(agitated) as the package computes it (calm.combine, limits included)."""
+    z = np.array([calm.combine(m, e.cues)[0] for e in examples])
     return 1.0 / (1.0 + np.exp(-z))
 
 

@@ -63,6 +63,16 @@ evidence and word each by its strongest cue, so one rushed answer reads "speakin
 1.3x as fast", not two rate reasons."""
 
 
+def norms() -> dict[str, float]:
+    """The documented single-cue limits of voice_sim.delivery, in each cue's change unit:
+    a cue at its limit, measured with full confidence, makes the answer not calm on its
+    own (see :func:`combine`)."""
+    from voice_sim import delivery as dl
+
+    return {"pitch_shift": dl.PITCH_SHIFT_BAD_ST, "pitch_variability": dl.VARIABILITY_BAD_RATIO,
+            "pace": dl.PACE_BAD_RATIO, "loudness": dl.LOUDNESS_BAD_DB}
+
+
 @dataclass(frozen=True)
 class Cue:
     """One cue's change from the baseline and what it did to the verdict."""
@@ -275,12 +285,18 @@ def measure(d: Delivery, b: Baseline) -> dict[str, tuple[float, float, float]]:
     return out
 
 
-def judge(d: Delivery, b: Baseline, m: CalmModel | None = None
-          ) -> tuple[float, tuple[Cue, ...]]:
-    """P(agitated) for an answer against its baseline, and the model's cues, biggest
-    evidence first."""
-    m = m or model()
-    measured = measure(d, b)
+def combine(m: CalmModel, measured: dict[str, tuple[float, float, float]]
+            ) -> tuple[float, list[tuple[str, float, float, float]]]:
+    """The log-odds of agitation and each cue's (name, change, confidence, evidence).
+
+    A cue's evidence is ``weight * confidence * raw / scale``. The documented limits
+    (:func:`norms`) still hold on top: a cue whose change, shrunk by its confidence
+    (``confidence * change``; ratios on a log scale), reaches its limit brings the
+    answer to the verdict's edge by itself, whatever the fitted weight. The emotion-pl
+    speakers are level-normalised isolated words, so they cannot teach the model what
+    a louder voice or a faster pace means; the limits say it. A short answer's noisy
+    syllable count is shrunk toward no change first, so it does not reach the limit."""
+    limits = norms()
     z = m.intercept
     cues = []
     for cm in m.cues:
@@ -289,8 +305,32 @@ def judge(d: Delivery, b: Baseline, m: CalmModel | None = None
         change, raw, n = measured[cm.name]
         conf = n / (n + cm.half) if n > 0 else 0.0
         ev = cm.weight * conf * raw / cm.scale
+        if cm.name in limits and m.intercept < 0:
+            lim = limits[cm.name]
+            frac = conf * (math.log(max(change, 1e-6)) / math.log(lim)
+                           if CUES[cm.name].unit == "x" else change / lim)
+            if frac >= 1.0:
+                ev = max(ev, -m.intercept * frac)
         z += ev
         cues.append((cm.name, change, conf, ev))
+    return z, cues
+
+
+def edge(name: str, m: CalmModel | None = None) -> float:
+    """The model's own single-cue edge: the scaled change (raw / scale, full
+    confidence) at which this cue alone brings the answer to P = AGITATED_P. For the
+    pitch cues, raw is semitones over the baseline's pitch spread."""
+    m = m or model()
+    cm = next(c for c in m.cues if c.name == name)
+    return -m.intercept * cm.scale / cm.weight if cm.weight > 0 else math.inf
+
+
+def judge(d: Delivery, b: Baseline, m: CalmModel | None = None
+          ) -> tuple[float, tuple[Cue, ...]]:
+    """P(agitated) for an answer against its baseline, and the model's cues, biggest
+    evidence first."""
+    m = m or model()
+    z, cues = combine(m, measure(d, b))
     p = 1.0 / (1.0 + math.exp(-z))
     family: dict[str, float] = {}
     for name, *_, ev in cues:

@@ -258,8 +258,11 @@ BASELINE_MISMATCH_ST = 7.0
 """Semitones below the baseline that suggest the baseline is another speaker (a
 calm voice does not drop a fifth; a man and a woman sit about an octave apart)."""
 
-BASELINE_MIN_SPEECH_S = 2.0
-"""Seconds of speech a calm baseline needs (a reading of a sentence or two)."""
+BASELINE_MIN_SPEECH_S = 5.0
+"""Seconds of speech a calm baseline needs (a reading of two sentences). Measured by
+scripts/bench_calm.py (leave-one-speaker-out on emotion-pl, baselines cut short):
+accuracy 0.85 with 1.7 s or 3.9 s of baseline speech, 0.90 with 5.7 s, 0.92 with 7.8 s;
+the session's calm sentence read at 160-200 wpm gives 5.8-6.6 s."""
 
 BASELINE_MIN_VOICED_S = 1.0
 """Seconds of voicing a calm baseline needs for a stable median pitch."""
