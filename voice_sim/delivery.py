@@ -218,6 +218,10 @@ MIN_JUDGED_VOICED_S = 0.5
 """Seconds of voicing below which pitch is not judged."""
 
 # --- change from the speaker's own calm baseline -----------------------------------
+# Against a baseline one calibrated model judges (voice_sim.calm); each "bad" limit
+# below still makes an answer not calm on its own once the change, shrunk by the cue's
+# confidence (voice_sim.calm.combine), reaches it. The "warn" limits draw the report's
+# bands.
 
 PITCH_SHIFT_WARN_ST = 1.5
 """Semitones above baseline that start to show tension. Stress raises mean F0 (about
@@ -237,9 +241,11 @@ PACE_WARN_RATIO = 1.1
 """Syllable rate over baseline that starts to sound hurried. The measure itself moves
 up to ~5% between versions of one clip (sox tempo x1.04 reads 1.02-1.06)."""
 
-PACE_BAD_RATIO = 1.2
-"""Syllable rate over baseline that is clearly rushed: a fifth faster than your own
-calm reading (stress and anger speed speech up). sox tempo x1.3 reads 1.23-1.30."""
+PACE_BAD_RATIO = 1.18
+"""Syllable rate over baseline that is clearly rushed: about a fifth faster than your
+own calm reading (stress and anger speed speech up). sox tempo x1.3 reads 1.22-1.30 on
+the test replies (~45 syllables, confidence ~0.86: 1.19-1.25 once shrunk); a calm
+6-12-syllable emotion-pl answer reads up to 1.48, shrunk to at most 1.16."""
 
 LOUDNESS_WARN_DB = 3.0
 """dB over baseline that starts to sound like a raised voice."""
