@@ -54,6 +54,13 @@ REASON_SHARE = 0.15
 """A family of cues is named as a reason when it carries at least this share of the
 evidence for agitation (and its push is positive)."""
 
+LIMIT_MIN_CONFIDENCE = 0.5
+"""Confidence a cue needs before its documented limit decides alone (see combine)."""
+
+REASON_MIN_CONFIDENCE = 0.5
+"""A cue is not worded as a reason below this confidence: it still counts (less) in
+the score, but a trainee is not told "you are rushing" on a two-second count."""
+
 FAMILIES = {"pitch_shift": "pitch", "pitch_rise": "pitch", "pitch_variability": "pitch",
             "pace": "rate", "articulation": "rate", "loudness": "loudness",
             "alpha_ratio": "effort", "hammarberg": "effort", "slope_0_500": "effort",
@@ -290,12 +297,13 @@ def combine(m: CalmModel, measured: dict[str, tuple[float, float, float]]
     """The log-odds of agitation and each cue's (name, change, confidence, evidence).
 
     A cue's evidence is ``weight * confidence * raw / scale``. The documented limits
-    (:func:`norms`) still hold on top: a cue whose change, shrunk by its confidence
-    (``confidence * change``; ratios on a log scale), reaches its limit brings the
-    answer to the verdict's edge by itself, whatever the fitted weight. The emotion-pl
-    speakers are level-normalised isolated words, so they cannot teach the model what
-    a louder voice or a faster pace means; the limits say it. A short answer's noisy
-    syllable count is shrunk toward no change first, so it does not reach the limit."""
+    (:func:`norms`) still hold on top: a cue measured on enough speech (confidence at
+    least LIMIT_MIN_CONFIDENCE) whose change reaches its limit brings the answer to the
+    verdict's edge by itself (``-intercept * change / limit``, ratios on a log scale),
+    whatever the fitted weight. The emotion-pl speakers are level-normalised isolated
+    words, so they cannot teach the model what a louder voice or a faster pace means;
+    the limits say it. A short answer's syllable count is too noisy to reach that
+    confidence, so a two-second answer is never rushed on its count alone."""
     limits = norms()
     z = m.intercept
     cues = []
@@ -305,10 +313,10 @@ def combine(m: CalmModel, measured: dict[str, tuple[float, float, float]]
         change, raw, n = measured[cm.name]
         conf = n / (n + cm.half) if n > 0 else 0.0
         ev = cm.weight * conf * raw / cm.scale
-        if cm.name in limits and m.intercept < 0:
+        if cm.name in limits and m.intercept < 0 and conf >= LIMIT_MIN_CONFIDENCE:
             lim = limits[cm.name]
-            frac = conf * (math.log(max(change, 1e-6)) / math.log(lim)
-                           if CUES[cm.name].unit == "x" else change / lim)
+            frac = (math.log(max(change, 1e-6)) / math.log(lim)
+                    if CUES[cm.name].unit == "x" else change / lim)
             if frac >= 1.0:
                 ev = max(ev, -m.intercept * frac)
         z += ev
@@ -342,7 +350,7 @@ def judge(d: Delivery, b: Baseline, m: CalmModel | None = None
     for name, change, conf, ev in sorted(cues, key=lambda c: (-family[FAMILIES[c[0]]],
                                                                -c[3])):
         f = FAMILIES[name]
-        says = f in named and f not in worded and ev > 0
+        says = f in named and f not in worded and ev > 0 and conf >= REASON_MIN_CONFIDENCE
         worded |= {f} if says else set()
         out.append(Cue(name=name, change=change, unit=CUES[name].unit, confidence=conf,
                        evidence=ev, reason=CUES[name].reason(change, d, b) if says else ""))

@@ -219,9 +219,8 @@ MIN_JUDGED_VOICED_S = 0.5
 
 # --- change from the speaker's own calm baseline -----------------------------------
 # Against a baseline one calibrated model judges (voice_sim.calm); each "bad" limit
-# below still makes an answer not calm on its own once the change, shrunk by the cue's
-# confidence (voice_sim.calm.combine), reaches it. The "warn" limits draw the report's
-# bands.
+# below still makes an answer not calm on its own when the cue is measured on enough
+# speech (voice_sim.calm.combine). The "warn" limits draw the report's bands.
 
 PITCH_SHIFT_WARN_ST = 1.5
 """Semitones above baseline that start to show tension. Stress raises mean F0 (about
@@ -241,11 +240,12 @@ PACE_WARN_RATIO = 1.1
 """Syllable rate over baseline that starts to sound hurried. The measure itself moves
 up to ~5% between versions of one clip (sox tempo x1.04 reads 1.02-1.06)."""
 
-PACE_BAD_RATIO = 1.18
-"""Syllable rate over baseline that is clearly rushed: about a fifth faster than your
-own calm reading (stress and anger speed speech up). sox tempo x1.3 reads 1.22-1.30 on
-the test replies (~45 syllables, confidence ~0.86: 1.19-1.25 once shrunk); a calm
-6-12-syllable emotion-pl answer reads up to 1.48, shrunk to at most 1.16."""
+PACE_BAD_RATIO = 1.15
+"""Syllable rate over baseline that is clearly rushed: about a sixth faster than your
+own calm reading (stress and anger speed speech up). sox tempo x1.3 reads 1.19-1.30 on
+the test replies and x1.04 reads 1.02-1.06. It decides alone only on enough syllables
+(voice_sim.calm.LIMIT_MIN_CONFIDENCE): calm 6-12-syllable emotion-pl answers read up
+to 1.48."""
 
 LOUDNESS_WARN_DB = 3.0
 """dB over baseline that starts to sound like a raised voice."""
@@ -709,8 +709,8 @@ def analyze(samples: np.ndarray, transcript: Transcript | None = None,
     contour = Contour(times=tuple(round(i * HOP_S, 2) for i in range(len(f0))),
                       f0_hz=tuple(None if math.isnan(v) else round(float(v), 1) for v in f0))
     draft = Delivery(duration_s=duration, speech_s=speech_s, pitch=pitch, pace=pace,
-                     loudness=loud, voice=voice, pauses=pauses, fillers=fillers, talk=talk, calm=False,
-                     calm_score=0, reasons=(), checks=(), baseline=baseline, contour=contour)
+                     loudness=loud, voice=voice, pauses=pauses, fillers=fillers, talk=talk,
+                     calm=False, calm_score=0, reasons=(), checks=(), baseline=baseline, contour=contour)
     checks = _judge(draft)
     if baseline is not None and segs:
         return _verdict_against_baseline(draft, checks)
