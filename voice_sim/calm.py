@@ -20,8 +20,8 @@ own baseline and the scores are fused:
   script that derives them regenerates that file.
 
 The answer is agitated when ``P >= 0.5``. The reasons name the cues that drove it,
-biggest evidence first (related cues grouped, see FAMILIES). Without a baseline the population defaults of
-:mod:`voice_sim.delivery` judge instead.
+biggest evidence first (related cues grouped, see FAMILIES). Without a baseline the
+population defaults of :mod:`voice_sim.delivery` judge instead.
 """
 
 from __future__ import annotations

@@ -710,7 +710,8 @@ def analyze(samples: np.ndarray, transcript: Transcript | None = None,
                       f0_hz=tuple(None if math.isnan(v) else round(float(v), 1) for v in f0))
     draft = Delivery(duration_s=duration, speech_s=speech_s, pitch=pitch, pace=pace,
                      loudness=loud, voice=voice, pauses=pauses, fillers=fillers, talk=talk,
-                     calm=False, calm_score=0, reasons=(), checks=(), baseline=baseline, contour=contour)
+                     calm=False, calm_score=0, reasons=(), checks=(), baseline=baseline,
+                     contour=contour)
     checks = _judge(draft)
     if baseline is not None and segs:
         return _verdict_against_baseline(draft, checks)
@@ -1229,6 +1230,13 @@ def format_delivery(d: Delivery) -> str:
     lshift = f", shift {lo.shift_db:+.1f} dB" if lo.shift_db is not None else ""
     lines.append(f"  loudness  {num(lo.rms_dbfs, '.1f', ' dBFS')}{lshift}, clipped "
                  f"{100 * lo.clipped_fraction:.2f}%")
+    v = d.voice
+    lines.append(f"  voice     alpha ratio {num(v.alpha_ratio_db, '.1f', ' dB')}, Hammarberg "
+                 f"{num(v.hammarberg_db, '.1f', ' dB')}, HNR {num(v.hnr_db, '.1f', ' dB')}, "
+                 f"articulation {num(v.articulation_rate, '.1f', ' syllables/s')}")
+    if d.agitation is not None:
+        lines.append(f"  calm model P(agitated) {d.agitation:.2f}: " + ", ".join(
+            f"{c.name} {c.evidence:+.2f} (confidence {c.confidence:.2f})" for c in d.cues[:4]))
     lines.append(f"  pauses    latency {num(pa.latency_s, '.1f', ' s')}, {pa.count} pauses "
                  f"(longest {pa.longest_s:.1f} s, total {pa.total_s:.1f} s), dead air "
                  f"{pa.dead_air}")
