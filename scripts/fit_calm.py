@@ -71,9 +71,9 @@ CALM_FX = (("pitch", "50"), ("pitch", "-50"), ("tempo", "0.95"), ("tempo", "1.05
 L2_PENALTY = 2.0
 """Ridge on the weights (in units of calm-repetition spread): keeps the fit from
 leaning on any one cue where the training speakers happen to separate perfectly.
-Chosen after looking at the leave-one-speaker-out figure at 1.0 (accuracy 0.897) and
-2.0 (0.923), so that figure is optimistic; the script also prints the figure with the
-penalty chosen inside each fold from PENALTIES, which is not."""
+Chosen after looking at the leave-one-speaker-out figure at 1.0 (accuracy 0.897), 2.0
+(0.923) and 3.0 (0.923), so that figure is optimistic; the script also prints the
+figure with the penalty chosen inside each fold from PENALTIES, which is not (0.897)."""
 PENALTIES = (0.3, 1.0, 2.0, 3.0)
 WEIGHT_FLOOR = 0.01
 """A cue whose fitted (non-negative) weight is no more than this has not earned its

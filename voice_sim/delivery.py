@@ -266,9 +266,10 @@ calm voice does not drop a fifth; a man and a woman sit about an octave apart)."
 
 BASELINE_MIN_SPEECH_S = 5.0
 """Seconds of speech a calm baseline needs (a reading of two sentences). Measured by
-scripts/bench_calm.py (leave-one-speaker-out on emotion-pl, baselines cut short):
-accuracy 0.85 with 1.7 s or 3.9 s of baseline speech, 0.90 with 5.7 s, 0.92 with 7.8 s;
-the session's calm sentence read at 160-200 wpm gives 5.8-6.6 s."""
+scripts/bench_calm.py (leave-one-speaker-out on emotion-pl with the baselines cut
+short): with 3.9 s of baseline speech the worst speaker falls to 0.69 (accuracy 0.85),
+with 5.7 s every speaker stays at 0.85 or more (accuracy 0.90), with 7.8 s 0.92. The
+session's calm sentence read at 160-200 wpm gives 5.8-6.6 s."""
 
 BASELINE_MIN_VOICED_S = 1.0
 """Seconds of voicing a calm baseline needs for a stable median pitch."""
