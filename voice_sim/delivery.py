@@ -19,6 +19,14 @@ How it is measured (all frames 10 ms apart):
   voiced energy peaks (syllable nuclei, after de Jong & Wempe 2009), both over the
   same speaking time: a speaking rate as conversational norms count it, ordinary
   pauses in, long silences capped (see :data:`PACE_PAUSE_CAP_S`).
+* **Voice quality** (:class:`Voice`): alpha ratio, Hammarberg index and spectral slopes
+  from a 32 ms power spectrum per frame, as eGeMAPS defines them, and HNR from the
+  voicing correlation, all averaged over the voiced frames; articulation rate over the
+  speech alone. They do not depend on the recording level, so they show effort where a
+  level-normalised recording hides loudness.
+
+Against a calm baseline, :mod:`voice_sim.calm` fuses every cue's change into one
+calibrated verdict; without one, the population defaults below judge each measure.
 """
 
 from __future__ import annotations
