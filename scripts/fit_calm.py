@@ -3,7 +3,7 @@
 
 Development data, each answer judged against its own speaker's calm baseline:
 
-* real acted emotional speech, ``/work/shared/data/emotion-pl`` (Mięsikowska &
+* real acted emotional speech, ``../shared/data/emotion-pl`` (beside the checkout) (Mięsikowska &
   Świsulski 2020, *Emotions in polish speech recordings*, Gdańsk University of
   Technology, https://doi.org/10.34808/h46c-hb44, CC BY): per speaker the baseline is
   neutral repetitions 1-2 of all six words joined; each other repetition's six words
@@ -56,7 +56,7 @@ from voice_sim import calm, delivery  # noqa: E402
 from voice_sim.audio import load_audio  # noqa: E402
 from voice_sim.delivery import Baseline, analyze  # noqa: E402
 
-EMOTION_PL = Path("/work/shared/data/emotion-pl")
+EMOTION_PL = Path(__file__).resolve().parents[2] / "shared" / "data" / "emotion-pl"
 WORDS = ("nie", "oddaj", "podaj", "stop", "tak", "trzymaj")
 SPEAKERS = ("m1", "m2", "m3")
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")

@@ -439,7 +439,7 @@ def test_warm_up_from_a_background_thread() -> None:
 
 # --- the calibrated calm model (voice_sim.calm) ------------------------------------
 
-EMOTION_PL = Path("/work/shared/data/emotion-pl")
+EMOTION_PL = Path(__file__).resolve().parents[2] / "shared" / "data" / "emotion-pl"
 """Real acted emotional speech: Mięsikowska & Świsulski (2020), *Emotions in polish
 speech recordings*, Gdańsk University of Technology, https://doi.org/10.34808/h46c-hb44,
 CC BY."""
