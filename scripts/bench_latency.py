@@ -38,8 +38,8 @@ Barge-in mode (``--mode barge-in``, ALSA only) plays persona lines with a simula
 echo path and counts false barge-ins, then interrupts lines and times the stop (see
 :func:`run_barge_in`).
 
-``--device fake`` runs session or capture mode through voice_sim.fake_audio (no
-PortAudio) instead, at ``--speed`` times real time, labelled as such in the output.
+``--device fake`` runs either through the tests' fake sound card (tests/fake_audio.py,
+no PortAudio) instead, at ``--speed`` times real time, labelled as such in the output.
 
     .venv/bin/python scripts/bench_latency.py --engine whisper [--turn-end fast] [--json]
     .venv/bin/python scripts/bench_latency.py --mode capture --answers 10 --engine whisper
@@ -62,6 +62,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The fake sound card (--device fake) is a test double: it lives with the tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 SENTENCES = [
     "I understand why you are upset, let me look into your order right now.",
@@ -141,11 +143,11 @@ def run_alsa(args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
 
 
 def run_fake(args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
-    """Through voice_sim.fake_audio at real-time speed (no PortAudio)."""
+    """Through the tests' fake sound card at real-time speed (no PortAudio)."""
+    from fake_audio import installed
     from virtual_mic import speech_end_index
 
     from voice_sim import devices
-    from voice_sim.fake_audio import installed
     from voice_sim.listen import Microphone, capture_answer
 
     answers = [render(SENTENCES[i % len(SENTENCES)], folder, i) for i in range(args.answers)]
@@ -290,7 +292,7 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
     cfg = live_turn_config(args.silence_end, turn_end=args.turn_end)  # as `practice` does
     ctx: Any
     if args.device == "fake":
-        from voice_sim.fake_audio import installed
+        from fake_audio import installed
 
         ctx = installed(speed=args.speed)
     else:

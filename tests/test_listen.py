@@ -1,6 +1,6 @@
 """Live capture of one answer: voice activity, captions, keys, and the incremental WAV.
 
-The live path runs end to end through the fake sounddevice (voice_sim.fake_audio),
+The live path runs end to end through the fake sounddevice (tests/fake_audio.py),
 faster than real time, on real speech rendered by espeak-ng.
 """
 
@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fake_audio import FakeSoundDevice, installed
 
 from voice_sim import devices
 from voice_sim.audio import SAMPLE_RATE, load_audio
 from voice_sim.endpoint import PATIENCE
 from voice_sim.errors import DeviceError, InputError
-from voice_sim.fake_audio import FakeSoundDevice, installed
 from voice_sim.listen import (
     KeyWatcher,
     LiveLine,
@@ -230,7 +230,7 @@ def test_interrupt_keeps_what_was_captured(fake: FakeSoundDevice, answer: np.nda
     saved = load_audio(wav)
     lead = int(np.argmax(np.abs(saved) > 1e-3))
     first = int(np.argmax(np.abs(answer) > 1e-3))
-    assert 0 < lead
+    assert lead > 0
     assert np.allclose(saved[lead:], answer[first:first + len(saved) - lead], atol=1e-3)
 
 

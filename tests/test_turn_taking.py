@@ -1,6 +1,6 @@
 """Turn-taking like a phone call: the end-of-turn rule, and barge-in.
 
-Through the real sounddevice layer: the fake sound card (voice_sim.fake_audio, with an
+Through the real sounddevice layer: the fake sound card (tests/fake_audio.py, with an
 echo path mixing what the speaker plays back into the microphone) and, for the slow
 tests, the ALSA virtual microphone and speaker of scripts/virtual_mic.py in real time
 with a simulated echo path. Speech is espeak-ng's; the voice model is Silero's.
@@ -129,8 +129,9 @@ def test_a_loud_noise_is_not_speech() -> None:
 @pytest.mark.audio_device
 def test_interruption_stops_the_persona_and_keeps_the_answer(
         speech: dict[str, np.ndarray]) -> None:
+    from fake_audio import installed
+
     from voice_sim.bargein import ListeningSpeaker
-    from voice_sim.fake_audio import installed
     from voice_sim.listen import Microphone, capture_answer
 
     with installed(speed=2.0, echo=0.3) as fake, Microphone() as mic:
@@ -164,8 +165,9 @@ def test_interruption_stops_the_persona_and_keeps_the_answer(
 @pytest.mark.audio_device
 def test_finish_sentence_plays_to_the_end_of_the_sentence(
         speech: dict[str, np.ndarray]) -> None:
+    from fake_audio import installed
+
     from voice_sim.bargein import ListeningSpeaker, frame_levels, next_gap
-    from voice_sim.fake_audio import installed
     from voice_sim.listen import Microphone
 
     line = speech["line"]
@@ -184,8 +186,9 @@ def test_finish_sentence_plays_to_the_end_of_the_sentence(
 
 @pytest.mark.audio_device
 def test_the_persona_own_echo_is_not_an_interruption(speech: dict[str, np.ndarray]) -> None:
+    from fake_audio import installed
+
     from voice_sim.bargein import ListeningSpeaker
-    from voice_sim.fake_audio import installed
     from voice_sim.listen import Microphone, capture_answer
 
     with installed(speed=4.0, echo=0.5) as fake, Microphone() as mic:
@@ -209,8 +212,9 @@ def test_the_persona_own_echo_is_not_an_interruption(speech: dict[str, np.ndarra
 @pytest.mark.audio_device
 def test_a_call_records_the_interruption_as_a_delivery_fault(whisper: Any, tmp_path: Path,
                                                               speech: dict[str, Any]) -> None:
+    from fake_audio import installed
+
     from voice_sim.bargein import ListeningSpeaker
-    from voice_sim.fake_audio import installed
     from voice_sim.listen import Microphone
     from voice_sim.persona import load_persona
     from voice_sim.practice import LiveTrainee
@@ -299,7 +303,7 @@ def test_turn_taking_on_the_virtual_alsa_devices(speech: dict[str, np.ndarray],
     assert out["echo"] is False and out["echo_tail_answer"] is False
     # Cut short, soon after the trainee began (how soon: bench_latency.py --mode barge-in).
     assert out["cut"] is not None and out["cut"]["at_s"] >= 1.5 - 0.1
-    assert 0 < out["stop_after_onset"] and out["cut"]["line_s"] - out["cut"]["at_s"] > 0.5
+    assert out["stop_after_onset"] > 0 and out["cut"]["line_s"] - out["cut"]["at_s"] > 0.5
     reason, pause, why, text = out["finished"]
     assert reason == "silence" and "sorry" in text.lower()
     # Ended on the words saying finished, or (a decode slower than the longest wait, on
