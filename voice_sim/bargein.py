@@ -6,20 +6,27 @@ while it reads the microphone. The trainee is talking over the line when a block
 
 * speech to the Silero model (voice_sim.vad), and
 * louder than the room (the noise floor + :data:`MARGIN_DB`), and
-* louder, by :data:`DOUBLE_TALK_DB`, than the echo of the line itself could be: the
-  loudest block of the line played in the last :data:`ECHO_WINDOW_S`, times the echo
-  path's gain. That gain is measured at the start of every line (the first
-  :data:`LEARN_S`, when nobody talks over a caller yet) as the most the microphone
-  rose above the line, so a laptop's loud speaker next to its microphone raises the
-  bar and a headset lowers it. The persona's own voice coming back through the
-  microphone is speech too, so the model alone cannot tell it from the trainee's.
+* louder, by :data:`DOUBLE_TALK_DB`, than the echo of the line itself could be. The
+  echo path is measured at the start of every line (the first :data:`LEARN_S`, when
+  nobody talks over a caller yet): the lag at which the line's 20 ms levels follow the
+  microphone's best, and the gain (a high percentile of the microphone over the line
+  at that lag). The echo expected now is the line's loudest frame around that lag
+  (never more than :data:`ALIGN_GAIN_DB` under the loudest of the last
+  :data:`ECHO_WINDOW_S`) plus the gain; without a clear lag, the whole window's. So a
+  laptop's loud speaker next to its microphone raises the bar and a headset lowers it.
+  The persona's own voice coming back through the microphone is speech too, so the
+  voice model alone cannot tell it from the trainee's. This is level-based double-talk
+  detection, not echo cancellation: with a strong echo path (-8 dB) and a loud line,
+  the trainee's first words may be heard only late (see bench_latency.py
+  --mode barge-in).
 
-:data:`CONFIRM_BLOCKS` such blocks in a row (40 ms) are a barge-in: the line stops at
+:data:`CONFIRM_BLOCKS` such blocks in a row (60 ms) are a barge-in: the line stops at
 once (``stop``: the stream is aborted, its buffered audio dropped) or at the end of the
 sentence being said (``finish_sentence``: the next pause of :data:`SENTENCE_GAP_S` in
 the line), per persona (``customer.when_interrupted``). The microphone's blocks from
-just before the onset are given back to it as the start of the trainee's answer, so
-nothing said over the line is lost; :attr:`ListeningSpeaker.last` records when it
+:data:`CARRY_S` before the barge-in (or from where the microphone first rose above the
+echo, if earlier) are given back to it as the start of the trainee's answer, so words
+said over the line are not lost; :attr:`ListeningSpeaker.last` records when it
 happened and how long both talked (:class:`Interruption`), which the session turns into
 a delivery reason.
 
@@ -67,8 +74,9 @@ VOICE_P = 0.3
 """Silero speech probability from which a loud enough block is the trainee (lower than
 voice_sim.vad's SPEECH_P: the level test above the echo already rules the echo out, and
 every 32 ms of the model's onset counts against the 150 ms stop)."""
-CONFIRM_BLOCKS = 2
-"""Blocks in a row (20 ms each) of trainee speech that make a barge-in."""
+CONFIRM_BLOCKS = 3
+"""Blocks in a row (20 ms each) of trainee speech that make a barge-in (2 let the echo
+through 3-4 times in 50 lines)."""
 SOFT_GAP_BLOCKS = 5
 """Blocks under the echo that end a stretch where the trainee may have begun."""
 CARRY_S = 1.5
