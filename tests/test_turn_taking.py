@@ -236,7 +236,7 @@ def test_a_call_records_the_interruption_as_a_delivery_fault(whisper: Any, tmp_p
     (turn,) = result.turns
     assert turn.interruption is not None and turn.interruption.overlap_s > 0
     assert turn.delivery.reasons[0] == TALKED_OVER and not turn.delivery.calm
-    saved = result.record["turns"][0]
+    saved = result.record.to_json()["turns"][0]
     assert saved["interruption"]["at_s"] == pytest.approx(turn.interruption.at_s, abs=1e-3)
     assert saved["delivery"]["reasons"][0] == TALKED_OVER
     assert "sorry" in turn.transcript.text.lower()
