@@ -33,7 +33,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--hide-scrollbars", "--window-size=1200,900", "--remote-debugging-port=0"]
 
 
-_KEYS = {"Tab": 9, "Enter": 13, "Escape": 27, " ": 32}
+_KEYS = {"Tab": 9, "Enter": 13, "Escape": 27, " ": 32, "ArrowDown": 40, "ArrowUp": 38}
 """Windows virtual key codes of the named keys."""
 
 
@@ -114,8 +114,7 @@ class Browser:
         code = _KEYS.get(key, ord(key.upper()) if len(key) == 1 else 0)
         text = {"Enter": "\r", " ": " "}.get(key, key if len(key) == 1 else "")
         base = {"key": key, "windowsVirtualKeyCode": code, "nativeVirtualKeyCode": code,
-                "code": {"Tab": "Tab", "Enter": "Enter", "Escape": "Escape", " ": "Space"}
-                .get(key, f"Key{key.upper()}")}
+                "code": {" ": "Space"}.get(key, key if len(key) > 1 else f"Key{key.upper()}")}
         self.call("Input.dispatchKeyEvent", {"type": "keyDown", **base,
                                              **({"text": text} if text else {})})
         self.call("Input.dispatchKeyEvent", {"type": "keyUp", **base})

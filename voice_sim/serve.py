@@ -14,7 +14,8 @@ Safety, in one place (:func:`_guard` and :func:`_ws_allowed`):
   so a web page elsewhere cannot reach the server through a rebinding DNS name.
 * Every WebSocket's Origin must be this server; a message over
   :data:`MAX_MESSAGE_BYTES` closes the socket (1009), audio arriving faster than real
-  time is refused, and at most :data:`MAX_CALLS` calls run at once.
+  time closes it (1008), and at most :data:`MAX_CALLS` calls run at once; answers
+  and calls have a maximum length (:class:`voice_sim.serve_call.CallLimits`).
 * Files are served only from the sessions folder, the personas (their lines) and the
   package's static folder, by names matching :data:`_NAME`, resolved and checked to
   lie inside their folder.
@@ -59,9 +60,6 @@ DEFAULT_PORT = 8765
 MAX_MESSAGE_BYTES = 32 * 1024
 """Bytes: the largest WebSocket message taken (1 s of 16 kHz 16-bit audio is 32,000;
 the page sends 20 ms frames of 640)."""
-
-MAX_QUEUED_S = 30.0
-"""Seconds of audio that may wait unread: more means it arrives faster than real time."""
 
 MAX_CALLS = 4
 """Calls at once (each holds a thread and its share of two cores)."""
@@ -151,6 +149,8 @@ class _State:
     sessions: Path
     personas: tuple[Path, ...]
     data: Path
+    port: int = 0
+    """The port actually bound (the config's may be 0)."""
     calls: set[Any] = field(default_factory=set)
     _scan: tuple[tuple[tuple[str, float], ...], list[PersonaFile]] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -179,7 +179,8 @@ class _State:
 
 
 def _state(request: web.Request) -> _State:
-    return request.app["voice_sim"]  # type: ignore[no-any-return]
+    state: _State = request.app["voice_sim"]
+    return state
 
 
 def _html(text: str, status: int = 200, csp: str = PAGE_CSP) -> web.Response:
@@ -207,7 +208,7 @@ def _make_guard(config: ServeConfig) -> Any:
     async def guard(request: web.Request, handler: Callable[[web.Request],
                                                              Awaitable[web.StreamResponse]]
                     ) -> web.StreamResponse:
-        port = request.app["port"]
+        port = _state(request).port
         if config.token is None and request.host not in _allowed_hosts(config, port):
             return _refuse(403, f"Host {request.host!r} is not this server's address "
                            f"(open http://127.0.0.1:{port}/)")
@@ -241,8 +242,7 @@ def build_app(config: ServeConfig, engine: Engine, rubric: Any = None) -> web.Ap
         config=config, engine=engine, rubric=rubric,
         sessions=(config.sessions or sessions_dir()),
         personas=config.personas if config.personas is not None else tuple(personas_dirs()),
-        data=config.data or data_dir())
-    app["port"] = config.port
+        data=config.data or data_dir(), port=config.port)
     app.router.add_get("/", home)
     app.router.add_get("/call/{pid}", call_page)
     app.router.add_get("/ws/call/{pid}", call_socket)
@@ -384,6 +384,7 @@ async def line_audio(request: web.Request) -> web.StreamResponse:
         return _refuse(404, "no such persona line")
     try:
         path = line.audio or await asyncio.to_thread(cached_render, line.text, persona.voice)
+        assert path is not None
     except VoiceSimError as e:
         return _refuse(500, e.line())
     return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
@@ -557,10 +558,9 @@ async def call_socket(request: web.Request) -> web.StreamResponse:
     try:
         async for msg in ws:
             if msg.type == WSMsgType.BINARY:
-                if call.mic.queued_s() > MAX_QUEUED_S:
+                if not call.mic.push(msg.data):
                     await ws.close(code=1008, message=b"audio faster than real time")
                     break
-                call.mic.push(msg.data)
             elif msg.type == WSMsgType.TEXT:
                 try:
                     call.on_message(json.loads(msg.data))
@@ -644,7 +644,7 @@ class Server:
         sockets = getattr(server, "sockets", None) or []
         if sockets:
             self.port = sockets[0].getsockname()[1]
-        app["port"] = self.port
+        app["voice_sim"].port = self.port
         # The first page load must not pay for checking every persona file.
         await asyncio.to_thread(app["voice_sim"].persona_files)
         self._ready.set()

@@ -37,12 +37,18 @@ if TYPE_CHECKING:
 
     from voice_sim.delivery import Baseline, Prepared
     from voice_sim.engines import Engine
-    from voice_sim.listen import TurnConfig
+    from voice_sim.listen import Microphone, TurnConfig
     from voice_sim.persona import Line, Persona
     from voice_sim.session import Answer, SessionResult
 
 Send = Callable[[dict[str, Any] | bytes], None]
 """Queue one message to the page (JSON object, or binary); safe from any thread."""
+
+AHEAD_S = 2.0
+"""Seconds a page's audio may run ahead of the wall clock (network and timer jitter)."""
+
+BACKLOG_S = 30.0
+"""Seconds of unread audio kept; older blocks are dropped."""
 
 PLAY_SLACK_S = 3.0
 """Seconds past a line's length to wait for the page to say it has played it."""
@@ -77,20 +83,30 @@ class StreamedMic:
         self._rest = np.zeros(0, np.float32)
         self.received = 0
         """Samples received since the page opened the microphone."""
-        self.peak = 0.0
+        self._first: float | None = None
 
-    def push(self, pcm: bytes) -> None:
-        """Queue one frame from the page."""
+    def push(self, pcm: bytes) -> bool:
+        """Queue one frame from the page; False when audio is arriving faster than real
+        time (the frame is dropped: no microphone does that)."""
         import numpy as np
 
         at = time.perf_counter()
+        if self._first is None:
+            self._first = at
         x = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
+        if self.received + len(x) > (at - self._first + AHEAD_S) * SAMPLE_RATE:
+            return False
         self.received += len(x)
         x = np.concatenate([self._rest, x]) if self._rest.size else x
         n = len(x) // FRAME * FRAME
         for i in range(0, n, FRAME):
             self._q.put(Block(x[i:i + FRAME], at))
         self._rest = x[n:]
+        # Nobody reading (the briefing page, a long line): keep only the recent past,
+        # which is all the turn detector learns the room's noise from.
+        while self.queued_s() > BACKLOG_S:
+            self.read(0)
+        return True
 
     def queued_s(self) -> float:
         """Seconds of audio received and not read yet."""
@@ -109,6 +125,14 @@ class StreamedMic:
         while (b := self.read(0)) is not None:
             out.append(b)
         return out
+
+
+def as_microphone(mic: StreamedMic) -> Microphone:
+    """``mic`` where :func:`capture_answer` wants a :class:`~voice_sim.listen.Microphone`:
+    it uses only ``read``, ``drain``, ``block_s`` and ``name``, which both have."""
+    from typing import cast
+
+    return cast("Microphone", mic)
 
 
 class Controls:
@@ -205,7 +229,7 @@ class WebTrainee:
         self.send({"type": "listening", "turn": turn})
         prepared: list[Future[Prepared]] = []
         got = capture_answer(
-            self.mic, self.engine, self.config, sink=wav, keys=self.controls,
+            as_microphone(self.mic), self.engine, self.config, sink=wav, keys=self.controls,
             on_caption=lambda text: self.send({"type": "caption", "text": text}),
             on_end=lambda x: prepared.append(self._analysis.submit(prepare, x)))
         if got.reason == "quit":
@@ -226,7 +250,7 @@ def capture_baseline(mic: StreamedMic, engine: Engine, config: TurnConfig,
     from voice_sim.persona_cli import check_take
     from voice_sim.session import Quit
 
-    got = capture_answer(mic, engine, config, keys=controls)
+    got = capture_answer(as_microphone(mic), engine, config, keys=controls)
     if got.reason == "quit":
         raise Quit()
     take = check_take(got.samples)

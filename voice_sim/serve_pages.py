@@ -161,7 +161,7 @@ def call_page(persona: Persona, *, has_last_baseline: bool, baseline_sentence: s
 <rect x="0" y="3" width="200" height="12" fill="#e5e7eb"/>
 <rect id="meter-bar" x="0" y="3" width="0" height="12" fill="#16a34a"/></svg></div>
 <div class="mood"><span>Customer's mood</span>
-<svg id="mood" width="260" height="22" role="img" aria-label="mood">
+<svg id="mood" width="320" height="22" role="img" aria-label="mood">
 <rect x="0" y="5" width="200" height="12" fill="#e5e7eb"/>
 <rect id="mood-bar" x="0" y="5" width="0" height="12" fill="#dc2626"/>
 <text id="mood-text" x="208" y="16" font-size="13"></text></svg></div>
@@ -264,8 +264,8 @@ def graph_svg(persona: Persona) -> str:
             if a == cur and not b.startswith("end:") and b not in depth:
                 depth[b] = depth[cur] + 1
                 todo.append(b)
-    for line in persona.lines:  # reached only by `always` or the turn limit
-        depth.setdefault(line, max(depth.values()) + 1)
+    for lid in persona.lines:  # reached only by `always` or the turn limit
+        depth.setdefault(lid, max(depth.values()) + 1)
     bottom = max(depth.values()) + 1
     nodes: dict[str, _Node] = {}
     for line in persona.lines.values():

@@ -75,7 +75,7 @@
       const n = e.data.pcm.byteLength / 2;
       if (ws.readyState === WebSocket.OPEN) ws.send(e.data.pcm);
       vs.sentSamples += n;
-      vs.frames.push([vs.sentSamples, now()]);
+      vs.frames.push([vs.sentSamples, now(), e.data.peak]);
       meter(e.data.peak);
     };
     await ctx.resume();
@@ -104,7 +104,8 @@
     src.buffer = audio;
     src.connect(player.destination);
     const entry = { receivedAt: got, startedAt: now(), duration: audio.duration,
-                    micSamples: vs.sentSamples, endedAt: null };
+                    micSamples: vs.sentSamples, endedAt: null,
+                    outputLatency: (player.baseLatency || 0) + (player.outputLatency || 0) };
     if (vs.lines.length) vs.lines[vs.lines.length - 1].audio = entry;
     src.onended = () => {
       entry.endedAt = now();
@@ -159,11 +160,17 @@
       case "heard":
         say("Thinking…");
         break;
-      case "turn":
+      case "turn": {
         vs.turns.push(ev);
         mood(ev.mood);
         log("you", `You: ${ev.transcript || "(nothing heard)"}`);
+        // The turn is scored as the customer's reply starts: list the answer before it.
+        const items = $("log").children;
+        if (vs.lines.length > ev.index && items.length >= 2) {
+          $("log").insertBefore(items[items.length - 1], items[items.length - 2]);
+        }
         break;
+      }
       case "hint":
         vs.hints.push(ev.text);
         $("hint").textContent = `Coach: ${ev.text}`;
@@ -173,7 +180,7 @@
         vs.done = ev;
         setState("done");
         say(`Call over: ${ev.outcome.replace("_", " ")}, score ${ev.score}. Opening the report…`);
-        setTimeout(() => { location.href = ev.report; }, vs.stayOnDone ? 1e9 : 600);
+        setTimeout(() => { location.href = ev.report; }, 1500);
         break;
       case "error":
         vs.error = ev.message;
