@@ -45,11 +45,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
+
 from voice_sim.errors import InputError, VoiceSimError
 
 if TYPE_CHECKING:
-    from aiohttp import web
-
     from voice_sim.delivery import Baseline
     from voice_sim.engines import Engine
     from voice_sim.persona import Persona, PersonaFile
@@ -178,8 +178,12 @@ class _State:
         return None
 
 
+_APP_KEY = web.AppKey("voice_sim", _State)
+"""Where the application keeps its :class:`_State`."""
+
+
 def _state(request: web.Request) -> _State:
-    state: _State = request.app["voice_sim"]
+    state: _State = request.app[_APP_KEY]
     return state
 
 
@@ -238,7 +242,7 @@ def build_app(config: ServeConfig, engine: Engine, rubric: Any = None) -> web.Ap
     from voice_sim.paths import data_dir, personas_dirs, sessions_dir
 
     app = web.Application(middlewares=[_make_guard(config)], client_max_size=64 * 1024)
-    app["voice_sim"] = _State(
+    app[_APP_KEY] = _State(
         config=config, engine=engine, rubric=rubric,
         sessions=(config.sessions or sessions_dir()),
         personas=config.personas if config.personas is not None else tuple(personas_dirs()),
@@ -580,7 +584,7 @@ async def call_socket(request: web.Request) -> web.StreamResponse:
 
 async def _end_calls(app: web.Application) -> None:
     """Server stopping (Ctrl-C): every call ends as ``quit`` and is saved."""
-    state: _State = app["voice_sim"]
+    state: _State = app[_APP_KEY]
     threads = []
     for call in list(state.calls):
         call.hang_up()
@@ -623,7 +627,13 @@ class Server:
 
     def _main(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._serve())
+        try:
+            self._loop.run_until_complete(self._serve())
+        except BaseException as e:
+            # Whatever stopped the server before it was ready is raised by start().
+            self._error = self._error or e
+        finally:
+            self._ready.set()
 
     async def _serve(self) -> None:
         from aiohttp import web
@@ -644,9 +654,9 @@ class Server:
         sockets = getattr(server, "sockets", None) or []
         if sockets:
             self.port = sockets[0].getsockname()[1]
-        app["voice_sim"].port = self.port
+        app[_APP_KEY].port = self.port
         # The first page load must not pay for checking every persona file.
-        await asyncio.to_thread(app["voice_sim"].persona_files)
+        await asyncio.to_thread(app[_APP_KEY].persona_files)
         self._ready.set()
         await self._stop.wait()
         await runner.cleanup()
@@ -662,6 +672,17 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def probe_port(host: str, port: int) -> None:
+    """Raise the InputError :class:`Server` would, when ``host:port`` cannot be bound."""
+    info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(info[0], socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(info[4])
+        except OSError as e:
+            raise _bind_error(ServeConfig(host=host, port=port), e) from e
 
 
 def _bind_error(config: ServeConfig, e: OSError) -> InputError:
@@ -696,6 +717,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     token = check_config(args.host, args.port, args.token)
     config = ServeConfig(host=args.host, port=args.port, token=token,
                          sessions=Path(args.out) if args.out else None)
+    probe_port(args.host, args.port)  # a port in use is said now, not after the model loads
     rubric = load_rubric(getattr(args, "rubric", None))
     engine = get_engine(args.engine, args.model)  # once, shared by every call
     server = Server(config, engine, rubric).start()

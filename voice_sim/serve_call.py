@@ -50,6 +50,9 @@ AHEAD_S = 2.0
 BACKLOG_S = 30.0
 """Seconds of unread audio kept; older blocks are dropped."""
 
+BASELINE_WAIT_S = 10.0
+"""Seconds the calm reading waits for speech before the level check says "too quiet"."""
+
 PLAY_SLACK_S = 3.0
 """Seconds past a line's length to wait for the page to say it has played it."""
 
@@ -76,9 +79,11 @@ class StreamedMic:
     block_s = FRAME / SAMPLE_RATE
     name = "browser microphone"
 
-    def __init__(self) -> None:
+    def __init__(self, ahead_s: float = AHEAD_S) -> None:
         import numpy as np
 
+        self.ahead_s = ahead_s
+        """Seconds the audio may run ahead of the wall clock before it is refused."""
         self._q: queue.SimpleQueue[Block] = queue.SimpleQueue()
         self._rest = np.zeros(0, np.float32)
         self.received = 0
@@ -94,7 +99,7 @@ class StreamedMic:
         if self._first is None:
             self._first = at
         x = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
-        if self.received + len(x) > (at - self._first + AHEAD_S) * SAMPLE_RATE:
+        if self.received + len(x) > (at - self._first + self.ahead_s) * SAMPLE_RATE:
             return False
         self.received += len(x)
         x = np.concatenate([self._rest, x]) if self._rest.size else x
@@ -250,6 +255,10 @@ def capture_baseline(mic: StreamedMic, engine: Engine, config: TurnConfig,
     from voice_sim.persona_cli import check_take
     from voice_sim.session import Quit
 
+    from dataclasses import replace
+
+    if config.no_answer_s is None:
+        config = replace(config, no_answer_s=BASELINE_WAIT_S)
     got = capture_answer(as_microphone(mic), engine, config, keys=controls)
     if got.reason == "quit":
         raise Quit()
