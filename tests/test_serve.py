@@ -277,7 +277,7 @@ def _fed(samples: np.ndarray, then_silence_s: float = 1.5) -> Any:
         time.sleep(0.3)
         for i in range(0, len(pcm), 640):
             mic.push(pcm[i:i + 640])
-            time.sleep(0.005)
+            time.sleep(0.0015)
 
     threading.Thread(target=feed, daemon=True).start()
     return mic
@@ -341,13 +341,13 @@ def _until(ws: Any, kind: str, played: bool = True) -> list[dict[str, Any]]:
     while True:
         msg = ws.recv(timeout=30)
         if isinstance(msg, bytes):
-            assert msg[:4] == b"RIFF"  # a customer line, as WAV
-            if played:
-                ws.send(json.dumps({"type": "played"}))
+            assert msg[16:20] == b"RIFF"  # a customer line: its key, then WAV
             continue
         ev = json.loads(msg)
         assert ev["type"] != "error", ev
         seen.append(ev)
+        if ev["type"] == "play" and played:
+            ws.send(json.dumps({"type": "played"}))
         if ev["type"] == kind:
             return seen
 

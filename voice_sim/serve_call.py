@@ -188,23 +188,70 @@ def wav_bytes(samples: np.ndarray, sr: int) -> bytes:
     return buf.getvalue()
 
 
+def clip_key(samples: np.ndarray, sr: int) -> bytes:
+    """16 ASCII bytes naming a clip by its content (the page keeps clips by it)."""
+    import hashlib
+
+    h = hashlib.blake2b(samples.tobytes(), digest_size=8, key=sr.to_bytes(4, "little"))
+    return h.hexdigest().encode()
+
+
+def line_clips(persona: Persona) -> list[tuple[np.ndarray, int]]:
+    """Every line's audio as the call will play it (as ``session._LineVoice`` decodes it:
+    the recording or the cached TTS render, float32, channels averaged), opening first."""
+    import soundfile as sf
+
+    from voice_sim.speak import cached_render
+
+    order = [persona.start_line, *(x for x in persona.lines.values() if x.id != persona.start)]
+    out = []
+    for line in order:
+        path = line.audio or cached_render(line.text, persona.voice)
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        out.append((data.mean(axis=1, dtype="float32"), int(sr)))
+    return out
+
+
 class WebSpeaker:
-    """The page's loudspeaker: each line goes to the page as WAV bytes."""
+    """The page's loudspeaker.
+
+    A clip goes to the page once, as one binary message (its :func:`clip_key`, then
+    WAV bytes), and is decoded there ahead of time; saying a line is then a tiny
+    ``play`` message, so neither encoding, transfer nor decoding sits between the end
+    of the trainee's answer and the customer's reply. :meth:`preload` sends a call's
+    lines while the opening plays.
+    """
 
     def __init__(self, send: Send, controls: Controls) -> None:
         self.send = send
         self.controls = controls
+        self._sent: set[bytes] = set()
+        self._lock = threading.Lock()
+
+    def _clip(self, samples: np.ndarray, sr: int) -> bytes:
+        key = clip_key(samples, sr)
+        with self._lock:  # the clip is queued before any play that names it
+            if key not in self._sent:
+                self.send(key + wav_bytes(samples, sr))
+                self._sent.add(key)
+        return key
+
+    def preload(self, clips: list[tuple[np.ndarray, int]]) -> None:
+        """Send clips the call may play (each at most once)."""
+        for samples, sr in clips:
+            if self.controls.quit.is_set():
+                return
+            self._clip(samples, sr)
 
     def speak(self, samples: np.ndarray, sr: int) -> float:
-        """Send the line; return when the page has played it (or the call is quit)."""
+        """Play the line; return when the page has played it (or the call is quit)."""
         from voice_sim.session import Quit
 
-        data = wav_bytes(samples, sr)
+        key = self._clip(samples, sr)
         self.controls.played.clear()
         started = time.perf_counter()
-        self.send(data)
-        wait = len(samples) / sr + PLAY_SLACK_S
-        end = started + wait
+        self.send({"type": "play", "key": key.decode()})
+        end = started + len(samples) / sr + PLAY_SLACK_S
         while not self.controls.played.wait(0.05):
             if self.controls.poll() == "quit":
                 raise Quit()
@@ -317,6 +364,15 @@ def run_web_call(setup: CallSetup, mic: StreamedMic, controls: Controls, send: S
 
     events = CallEvents(on_line=on_line, on_turn=on_turn, on_hint=on_hint)
     trainee = WebTrainee(mic, setup.engine, config, controls, send)
-    result = run_call(setup.persona, trainee, WebSpeaker(send, controls), options, events)
+    speaker = WebSpeaker(send, controls)
+
+    def preload() -> None:
+        try:
+            speaker.preload(line_clips(setup.persona))
+        except Exception:
+            return  # only a head start: a line that fails here is sent (or fails) when due
+
+    threading.Thread(target=preload, daemon=True, name="voice-sim-preload").start()
+    result = run_call(setup.persona, trainee, speaker, options, events)
     after_call(result.dir, result.record)
     return result

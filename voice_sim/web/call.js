@@ -41,7 +41,7 @@
       };
       ws.onmessage = (ev) => {
         if (typeof ev.data === "string") onEvent(JSON.parse(ev.data));
-        else playLine(ev.data);
+        else storeClip(ev.data);
       };
     });
     return wsOpen;
@@ -75,7 +75,7 @@
       const n = e.data.pcm.byteLength / 2;
       if (ws.readyState === WebSocket.OPEN) ws.send(e.data.pcm);
       vs.sentSamples += n;
-      vs.frames.push([vs.sentSamples, now(), e.data.peak]);
+      vs.frames.push([vs.sentSamples, now(), e.data.peak, e.data.rms]);
       meter(e.data.peak);
     };
     await ctx.resume();
@@ -95,11 +95,18 @@
     $("mood-text").textContent = `${m.toFixed(1)} / 10 angry`;
   }
 
-  async function playLine(buf) {
-    const got = now();
+  const clips = new Map();  // key -> Promise<AudioBuffer>, decoded as they arrive
+
+  function storeClip(buf) {
+    const key = new TextDecoder().decode(new Uint8Array(buf, 0, 16));
     if (!player) player = new AudioContext();
+    clips.set(key, player.decodeAudioData(buf.slice(16)));
+  }
+
+  async function playLine(key) {
+    const got = now();
     await player.resume();
-    const audio = await player.decodeAudioData(buf);
+    const audio = await clips.get(key);
     const src = player.createBufferSource();
     src.buffer = audio;
     src.connect(player.destination);
@@ -150,6 +157,9 @@
         mood(ev.mood);
         say(`${data.customer} is speaking…`);
         log("customer", `${data.customer}: ${ev.text}`);
+        break;
+      case "play":
+        playLine(ev.key).catch((e) => console.error("voice-sim: playback:", e.message));
         break;
       case "listening":
         break;

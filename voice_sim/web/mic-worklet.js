@@ -15,17 +15,22 @@ class Pcm16Sender extends AudioWorkletProcessor {
     this.frame = new Int16Array(FRAME);
     this.n = 0;
     this.peak = 0;
+    this.energy = 0;
   }
 
   push(v) {
     const s = Math.max(-1, Math.min(1, v));
     this.frame[this.n++] = s < 0 ? s * 32768 : s * 32767;
     this.peak = Math.max(this.peak, Math.abs(s));
+    this.energy += s * s;
     if (this.n === FRAME) {
-      this.port.postMessage({ pcm: this.frame.buffer, peak: this.peak }, [this.frame.buffer]);
+      const rms = Math.sqrt(this.energy / FRAME);
+      this.port.postMessage({ pcm: this.frame.buffer, peak: this.peak, rms },
+                            [this.frame.buffer]);
       this.frame = new Int16Array(FRAME);
       this.n = 0;
       this.peak = 0;
+      this.energy = 0;
     }
   }
 
