@@ -188,7 +188,7 @@ def test_no_path_escapes(server: Any, path: str) -> None:
 
 def test_served_files_inside_their_folders(server: Any) -> None:
     assert _get(server.url + "sessions/20261201-120000-mini/session.json")[0] == 200
-    code, body, headers = _get(server.url + "static/call.js")
+    code, _, headers = _get(server.url + "static/call.js")
     assert code == 200 and headers["Content-Type"].startswith("text/javascript")
 
 
@@ -298,7 +298,7 @@ def test_level_check_in_the_page(engine: Any) -> None:
     for name, x in (("fine", calm), ("quiet", calm * 0.02), ("clipped", calm * 8)):
         controls = Controls(deadline=time.perf_counter() + 60)
         config = replace(live_turn_config(), no_answer_s=3.0)  # quick "too quiet"
-        samples, baseline, level = capture_baseline(_fed(x), engine, config, controls)
+        _, baseline, level = capture_baseline(_fed(x), engine, config, controls)
         verdicts[name] = level["verdict"]
         assert (baseline is not None) == (level["verdict"] == "fine") or name == "clipped"
     assert verdicts == {"fine": "fine", "quiet": "too quiet", "clipped": "clipped"}

@@ -358,3 +358,24 @@ def test_trainers_page_in_chromium(engine: Any, tmp_path: Path) -> None:
         b.navigate(server.url.rstrip("/") + href)
         assert b.js("document.getElementById('brief-h').textContent") == "Mini"
         assert b.errors() == []
+
+
+def test_escape_ends_the_call_as_quit(engine: Any, tmp_path: Path) -> None:
+    """Esc during the customer's opening line ends the call; the page shows the report."""
+    wav = capture_file(tmp_path / "quiet.wav", [], 60.0)
+    sessions = tmp_path / "sessions"
+    config = ServeConfig(port=0, sessions=sessions, data=tmp_path / "d",
+                         personas=(PERSONAS,))
+    with serving(config, engine) as server, chromium(
+            tmp_path, [*FAKE_MIC, f"--use-file-for-fake-audio-capture={wav}"]) as b:
+        b.open(server.url + "call/double-billing")
+        b.js("document.querySelector('input[value=none]').click();"
+             "document.getElementById('start').click()")
+        b.wait("voiceSim.lines.length > 0 && voiceSim.lines[0].audio", timeout=30)
+        b.press("Escape")
+        done = b.wait("voiceSim.done", timeout=20)
+        assert done["outcome"] == "quit"
+        b.wait("location.pathname.startsWith('/sessions/')", timeout=10)
+        assert b.errors() == []
+    record = json.loads(next(sessions.glob("*/session.json")).read_text())
+    assert (record["status"], record["outcome"], record["turns"]) == ("complete", "quit", [])

@@ -297,12 +297,12 @@ def capture_baseline(mic: StreamedMic, engine: Engine, config: TurnConfig,
                      controls: Controls) -> tuple[np.ndarray, Baseline | None, dict[str, Any]]:
     """Record the calm reading in the page: its samples, the baseline (None when no speech
     was heard) and the level check the page shows (``too quiet``, ``clipped`` or ``fine``)."""
+    from dataclasses import replace
+
     from voice_sim.delivery import Baseline
     from voice_sim.listen import capture_answer
     from voice_sim.persona_cli import check_take
     from voice_sim.session import Quit
-
-    from dataclasses import replace
 
     if config.no_answer_s is None:
         config = replace(config, no_answer_s=BASELINE_WAIT_S)

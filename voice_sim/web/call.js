@@ -54,8 +54,12 @@
   async function openMic() {
     if (mic) return mic;
     await connect();
+    // The raw microphone: the delivery analysis measures loudness and pitch, which the
+    // browser's echo canceller, noise suppressor and gain control would all change. (The
+    // customer's voice leaking back in does no harm: the answer is captured after the
+    // line, and audio during a line only teaches the turn detector the room's noise.)
     const stream = await navigator.mediaDevices.getUserMedia({
-      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: false,
+      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false,
                autoGainControl: false },
     });
     let ctx;
