@@ -250,17 +250,6 @@ def test_call_graph_svg_for_every_shipped_persona() -> None:
 
 # --- with Whisper ----------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def engine() -> Any:
-    from voice_sim.engines import get_engine
-    from voice_sim.errors import ModelError
-
-    try:
-        return get_engine("whisper")
-    except ModelError as e:
-        pytest.skip(f"no Whisper model: {e.line()}")
-
-
 def _fed(samples: np.ndarray, then_silence_s: float = 1.5) -> Any:
     """A streamed microphone a thread feeds ``samples`` into at four times real time,
     starting once the capture is listening (as the page streams during a turn)."""
@@ -285,7 +274,7 @@ def _fed(samples: np.ndarray, then_silence_s: float = 1.5) -> Any:
 
 @pytest.mark.slow
 @pytest.mark.model
-def test_level_check_in_the_page(engine: Any) -> None:
+def test_level_check_in_the_page(whisper_engine: Any) -> None:
     from dataclasses import replace
 
     from voice_sim.audio import load_audio
@@ -298,7 +287,7 @@ def test_level_check_in_the_page(engine: Any) -> None:
     for name, x in (("fine", calm), ("quiet", calm * 0.02), ("clipped", calm * 8)):
         controls = Controls(deadline=time.perf_counter() + 60)
         config = replace(live_turn_config(), no_answer_s=3.0)  # quick "too quiet"
-        _, baseline, level = capture_baseline(_fed(x), engine, config, controls)
+        _, baseline, level = capture_baseline(_fed(x), whisper_engine, config, controls)
         verdicts[name] = level["verdict"]
         assert (baseline is not None) == (level["verdict"] == "fine") or name == "clipped"
     assert verdicts == {"fine": "fine", "quiet": "too quiet", "clipped": "clipped"}
@@ -306,7 +295,7 @@ def test_level_check_in_the_page(engine: Any) -> None:
 
 @pytest.mark.slow
 @pytest.mark.model
-def test_answer_length_is_capped(engine: Any, tmp_path: Path) -> None:
+def test_answer_length_is_capped(whisper_engine: Any, tmp_path: Path) -> None:
     from voice_sim.audio import load_audio
     from voice_sim.persona import load_persona
     from voice_sim.practice import live_turn_config
@@ -314,7 +303,7 @@ def test_answer_length_is_capped(engine: Any, tmp_path: Path) -> None:
 
     speech = load_audio(EXAMPLES / "good-call" / "02.wav")  # 9 s
     sent: list[Any] = []
-    trainee = WebTrainee(_fed(speech), engine, live_turn_config(max_answer_s=2.0),
+    trainee = WebTrainee(_fed(speech), whisper_engine, live_turn_config(max_answer_s=2.0),
                          Controls(deadline=time.perf_counter() + 60), sent.append)
     line = load_persona("double-billing").start_line
     answer = trainee.answer(1, line, tmp_path / "a.wav")
@@ -354,7 +343,7 @@ def _until(ws: Any, kind: str, played: bool = True) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 @pytest.mark.model
-def test_dropped_connection_ends_the_call_as_quit_and_keeps_it(engine: Any,
+def test_dropped_connection_ends_the_call_as_quit_and_keeps_it(whisper_engine: Any,
                                                                tmp_path: Path) -> None:
     """The page vanishes during the second answer: the call ends as `quit`, as Ctrl-C
     ends it; the first turn, the customer's lines and the second answer's audio so far
@@ -369,7 +358,7 @@ def test_dropped_connection_ends_the_call_as_quit_and_keeps_it(engine: Any,
                          personas=(PERSONAS,))
     first = load_audio(EXAMPLES / "good-call" / "01.wav")
     second = load_audio(EXAMPLES / "good-call" / "02.wav")[:int(1.5 * 16000)]
-    with serving(config, engine) as s:
+    with serving(config, whisper_engine) as s:
         url = s.url.replace("http", "ws") + "ws/call/double-billing"
         with _ws(url, s.url.rstrip("/"), max_size=None) as ws:
             _until(ws, "ready")

@@ -425,6 +425,25 @@ class BrowserCall:
         self.thread: threading.Thread | None = None
         self.recorded: Baseline | None = None
         self.started = False
+        self.busy = False
+        """A step (the calm reading or the call) is running."""
+        # The last calm reading is analysed while the trainee reads the briefing, so
+        # choosing it does not delay the customer's first line.
+        from concurrent.futures import Future
+
+        self._last: Future[Baseline | None] = Future()
+        threading.Thread(target=self._prepare_last, daemon=True,
+                         name="voice-sim-baseline").start()
+
+    def _prepare_last(self) -> None:
+        try:
+            last = self._last_baseline()
+        except BaseException as e:
+            self._last.set_exception(e)
+            return
+        self._last.set_result(last)
+        if last is not None:
+            self.send({"type": "last_baseline_ready"})
 
     def on_message(self, msg: Any) -> None:
         """One control message from the page."""
@@ -449,26 +468,34 @@ class BrowserCall:
         else:
             self.send({"type": "error", "message": f"unknown message {str(kind)[:40]!r}"})
 
-    def _run(self, work: Callable[[], None]) -> None:
-        if self.thread is not None and self.thread.is_alive():
+    def _run(self, work: Callable[[], dict[str, Any] | None]) -> None:
+        """Run one step (the calm reading, or the call) on a thread of its own; its last
+        message goes to the page once the next step may start."""
+        if self.busy:
             self.send({"type": "error", "message": "busy: wait for the current step"})
             return
+        self.busy = True
 
         def guarded() -> None:
+            last: dict[str, Any] | None = None
             try:
-                work()
+                last = work()
             except VoiceSimError as e:
-                self.send({"type": "error", "message": e.line()})
+                last = {"type": "error", "message": e.line()}
             except Exception as e:
                 # Said to the page and to the terminal; the session folder is already
                 # saved by run_call (status failed) before the error gets here.
                 print(f"voice-sim serve: call failed: {type(e).__name__}: {e}", file=sys.stderr)
-                self.send({"type": "error", "message": f"internal error: {type(e).__name__}"})
+                last = {"type": "error", "message": f"internal error: {type(e).__name__}"}
+            finally:
+                self.busy = False
+            if last is not None:
+                self.send(last)
 
         self.thread = threading.Thread(target=guarded, daemon=True, name="voice-sim-call")
         self.thread.start()
 
-    def _baseline(self) -> None:
+    def _baseline(self) -> dict[str, Any] | None:
         from voice_sim.audio import write_wav
         from voice_sim.practice import live_turn_config
         from voice_sim.serve_call import capture_baseline
@@ -479,34 +506,32 @@ class BrowserCall:
                 self.mic, self.state.engine, live_turn_config(max_answer_s=30.0),
                 self.controls)
         except Quit:
-            return
+            return None
         if baseline is not None:
             self.recorded = baseline
             write_wav(self.state.data / LAST_BASELINE, samples)
-        self.send(level)
+        return level
 
-    def _call(self, choice: str, coach: str) -> None:
+    def _call(self, choice: str, coach: str) -> dict[str, Any] | None:
         from voice_sim.serve_call import CallLimits, CallSetup, run_web_call
 
         baseline, source = None, None
         if choice == "recorded":
             if self.recorded is None:
                 self.started = False
-                self.send({"type": "error", "message": "no calm reading recorded yet: record "
-                           "one, or choose another baseline"})
-                return
+                return {"type": "error", "message": "no calm reading recorded yet: record "
+                        "one, or choose another baseline"}
             baseline, source = self.recorded, "recorded in the browser"
         elif choice == "last":
-            baseline, source = self._last_baseline(), "last calm reading recorded in the browser"
+            baseline, source = self._last.result(), "last calm reading recorded in the browser"
         setup = CallSetup(persona=self.persona, engine=self.state.engine, baseline=baseline,
                           baseline_source=source, coach=coach, out_root=self.state.sessions,
                           rubric=self.state.rubric)
         limits = CallLimits(max_answer_s=self.state.config.max_answer_s,
                             max_call_s=self.state.config.max_call_s)
         result = run_web_call(setup, self.mic, self.controls, self.send, limits)
-        self.send({"type": "done", "outcome": result.outcome, "score": result.score,
-                   "session": result.dir.name,
-                   "report": f"/sessions/{result.dir.name}/report.html"})
+        return {"type": "done", "outcome": result.outcome, "score": result.score,
+                "session": result.dir.name, "report": f"/sessions/{result.dir.name}/report.html"}
 
     def _last_baseline(self) -> Baseline | None:
         from voice_sim.audio import load_audio

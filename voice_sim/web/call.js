@@ -139,6 +139,9 @@
     switch (ev.type) {
       case "ready":
         break;
+      case "last_baseline_ready":
+        vs.lastBaselineReady = true;
+        break;
       case "level_check": {
         vs.levels.push(ev);
         const el = $("level-check");
