@@ -643,7 +643,7 @@ def test_speak_out_writes_wavs(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def test_speak_plays_on_the_speaker(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from voice_sim import fake_audio
+    import fake_audio
 
     monkeypatch.setenv("VOICE_SIM_CACHE", str(tmp_path / "cache"))
     fake = fake_audio.install(monkeypatch, speed=50.0)

@@ -341,8 +341,7 @@ class CallSetup:
 def run_web_call(setup: CallSetup, mic: StreamedMic, controls: Controls, send: Send,
                  limits: CallLimits) -> SessionResult:
     """The call, exactly as ``practice`` runs it, then the report and the history entry."""
-    from voice_sim.practice import live_turn_config
-    from voice_sim.report import after_call
+    from voice_sim.practice import after_call, live_turn_config
     from voice_sim.session import CallEvents, CallOptions, run_call
 
     config = live_turn_config(limits.silence_end_s, limits.max_answer_s)
