@@ -98,7 +98,7 @@ def _call(url: str, wav: Path, profile: Path, out: dict[str, Any]) -> None:
                 try:
                     snap = json.loads(b.js("JSON.stringify({lines: voiceSim.lines, frames: "
                                            "voiceSim.frames, done: voiceSim.done, error: "
-                                           "voiceSim.error})"))
+                                           "voiceSim.error, turns: voiceSim.turns})"))
                 except RuntimeError:
                     continue
                 if snap["done"] or snap["error"]:
@@ -137,6 +137,20 @@ def _latencies(sessions: Path, names: list[str]) -> list[float]:
     return out
 
 
+def _stages(snaps: list[dict[str, Any]]) -> str:
+    """Median ms per stage of the turn latency (as bench_latency.py splits it)."""
+    per: dict[str, list[float]] = {}
+    for snap in snaps:
+        for t in snap.get("turns") or []:
+            for k, v in (t.get("stages_ms") or {}).items():
+                per.setdefault(k, []).append(v)
+    return ", ".join(f"{k} {statistics.median(v):.0f}" for k, v in per.items()) or "none"
+
+
+STAGES: list[dict[str, Any]] = []
+"""Every call's last page state, for the stage split."""
+
+
 def _round(url: str, tmp: Path, n: int, tag: str, stagger_s: float = 0.0
            ) -> tuple[list[float], list[str], list[str]]:
     results = [dict[str, Any]() for _ in range(n)]
@@ -159,6 +173,7 @@ def _round(url: str, tmp: Path, n: int, tag: str, stagger_s: float = 0.0
                              f"{snap and (snap.get('error') or snap.get('done'))}")
         gaps += perceived_gaps(snap)
         names.append(snap["done"]["session"])
+    STAGES[:] = [r["snap"] for r in results]
     return gaps, names, [r["snap"]["done"]["outcome"] for r in results]
 
 
@@ -232,6 +247,7 @@ def main() -> int:
         print(f"one call (load {load1:.2f}, outcomes {out1}):")
         print(f"  perceived gap: {_ms(gaps1)}")
         print(f"  turn latency:  {_ms(lat1)}")
+        print(f"  median stages (ms): {_stages(STAGES)}")
         loadn = os.getloadavg()[0]
         gapsn, namesn, outn = _round(url, tmp, args.concurrent, "many", args.stagger)
         latn = _latencies(sessions, namesn)
@@ -239,6 +255,7 @@ def main() -> int:
               f"{loadn:.2f}, outcomes {outn}):")
         print(f"  perceived gap: {_ms(gapsn)}")
         print(f"  turn latency:  {_ms(latn)}")
+        print(f"  median stages (ms): {_stages(STAGES)}")
     ratio = statistics.median(latn) / statistics.median(lat1)
     print(f"turn latency ratio, {args.concurrent} calls / 1 call (medians): {ratio:.2f}x "
           f"(target <= 1.5x)")

@@ -354,9 +354,11 @@ def run_web_call(setup: CallSetup, mic: StreamedMic, controls: Controls, send: S
               "end": line.end})
 
     def on_turn(turn: Any) -> None:
+        stages = turn.timing.stages() if turn.timing is not None else {}
         send({"type": "turn", "index": turn.index, "transcript": turn.transcript.text,
               "mood": round(turn.move.mood_after, 1), "score": turn.score.score,
-              "steps": sorted(turn.content.ids)})
+              "steps": sorted(turn.content.ids),
+              "stages_ms": {k: round(1000 * v, 1) for k, v in stages.items()}})
 
     def on_hint(hint: str) -> None:
         send({"type": "hint", "text": hint})
