@@ -149,8 +149,10 @@ def _session_dir(root: Path, report_path: str) -> Path:
 
 
 SHORT_OFFER = "Here's what I can do: I'll refund the duplicate payment to your card right now."
-"""The good call's second answer: short, so one decode hears it whole (a long answer's
-stream decode misheard "refund" under heavy load)."""
+SHORT_WHEN = "You will see the money on your card by next Thursday at the latest."
+"""The good call's second and third answers: short, with more than one way for the
+scorer to hear the step (under heavy load the stream decode of the longer recorded
+answers misheard "refund" and "three to five business days")."""
 
 
 def test_two_calls_at_once_in_chromium(whisper_engine: Any, espeak_wav: Any,
@@ -159,7 +161,7 @@ def test_two_calls_at_once_in_chromium(whisper_engine: Any, espeak_wav: Any,
     lines = _line_s("double-billing")
     calm = EXAMPLES / "calm-baseline.wav"
     good = [EXAMPLES / "good-call" / "01.wav", espeak_wav(SHORT_OFFER, rate=140, pitch=45),
-            EXAMPLES / "good-call" / "03.wav"]
+            espeak_wav(SHORT_WHEN, rate=140, pitch=45)]
     bad = [EXAMPLES / "bad-call" / f"0{i}.wav" for i in (1, 2)]
     # Good: reuses the last calm reading (one recorded earlier), so the call starts at once.
     good_parts = timeline(0.3 + lines["opening"] + 1.5, good,
@@ -270,7 +272,7 @@ def test_two_calls_at_once_in_chromium(whisper_engine: Any, espeak_wav: Any,
     assert good_snap["done"]["outcome"] == "resolved", good_snap["turns"]
     _check_played(good_snap, lines)
     said = " ".join(c[1] for c in good_snap["captions"]).lower()
-    assert "refund" in said and "sorry" in said, said
+    assert "sorry" in said and "payment" in said and "thursday" in said, said
     # The bad call: the customer gives up; the live hint named a pitfall.
     assert bad_snap["done"]["outcome"] in ("hung_up", "escalated"), bad_snap["turns"]
     _check_played(bad_snap, lines)
