@@ -504,8 +504,8 @@ def test_short_answers_count_their_pace_less() -> None:
 
 def test_two_second_answer_is_not_called_rushed(calm_clip: tuple[Path, Baseline]) -> None:
     """Two seconds of the calm reading itself: its syllable rate is not trusted, so it
-    is not worded as a reason (the verdict itself may still move with the pitch and
-    level of a sentence start)."""
+    is not worded as a reason (the verdict on such excerpts: see
+    test_short_calm_excerpts_are_calm)."""
     src, base = calm_clip
     x = load_audio(src)
     d0 = analyze(x)

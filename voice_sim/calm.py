@@ -13,11 +13,17 @@ own baseline and the scores are fused:
   (seconds of voicing, syllables, seconds of speech) and ``half`` the amount at which
   measurement noise and real change weigh the same (measured: see
   ``scripts/fit_calm.py``). A two-second answer has a noisy syllable count, so its pace
-  counts for little; a long reading counts nearly in full;
+  counts for little; a long reading counts nearly in full. For pitch and loudness
+  ``half`` is at least what the baseline's own drift gives (Baseline.pitch_drift,
+  Baseline.level_drift: how far one second of the calm reading wanders from the whole,
+  e.g. high at each sentence start): the amount of speech at which that wander is as
+  large as the calm spread ``scale``. A reader whose pitch falls through each sentence
+  is not judged on two seconds of pitch; a steady speaker can be;
 * **fusion**: a logistic model, ``P(agitated) = 1 / (1 + exp(-(b + sum w * conf * x)))``,
   weights non-negative (each cue can only add evidence of agitation), fitted on the
-  development data. Its coefficients live in ``voice_sim/data/calm_model.json``; the
-  script that derives them regenerates that file.
+  development data, its penalty and cue set chosen by leave-one-speaker-out. Its
+  coefficients live in ``voice_sim/data/calm_model.json``; the script that derives them
+  regenerates that file.
 
 The answer is agitated when ``P >= 0.5``. The reasons name the cues that drove it,
 biggest evidence first (related cues grouped, see FAMILIES). Without a baseline the
@@ -305,7 +311,7 @@ Measured = dict[str, tuple[float, ...]]
 def measure(d: Delivery, b: Baseline) -> Measured:
     """Every measurable cue: name -> (change, raw value to scale, amount of speech,
     drift noise). Used by :func:`judge` and by the script that fits the model."""
-    out = {}
+    out: Measured = {}
     for name, c in CUES.items():
         m = c.measure(d, b)
         if m is not None and all(math.isfinite(v) for v in m):
