@@ -79,6 +79,18 @@ def _private_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
         os.environ["VOICE_SIM_HISTORY"] = old
 
 
+@pytest.fixture(scope="session")
+def whisper_engine() -> Any:
+    """The Whisper engine, loaded once per test run; the test is skipped without a model."""
+    from voice_sim.engines import get_engine
+    from voice_sim.errors import ModelError
+
+    try:
+        return get_engine("whisper")
+    except ModelError as e:
+        pytest.skip(f"no Whisper model: {e.line()}")
+
+
 RECORDED_REPLIES = (
     "I'm so sorry about that. Being charged twice is really frustrating after such a long wait.",
     "Calm down. That's our policy, there's nothing I can do.",

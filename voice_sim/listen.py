@@ -833,8 +833,14 @@ def capture_answer(
     for b in before:
         if b.at <= called:
             det.observe(b.samples)
-    # Blocks that arrived since the call are the turn's (the trainee may start at once).
-    mic.unread([b for b in before if b.at > called], turn=True)
+    # Blocks that arrived since the call are the turn's (the trainee may start at once);
+    # a source that cannot take blocks back (the browser's) has them teach the floor.
+    late = [b for b in before if b.at > called]
+    if hasattr(mic, "unread"):
+        mic.unread(late, turn=True)
+    else:
+        for b in late:
+            det.observe(b.samples)
     det.start_turn()
     if keys is not None:
         keys.clear()
