@@ -400,12 +400,16 @@ def run_barge_in(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     answers = [load_audio(cached_render(s, voice)) for s in SENTENCES]
     rng = random.Random(15)
     false, stops, heard, detects, overlaps = 0, [], [], [], []
+    aec_ms: list[float] = []
+    cancelled = 0
     missed = 0
     with Microphone(MIC) as mic:
         speaker = ListeningSpeaker(mic, SPEAKER)
         for i in range(args.echo_trials):
             speaker.speak(lines[i % len(lines)], 16_000)
             false += speaker.last is not None
+            aec_ms += speaker.aec_ms
+            cancelled += speaker.aec is not None and speaker.aec.lag is not None
             print(f"  echo {i + 1:2d}: {'FALSE BARGE-IN' if speaker.last else 'ok'}  "
                   f"echo gain {speaker.echo_gain_db:.1f} dB", file=sys.stderr)
         for i in range(args.trials):
@@ -440,7 +444,9 @@ def run_barge_in(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             "stopped_within_150ms_pct": round(100 * within / max(1, args.trials), 1),
             "figures": {"stop": stats(stops), "heard_stop": stats(heard),
                         "detect": stats(detects), "overlap": stats(overlaps)},
-            "echo_gain": 0.4 if args.echo is None else args.echo}
+            "echo_gain": 0.4 if args.echo is None else args.echo,
+            "echo_cancelled_lines": f"{cancelled}/{args.echo_trials}",
+            "canceller_ms_per_block": stats([m / 1000 for m in aec_ms]) if aec_ms else None}
 
 
 QUIET_END_S = 0.15

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -452,10 +453,7 @@ class FakeSoundDevice:
                 block = (self._rng.standard_normal(frames) * amp).astype(np.float32)
             if self.echo and self._playing:
                 for s in self._playing:
-                    tail = s.last_out
-                    if tail is not None:
-                        n = min(frames, len(tail))
-                        block[:n] += self.echo * tail[:n]
+                    block += self.echo * s.take_echo(frames)
             if self._first_mic_s is None:
                 self._first_mic_s = now
             ans = self._current_answer(now)
@@ -590,6 +588,10 @@ class _FakeStream:
         self.closed = False
         self._playback: Playback | None = None
         self.last_out: np.ndarray | None = None
+        self._echo_q: deque[np.ndarray] = deque()
+        """What the stream played, not yet heard back by the microphone (the echo path
+        is a steady delay: played samples come back in order, each once)."""
+        self._echo_rest: np.ndarray | None = None
         self._started_s = 0.0
         self._frames_done = 0
 
@@ -717,10 +719,25 @@ class _FakeStream:
         block = np.repeat(mono[:, None], self.channels, axis=1)
         return _to_dtype(block, np.dtype(self.dtype))
 
+    def take_echo(self, frames: int) -> np.ndarray:
+        """The next ``frames`` samples played (zeros where none were), for the echo."""
+        import numpy as np
+
+        parts = [] if self._echo_rest is None else [self._echo_rest]
+        while self._echo_q:
+            parts.append(self._echo_q.popleft())
+        buf = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        buf = buf[-(frames + round(0.2 * SAMPLE_RATE)):]  # never a growing delay
+        out = np.zeros(frames, np.float32)
+        out[:min(frames, len(buf))] = buf[:frames]
+        self._echo_rest = buf[frames:] if len(buf) > frames else None
+        return out
+
     def _record_out(self, out: np.ndarray) -> None:
         pb = self._playback
         mono = _to_float(out).mean(axis=1).astype("float32")
         self.last_out = mono
+        self._echo_q.append(mono)
         if pb is not None:
             if pb.sound_at is None and bool((mono != 0).any()):
                 pb.sound_at = time.perf_counter()

@@ -184,6 +184,36 @@ def test_finish_sentence_plays_to_the_end_of_the_sentence(
     assert speaker.last.overlap_s * 2 >= 0.3
 
 
+def test_the_echo_canceller_takes_the_line_out_and_leaves_the_trainee(
+        speech: dict[str, np.ndarray]) -> None:
+    from voice_sim.bargein import LEARN_S, EchoCanceller
+
+    line, answer = speech["line"], speech["answer"]
+    lag, jump, at = 1800, 160, 3 * SAMPLE_RATE  # the delay moves by a chunk at 3 s
+    echo = np.zeros(len(line) + 2 * SAMPLE_RATE, np.float32)
+    echo[lag:lag + len(line)] = 0.4 * line
+    echo[at:] = np.concatenate([np.zeros(jump, np.float32), echo[at:-jump]])
+    talk = echo.copy()
+    start = round(3.5 * SAMPLE_RATE)
+    talk[start:start + len(answer)] += answer
+
+    def db(x: np.ndarray) -> float:
+        return float(10 * np.log10(np.mean(x * x) + 1e-12))
+
+    for mic, trainee in ((echo, False), (talk, True)):
+        aec = EchoCanceller(line)
+        n = round(LEARN_S * SAMPLE_RATE)
+        assert aec.learn(mic[:n]) and aec.lag == pytest.approx(lag, abs=2)
+        res = np.concatenate([aec.cancel(mic[i:i + 320], i)[0]
+                              for i in range(n, len(mic) - 319, 320)])
+        mid = slice(start - n, start - n + len(answer))
+        assert db(res[:start - n]) < db(mic[n:start]) - 25  # the echo, jump and all, is gone
+        if trainee:  # ... and the trainee is what is left, as loud as they spoke
+            assert db(res[mid]) == pytest.approx(db(answer), abs=1.0)
+        else:
+            assert db(res[mid]) < db(mic[start:start + len(answer)]) - 25
+
+
 @pytest.mark.audio_device
 def test_the_persona_own_echo_is_not_an_interruption(speech: dict[str, np.ndarray]) -> None:
     from fake_audio import installed

@@ -2,23 +2,24 @@
 
 :class:`ListeningSpeaker` is the live call's :class:`~voice_sim.session.Speaker`: it plays
 a line on a :class:`~voice_sim.devices.Player` (a callback stream that can be cut short)
-while it reads the microphone. The trainee is talking over the line when a block is
+while it reads the microphone. The persona's own voice coming back through the
+microphone is speech too, so the voice model alone cannot tell it from the trainee's;
+but the line is known sample by sample, so its echo is cancelled first
+(:class:`EchoCanceller`: the delay from a cross-correlation of the line's first
+:data:`LEARN_S`, a short filter adapted by block NLMS and frozen in double talk, each
+5 ms re-aligned within :data:`REALIGN_S` because buffering moves the delay). Then the
+trainee is talking over the line when a block's residual is
 
-* speech to the Silero model (voice_sim.vad), and
+* speech to the Silero model (voice_sim.vad, fed the residual), and
 * louder than the room (the noise floor + :data:`MARGIN_DB`), and
-* louder, by :data:`DOUBLE_TALK_DB`, than the echo of the line itself could be. The
-  echo path is measured at the start of every line (the first :data:`LEARN_S`, when
-  nobody talks over a caller yet): the lag at which the line's 20 ms levels follow the
-  microphone's best, and the gain (a high percentile of the microphone over the line
-  at that lag). The echo expected now is the line's loudest frame around that lag
-  (never more than :data:`ALIGN_GAIN_DB` under the loudest of the last
-  :data:`ECHO_WINDOW_S`) plus the gain; without a clear lag, the whole window's. So a
-  laptop's loud speaker next to its microphone raises the bar and a headset lowers it.
-  The persona's own voice coming back through the microphone is speech too, so the
-  voice model alone cannot tell it from the trainee's. This is level-based double-talk
-  detection, not echo cancellation: with a strong echo path (-8 dB) and a loud line,
-  the trainee's first words may be heard only late (see bench_latency.py
-  --mode barge-in).
+* louder, by :data:`RESIDUAL_DT_DB`, than the echo the canceller leaves (the echo
+  estimate less the cancellation measured on single talk), with the microphone itself
+  not under the echo estimate (a dropped block is not a voice).
+
+When no echo is found (a headset, or a line whose start is too quiet to measure in
+:data:`MAX_LEARN_S`) the older level rule judges the raw microphone: louder, by
+:data:`DOUBLE_TALK_DB`, than the echo of the line could be, from the lag and gain of the
+line's 20 ms levels at its start.
 
 :data:`CONFIRM_BLOCKS` such blocks in a row (60 ms) are a barge-in: the line stops at
 once (``stop``: the stream is aborted, its buffered audio dropped) or at the end of the
@@ -40,7 +41,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from voice_sim.audio import FRAME_S
+from voice_sim.audio import FRAME_S, SAMPLE_RATE
 
 if TYPE_CHECKING:
     import numpy as np
@@ -92,6 +93,39 @@ QUIET_DBFS = -45.0
 ECHO_TAIL_S = 0.3
 """Seconds the microphone is watched after the line, for the trainee (the echo still
 arriving then is not an answer)."""
+SR = SAMPLE_RATE
+TAPS = 64
+"""Taps (4 ms at 16 kHz) of the echo path's filter around its delay."""
+MAX_LEAD_S = 0.05
+"""Seconds the microphone's count may run ahead of the line's (a block in flight)."""
+MIN_ERLE_DB = 6.0
+"""dB the residual must be under the microphone for the echo to count as cancelled
+(learning succeeds, the filter adapts); less is double talk or a moved delay."""
+MU = 0.3
+"""Block NLMS step size."""
+REALIGN_S = 0.04
+"""Seconds either side of the delay searched again when the echo stops cancelling."""
+REALIGN_CORR = 0.7
+"""Normalised correlation of a block with the line that moves the delay (the trainee
+talking over it keeps the correlation lower, so double talk never moves it)."""
+REALIGN_GAIN = 0.05
+"""Correlation a new delay must explain more than the current one to replace it."""
+SUB_S = 0.005
+"""Seconds of microphone aligned to the line at a time."""
+ECHO_QUIET_DBFS = -65.0
+"""dBFS: an echo estimate under this is no echo (the filter rests)."""
+RESIDUAL_DT_DB = 10.0
+"""dB above the residual echo expected (the echo estimate minus what the canceller
+takes away) for a residual block to be the trainee."""
+MAX_ERLE_DB = 40.0
+"""dB the canceller is believed to take away at most (a sample-exact echo cancels to
+nothing, but a real one, or a jittered one, does not)."""
+ECHO_DROP_DB = 1.0
+"""dB the microphone may be under the echo estimate with the trainee talking."""
+RELEARN_S = 0.25
+"""Seconds between attempts to find the echo path when the line's start was too quiet."""
+MAX_LEARN_S = 2.0
+"""Seconds of the line's start the echo path is searched in at most."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +174,137 @@ def next_gap(levels: np.ndarray, frame: int) -> int | None:
     return None
 
 
+class EchoCanceller:
+    """Cancels the line's echo from the microphone: the line is known sample by sample,
+    so the microphone is the trainee plus the line through an echo path (a delay and a
+    short filter). The delay is found by cross-correlating the first :data:`LEARN_S` of
+    the microphone with the line (the microphone's samples counted from the first block
+    read after the line starts); a :data:`TAPS`-tap filter around it is solved by least
+    squares on the same stretch and then adapted by block NLMS (normalised least mean
+    squares, one step per 20 ms block), frozen in double talk (the residual is not well
+    under the microphone: someone else is talking, or the path moved). When the residual
+    stays near the microphone while the line is loud the delay is searched again within
+    :data:`REALIGN_S` (a device's buffering jitters). :meth:`cancel` gives the residual."""
+
+    def __init__(self, ref: np.ndarray, max_lag_s: float = ECHO_WINDOW_S) -> None:
+        import numpy as np
+
+        self.max_lag = round(max_lag_s * SR)
+        self.pad = self.max_lag + TAPS
+        self.ref = np.concatenate([np.zeros(self.pad, np.float32), ref.astype(np.float32),
+                                   np.zeros(round(MAX_LEAD_S * SR) + TAPS + 2 * SR,
+                                            np.float32)])
+        self.lag: int | None = None
+        self.base = 0
+        """The delay found at the line's start; realignment stays within REALIGN_S."""
+        """Samples from a line sample (handed out) to its echo in the microphone."""
+        self.w = np.zeros(TAPS)
+        self.ratio_db = 0.0
+        """dB of the residual under the echo estimate on single-talk blocks (ERLE)."""
+
+    def _rows(self, m0: int, n: int, lag: int) -> np.ndarray:
+        """The filter's input for microphone samples m0..m0+n at ``lag``: row i holds the
+        line's samples m0+i-lag-TAPS/2 .. +TAPS/2 (newest last)."""
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        a = m0 - lag + self.pad - TAPS // 2
+        seg = self.ref[max(0, a):max(0, a + n + TAPS - 1)]
+        if len(seg) < n + TAPS - 1:
+            import numpy as np
+
+            seg = np.concatenate([seg, np.zeros(n + TAPS - 1 - len(seg), np.float32)])
+        return sliding_window_view(seg, TAPS)
+
+    def learn(self, mic: np.ndarray) -> bool:
+        """Find the delay and the filter from the microphone's start (``mic``, samples
+        from index 0); False when the line's echo is not to be seen in it."""
+        import numpy as np
+
+        n = len(mic)
+        lead = round(MAX_LEAD_S * SR)
+        ref = self.ref[self.pad:self.pad + n + lead]
+        if np.sqrt(np.mean(ref * ref)) < 10 ** (QUIET_DBFS / 20) or not mic.any():
+            return False
+        size = 1 << int(np.ceil(np.log2(n + len(ref))))
+        c = np.fft.irfft(np.fft.rfft(mic, size) * np.conj(np.fft.rfft(ref, size)), size)
+        # c[k]: mic[m + k] against the line's sample m, so the delay is k.
+        lags = np.arange(-lead, self.max_lag + 1)
+        vals = np.abs(c[lags % size])
+        lag = int(lags[int(np.argmax(vals))])
+        # Start from a pure delay of the gain the correlation peak gives, then let the
+        # aligned NLMS run over the start twice; the second pass says how well it works.
+        r = self.ref[self.pad - lag:self.pad - lag + n]
+        self.base = self.lag = lag
+        self.w = np.zeros(TAPS)
+        self.w[TAPS // 2] = float(np.max(vals)) / max(float(r @ r), 1e-9)
+        block = round(FRAME_S * SR)
+        for _ in range(2):
+            self.lag = lag
+            out = [self.cancel(mic[i:i + block], i)[0] for i in range(0, n - block + 1, block)]
+        e = np.concatenate(out)
+        got = mic[:len(e)]
+        gain = 10 * np.log10(max(float(np.mean(e * e)), 1e-12)
+                             / max(float(np.mean(got * got)), 1e-12))
+        if gain > -MIN_ERLE_DB:
+            self.lag = None
+            return False  # the microphone does not follow the line: no echo to cancel
+        return True
+
+    def cancel(self, d: np.ndarray, m0: int, *, adapt: bool = True) -> tuple[np.ndarray, float]:
+        """The residual of microphone samples ``d`` (at index ``m0``) and the echo
+        estimate's level (dBFS). Each :data:`SUB_S` piece is aligned on its own: a
+        device's buffering moves the delay by whole chunks, even inside a block."""
+        import numpy as np
+
+        assert self.lag is not None
+        sub = max(1, round(SUB_S * SR))
+        rows, ys = [], []
+        for i in range(0, len(d), sub):
+            piece = d[i:i + sub]
+            self._realign(piece, m0 + i)
+            x = self._rows(m0 + i, len(piece), self.lag)
+            rows.append(x)
+            ys.append(x @ self.w)
+        y = np.concatenate(ys)
+        e = d - y
+        ed, ey, ee = (float(np.mean(v * v)) + 1e-12 for v in (d, y, e))
+        y_db = 10 * np.log10(ey)
+        # Double-talk guard: adapt only when the residual is well under the microphone
+        # (the echo is what is there), so the trainee's voice never trains the filter.
+        if adapt and y_db > ECHO_QUIET_DBFS and ee < ed * 10 ** (-MIN_ERLE_DB / 10):
+            x = np.concatenate(rows)
+            self.w += MU * (x.T @ e) / (float(np.sum(x * x)) + 1e-6)
+            # The residual left on single talk: rises quickly, falls slowly (the bar
+            # for the trainee is this far under the echo estimate, plus a margin).
+            r = 10 * np.log10(ee / ey)
+            k = 0.3 if r > self.ratio_db else 0.02
+            self.ratio_db += k * (r - self.ratio_db)
+        return e, y_db
+
+    def _realign(self, d: np.ndarray, m0: int) -> None:
+        """Move the delay within REALIGN_S to where the line best explains ``d``, when
+        it explains it clearly (normalised correlation REALIGN_CORR) and better."""
+        import numpy as np
+
+        assert self.lag is not None
+        j = round(REALIGN_S * SR)
+        a = m0 - self.base - j + self.pad
+        seg = self.ref[max(0, a):a + len(d) + 2 * j]
+        dd = float(d @ d)
+        if a < 0 or len(seg) < len(d) + 2 * j or dd < len(d) * 10 ** (ECHO_QUIET_DBFS / 10):
+            return
+        c = np.correlate(seg, d, mode="valid")  # c[i]: d against seg[i:i+len(d)]
+        cs = np.concatenate([[0.0], np.cumsum(seg.astype(np.float64) ** 2)])
+        win = cs[len(d):] - cs[:-len(d)]
+        rho = np.abs(c) / (np.sqrt(np.maximum(win, 1e-12) * dd))
+        i = int(np.argmax(rho))
+        lag = self.base + j - i
+        now = self.base + j - self.lag
+        if (rho[i] >= REALIGN_CORR and (not 0 <= now < len(rho) or rho[i] > rho[now] + REALIGN_GAIN)
+                and -round(MAX_LEAD_S * SR) <= lag <= self.max_lag):
+            self.lag = lag
+
+
 class ListeningSpeaker:
     """Plays the persona's lines on a device while listening for the trainee on ``mic``."""
 
@@ -162,6 +327,10 @@ class ListeningSpeaker:
         self.echo_lag: int | None = None
         """Frames (20 ms) between a frame being handed to the device and its echo in the
         microphone, measured like the gain (None: not measured; the whole window counts)."""
+        self.aec_ms: list[float] = []
+        """Milliseconds the echo canceller took per 20 ms block of the latest line."""
+        self.aec: EchoCanceller | None = None
+        """The latest line's echo canceller (its delay is None: no echo was found)."""
         from voice_sim.vad import SpeechProbability
 
         SpeechProbability()  # the model loads now, not as the first line starts
@@ -223,6 +392,17 @@ class ListeningSpeaker:
         frame = max(1, round(player.sr * FRAME_S))
         window = max(1, round(ECHO_WINDOW_S / FRAME_S))
         vad = SpeechProbability()
+        ref16 = player.data
+        if player.sr != SR:
+            from voice_sim.audio import resample
+
+            ref16 = resample(player.data, player.sr, SR)
+        aec = self.aec = EchoCanceller(ref16)
+        aec_on = False
+        got: list[np.ndarray] = []  # the microphone's samples while the path is learned
+        m0 = 0  # the microphone's samples read since the line started
+        next_learn = LEARN_S
+        self.aec_ms = []
         blocks: list[Block] = []
         run = 0
         soft: int | None = None  # first block of the latest stretch above the echo alone
@@ -248,8 +428,26 @@ class ListeningSpeaker:
                 if b is None:
                     continue
                 blocks.append(b)
+                t0 = time.perf_counter()
+                if not aec_on and m0 < MAX_LEARN_S * SR:
+                    got.append(b.samples)
+                    if (m0 + len(b.samples)) >= next_learn * SR:
+                        next_learn += RELEARN_S
+                        aec_on = aec.learn(np.concatenate(got))
+                        if aec_on:
+                            got = []
+                            vad.reset()  # it heard the echo so far, not the residual
+                    m0 += len(b.samples)
+                    res, echo_db = b.samples, -120.0
+                elif aec_on:
+                    res, echo_db = aec.cancel(b.samples, m0, adapt=onset is None)
+                    m0 += len(b.samples)
+                    self.aec_ms.append(1000 * (time.perf_counter() - t0))
+                else:
+                    res, echo_db = b.samples, -120.0
+                    m0 += len(b.samples)
                 lvl = level_dbfs(b.samples)
-                vad.push(b.samples)
+                vad.push(res)
                 if onset is not None:
                     continue  # finishing the sentence: keep the trainee's words
                 k = min(len(ref), player.pos // frame)
@@ -259,25 +457,43 @@ class ListeningSpeaker:
                 if heard:
                     self._learn(heard, ref, window)
                     heard = []
-                recent = float(ref[max(0, k - window):k + 1].max()) if k else -120.0
-                if self.echo_lag is not None:
-                    # The frame the echo now arriving came from, give or take the jitter;
-                    # never more than ALIGN_GAIN_DB under the whole window's bar.
-                    j = k - self.echo_lag
-                    near = (float(ref[max(0, j - ALIGN_SLACK):j + ALIGN_SLACK + 1].max())
-                            if j + ALIGN_SLACK >= 0 else -120.0)
-                    recent = max(near, recent - ALIGN_GAIN_DB)
-                echo = recent + self.echo_gain_db
-                bar = max(floor + MARGIN_DB, echo + DOUBLE_TALK_DB)
-                # Where the trainee may have begun: the microphone above the echo alone.
-                if lvl > max(floor + MARGIN_DB, echo):
-                    soft = len(blocks) - 1 if soft is None else soft
-                    misses = 0
-                elif soft is not None:
-                    misses += 1
-                    if misses > SOFT_GAP_BLOCKS:
-                        soft, misses = None, 0
-                run = run + 1 if vad.p >= VOICE_P and lvl > bar else 0
+                if aec_on:
+                    # Judged on the residual: what is left once the line's echo is taken
+                    # away, against the residual echo the canceller leaves.
+                    lvl = level_dbfs(res)
+                    left = echo_db + min(0.0, max(-MAX_ERLE_DB, aec.ratio_db))
+                    if lvl > max(floor + MARGIN_DB, left):
+                        soft = len(blocks) - 1 if soft is None else soft
+                        misses = 0
+                    elif soft is not None:
+                        misses += 1
+                        if misses > SOFT_GAP_BLOCKS:
+                            soft, misses = None, 0
+                    bar = max(floor + MARGIN_DB, left + RESIDUAL_DT_DB)
+                    # A trainee adds to the echo: a microphone under the echo estimate is
+                    # the echo path dropping or moving, not someone talking.
+                    added = level_dbfs(b.samples) > echo_db - ECHO_DROP_DB
+                    run = run + 1 if vad.p >= VOICE_P and lvl > bar and added else 0
+                else:
+                    recent = float(ref[max(0, k - window):k + 1].max()) if k else -120.0
+                    if self.echo_lag is not None:
+                        # The frame the echo now arriving came from, give or take the jitter;
+                        # never more than ALIGN_GAIN_DB under the whole window's bar.
+                        j = k - self.echo_lag
+                        near = (float(ref[max(0, j - ALIGN_SLACK):j + ALIGN_SLACK + 1].max())
+                                if j + ALIGN_SLACK >= 0 else -120.0)
+                        recent = max(near, recent - ALIGN_GAIN_DB)
+                    echo = recent + self.echo_gain_db
+                    bar = max(floor + MARGIN_DB, echo + DOUBLE_TALK_DB)
+                    # Where the trainee may have begun: the microphone above the echo alone.
+                    if lvl > max(floor + MARGIN_DB, echo):
+                        soft = len(blocks) - 1 if soft is None else soft
+                        misses = 0
+                    elif soft is not None:
+                        misses += 1
+                        if misses > SOFT_GAP_BLOCKS:
+                            soft, misses = None, 0
+                    run = run + 1 if vad.p >= VOICE_P and lvl > bar else 0
                 if run >= CONFIRM_BLOCKS:
                     onset = len(blocks) - run
                     if tail_until is not None:
