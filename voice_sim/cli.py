@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_args(p)
     p.add_argument("--rubric", metavar="FILE", help="extra rubric file")
     p.add_argument("--out", metavar="DIR", help="where session folders go")
+    p.add_argument("--turn-end", choices=("fast", "normal", "patient"), default="normal",
+                   help="how soon a pause ends an answer in the browser call: fast, normal "
+                        "(default) or patient, as practice --turn-end")
     p = cmd("fixtures", GROUP_HELP,
             "answer audio for automated tests of personas")
     fsub = p.add_subparsers(dest="fixtures_command", metavar="ACTION")

@@ -105,6 +105,8 @@ class ServeConfig:
     """Where the last calm reading is kept (default :func:`voice_sim.paths.data_dir`)."""
     max_answer_s: float = 60.0
     max_call_s: float = 20 * 60.0
+    turn_end: str = "normal"
+    """The end-of-turn profile (``--turn-end``: fast, normal, patient)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -528,7 +530,8 @@ class BrowserCall:
                           baseline_source=source, coach=coach, out_root=self.state.sessions,
                           rubric=self.state.rubric)
         limits = CallLimits(max_answer_s=self.state.config.max_answer_s,
-                            max_call_s=self.state.config.max_call_s)
+                            max_call_s=self.state.config.max_call_s,
+                            turn_end=self.state.config.turn_end)
         result = run_web_call(setup, self.mic, self.controls, self.send, limits)
         return {"type": "done", "outcome": result.outcome, "score": result.score,
                 "session": result.dir.name, "report": f"/sessions/{result.dir.name}/report.html"}
@@ -741,7 +744,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     token = check_config(args.host, args.port, args.token)
     config = ServeConfig(host=args.host, port=args.port, token=token,
-                         sessions=Path(args.out) if args.out else None)
+                         sessions=Path(args.out) if args.out else None,
+                         turn_end=getattr(args, "turn_end", "normal"))
     probe_port(args.host, args.port)  # a port in use is said now, not after the model loads
     rubric = load_rubric(getattr(args, "rubric", None))
     engine = get_engine(args.engine, args.model)  # once, shared by every call

@@ -67,6 +67,8 @@ class CallLimits:
     """Seconds: the whole call ends as ``quit`` here."""
     silence_end_s: float = 0.8
     """Seconds of silence after speech that end an answer (as ``practice``)."""
+    turn_end: str = "normal"
+    """The end-of-turn profile (voice_sim.endpoint), as ``practice --turn-end``."""
 
 
 class StreamedMic:
@@ -344,7 +346,7 @@ def run_web_call(setup: CallSetup, mic: StreamedMic, controls: Controls, send: S
     from voice_sim.practice import after_call, live_turn_config
     from voice_sim.session import CallEvents, CallOptions, run_call
 
-    config = live_turn_config(limits.silence_end_s, limits.max_answer_s)
+    config = live_turn_config(limits.silence_end_s, limits.max_answer_s, limits.turn_end)
     options = CallOptions(engine=setup.engine, baseline=setup.baseline,
                           baseline_source=setup.baseline_source, rubric=setup.rubric,
                           coach=setup.coach, out_root=setup.out_root, mode="practice")
