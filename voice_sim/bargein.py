@@ -122,6 +122,14 @@ MAX_ERLE_DB = 40.0
 nothing, but a real one, or a jittered one, does not)."""
 ECHO_DROP_DB = 1.0
 """dB the microphone may be under the echo estimate with the trainee talking."""
+MIN_VOICE_DBFS = -55.0
+"""dBFS: a residual under this is never the trainee (a digitally silent line and room
+would otherwise put the bar at the quantisation noise)."""
+GLITCH_DB = 10.0
+"""dB under the echo estimate at which the microphone has lost audio (a device's
+buffer ran dry): the delay moves next, and the residual is echo for a moment."""
+GLITCH_HOLD_BLOCKS = 8
+"""Blocks after such a glitch in which no barge-in is judged."""
 RELEARN_S = 0.25
 """Seconds between attempts to find the echo path when the line's start was too quiet."""
 MAX_LEARN_S = 2.0
@@ -399,6 +407,7 @@ class ListeningSpeaker:
             ref16 = resample(player.data, player.sr, SR)
         aec = self.aec = EchoCanceller(ref16)
         aec_on = False
+        hold = 0  # blocks in which no barge-in is judged (the echo path just glitched)
         got: list[np.ndarray] = []  # the microphone's samples while the path is learned
         m0 = 0  # the microphone's samples read since the line started
         next_learn = LEARN_S
@@ -469,11 +478,15 @@ class ListeningSpeaker:
                         misses += 1
                         if misses > SOFT_GAP_BLOCKS:
                             soft, misses = None, 0
-                    bar = max(floor + MARGIN_DB, left + RESIDUAL_DT_DB)
+                    bar = max(floor + MARGIN_DB, left + RESIDUAL_DT_DB, MIN_VOICE_DBFS)
                     # A trainee adds to the echo: a microphone under the echo estimate is
                     # the echo path dropping or moving, not someone talking.
-                    added = level_dbfs(b.samples) > echo_db - ECHO_DROP_DB
-                    run = run + 1 if vad.p >= VOICE_P and lvl > bar and added else 0
+                    raw = level_dbfs(b.samples)
+                    if raw < echo_db - GLITCH_DB:
+                        hold = GLITCH_HOLD_BLOCKS  # the path dropped audio: it jumps next
+                    added = raw > echo_db - ECHO_DROP_DB
+                    run = run + 1 if vad.p >= VOICE_P and lvl > bar and added and not hold else 0
+                    hold = max(0, hold - 1)
                 else:
                     recent = float(ref[max(0, k - window):k + 1].max()) if k else -120.0
                     if self.echo_lag is not None:
