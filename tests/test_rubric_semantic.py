@@ -255,6 +255,28 @@ def test_missing_model_is_one_line_naming_the_package(
     assert "Traceback" not in err[0]
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "missing"])
+def test_broken_classifier_npz_is_one_line(damage: str, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A damaged rubric_model.npz (a half-copied install) is one line, never a
+    traceback: a truncated zip raises zipfile.BadZipFile, which is no OSError."""
+    from voice_sim import rubric_semantic
+
+    bad = tmp_path / "rubric_model.npz"
+    if damage == "truncated":
+        bad.write_bytes(rubric_semantic.MODEL_PATH.read_bytes()[:100_000])
+    elif damage == "garbage":
+        bad.write_bytes(b"not a model")
+    monkeypatch.setattr(rubric_semantic, "MODEL_PATH", bad)
+    monkeypatch.setattr(rubric_semantic, "_CLASSIFIER", None)
+    with pytest.raises(ModelError, match="missing or broken"):
+        rubric_semantic.load_classifier()
+    assert main(["check-reply", "I'm so sorry."]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "rubric_model.npz" in err[0] and "reinstall" in err[0]
+
+
 def test_corrupt_model_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     src = embedding.model_dir()

@@ -32,6 +32,7 @@ import math
 import re
 import threading
 import weakref
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +56,11 @@ VECTORS_PATH = Path(__file__).with_name("rubric_vectors.npz")
 EXEMPLAR_MATCH = 0.8
 """A unit at least this close to a trainer's exemplar (each embedded on its own) finds
 its id."""
-TRAIN_HINT = "rebuild it with: python scripts/train_rubric.py"
+TRAIN_HINT = "reinstall voice-sim, or in a checkout rebuild it with: python scripts/train_rubric.py"
+
+_BROKEN_NPZ = (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile)
+"""What numpy raises on a missing, truncated or garbled ``.npz`` (a truncated zip is
+:class:`zipfile.BadZipFile`, neither an OSError nor a ValueError)."""
 
 _TOKEN_RE = re.compile(r"(?u)\b\w\w+\b")
 
@@ -177,7 +182,7 @@ def load_classifier() -> Classifier:
                     clf = Classifier(ids, vocab, z["idf"].astype(np.float64),
                                      z["weights"].astype(np.float32), z["bias"].astype(np.float32),
                                      z["thresholds"].astype(np.float32), int(z["n_dense"]))
-            except (OSError, KeyError, ValueError) as e:
+            except _BROKEN_NPZ as e:
                 raise ModelError(f"the content scorer's model {MODEL_PATH.name} is missing "
                                  f"or broken ({type(e).__name__})", hint=TRAIN_HINT) from e
             if clf.ids != CONTENT_IDS or clf.weights.shape != (
@@ -200,7 +205,7 @@ def exemplar_bank(rb: Rubric, model: Model) -> Bank:
     try:
         with np.load(VECTORS_PATH, allow_pickle=False) as z:
             shipped = {str(t): v for t, v in zip(z["texts"], z["vectors"], strict=True)}
-    except (OSError, KeyError, ValueError):
+    except _BROKEN_NPZ:
         shipped = {}  # slower (every exemplar embedded now), never wrong
     ids, texts, where, trainer, vecs = [], [], [], [], []
     builtin = rb.sources[0]
