@@ -20,11 +20,11 @@ from voice_sim.persona import (
     check_persona,
     find_personas,
     load_persona,
-    mermaid,
     scan_personas,
     schema,
-    set_line_audio,
 )
+from voice_sim.persona_edit import set_line_audio
+from voice_sim.persona_graph import mermaid
 from voice_sim.steps import PITFALL_IDS, STEP_IDS
 from voice_sim.yamlfile import load_yaml
 

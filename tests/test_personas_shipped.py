@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from voice_sim.paths import SOURCE_ROOT
-from voice_sim.persona import Call, Persona, check_paths, load_persona, mermaid, set_line_audio
+from voice_sim.persona import Call, Persona, check_paths, load_persona
+from voice_sim.persona_edit import set_line_audio
+from voice_sim.persona_graph import mermaid
 from voice_sim.steps import END_STATES, STEP_IDS
 
 PERSONAS_DIR = SOURCE_ROOT / "personas"

@@ -19,12 +19,12 @@ from voice_sim.persona import (
     check_persona,
     iter_lines,
     load_persona,
-    mermaid,
     resolve_persona_path,
     scan_personas,
     schema,
-    set_line_audio,
 )
+from voice_sim.persona_edit import set_line_audio
+from voice_sim.persona_graph import mermaid
 
 if TYPE_CHECKING:
     import numpy as np

@@ -1,0 +1,159 @@
+"""The call through a persona: the mood machine and the choice of the next line.
+
+:class:`Call` is deterministic for a given seed: after each trainee reply the mood
+moves by the weight of every detected step and pitfall, then the current line's rules
+are tried in order and the first match picks the next line. Same replies (and the
+same seed for the choice among a line's phrasings), same call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from voice_sim.errors import PersonaError
+from voice_sim.steps import ALL_IDS, END_STATES
+
+if TYPE_CHECKING:
+    from voice_sim.persona import Line, Persona, Rule
+    from voice_sim.rubric import Rubric
+
+MOOD_MIN, MOOD_MAX = 0.0, 10.0
+"""The anger scale: 0 calm, 10 furious."""
+
+
+@dataclass(frozen=True)
+class Move:
+    """What one trainee reply did to the call."""
+
+    turn: int
+    """1 for the first reply."""
+    line: str
+    """The line the trainee answered."""
+    heard: frozenset[str]
+    """Every id credited to the reply (``stay_calm`` included when delivery was calm)."""
+    mood_before: float
+    mood_after: float
+    contributions: tuple[tuple[str, float], ...]
+    """(id or ``per_turn`` / ``agitated_voice``, mood change) in canonical order."""
+    rule: Rule | None
+    """The transition taken; None when the turn limit decided."""
+    reason: str
+    """Why, in plain words: ``heard empathize → line 'calmer' (she feels heard)``."""
+    next_line: str | None
+    """The line the customer says next; None when the call ends without another word."""
+    outcome: str | None
+    """An end state when this move ends the call (after ``next_line`` is spoken)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form for session files and reports."""
+        return {"turn": self.turn, "line": self.line, "heard": sorted(self.heard),
+                "mood_before": self.mood_before, "mood_after": self.mood_after,
+                "contributions": [{"id": i, "mood": d} for i, d in self.contributions],
+                "reason": self.reason, "next_line": self.next_line, "outcome": self.outcome}
+
+
+class Call:
+    """The state of one call through a persona; :meth:`advance` once per trainee reply."""
+
+    def __init__(self, persona: Persona, rubric: Rubric | None = None) -> None:
+        self.persona = persona
+        self._rubric = rubric
+        self.line: Line = persona.start_line
+        """The line the customer has just said (the one the trainee answers)."""
+        self.mood: float = persona.start_mood
+        self.turn: int = 0
+        """Replies given so far."""
+        self.outcome: str | None = None
+        self.heard_ever: frozenset[str] = frozenset()
+        self.moves: list[Move] = []
+
+    @property
+    def ended(self) -> bool:
+        """True once the call has an outcome (the current line, if any, is its last)."""
+        return self.outcome is not None
+
+    def weight(self, item: str) -> float:
+        """Mood change for one detected id: the persona's override, else the rubric's."""
+        if item in self.persona.weights:
+            return self.persona.weights[item]
+        if self._rubric is None:
+            from voice_sim.rubric import load_rubric
+
+            self._rubric = load_rubric()
+        return float(self._rubric.mood(item))
+
+    def advance(self, detected: Iterable[str], *, calm: bool | None = None) -> Move:
+        """Apply one reply: move the mood, pick the next line, maybe end the call.
+
+        ``detected``: step and pitfall ids found in the reply's words. ``calm``: the
+        delivery verdict (True adds ``stay_calm``; False adds the persona's
+        ``agitated_voice`` penalty; None when delivery was not measured).
+        """
+        if self.ended:
+            raise RuntimeError(f"the call already ended ({self.outcome})")
+        heard = set(detected)
+        unknown = sorted(heard - set(ALL_IDS))
+        if unknown:
+            raise ValueError(f"unknown step or pitfall ids {unknown}; valid: {', '.join(ALL_IDS)}")
+        if calm:
+            heard.add("stay_calm")
+        p = self.persona
+        contributions: list[tuple[str, float]] = []
+        for item in ALL_IDS:
+            if item in heard:
+                w = self.weight(item)
+                if item in self.line.hurts and w > 0:
+                    w *= p.hurts_factor
+                contributions.append((item, round(w, 3)))
+        if calm is False and p.agitated_voice:
+            contributions.append(("agitated_voice", p.agitated_voice))
+        if p.per_turn:
+            contributions.append(("per_turn", p.per_turn))
+        before = self.mood
+        after = round(min(MOOD_MAX, max(MOOD_MIN, before + sum(d for _, d in contributions))), 2)
+        self.mood = after
+        self.turn += 1
+        frozen = frozenset(heard)
+        self.heard_ever = self.heard_ever | frozen
+
+        rule: Rule | None = None
+        for r in (*p.always, *self.line.next):
+            if r.matches(frozen, self.heard_ever, after, self.turn):
+                rule = r
+                break
+        if rule is None:  # validation guarantees a default rule; keep the call sane anyway
+            raise PersonaError(f"{p.path}: line '{self.line.id}': no rule matched",
+                               hint="end its `next` list with a rule that has no condition")
+        target = rule.goto
+        reason = f"{rule.describe(after, self.turn)} → {_target_words(p, target)}"
+        if rule.why:
+            reason += f" ({rule.why})"
+        if self.turn >= p.max_turns and not _ends(p, target):
+            target, rule = p.on_max_turns, None
+            reason = f"turn limit {p.max_turns} reached → {_target_words(p, target)}"
+
+        before_line = self.line.id
+        next_line: str | None = None
+        outcome: str | None = target
+        if target not in END_STATES:
+            self.line = p.lines[target]
+            next_line, outcome = target, self.line.end
+        self.outcome = outcome
+        move = Move(turn=self.turn, line=before_line, heard=frozen, mood_before=before,
+                    mood_after=after, contributions=tuple(contributions), rule=rule,
+                    reason=reason, next_line=next_line, outcome=outcome)
+        self.moves.append(move)
+        return move
+
+
+def _ends(p: Persona, target: str) -> bool:
+    return target in END_STATES or p.lines[target].end is not None
+
+
+def _target_words(p: Persona, target: str) -> str:
+    if target in END_STATES:
+        return f"call ends: {target}"
+    end = p.lines[target].end
+    return f"line '{target}'" + (f" (then the call ends: {end})" if end else "")
