@@ -8,8 +8,10 @@ same seed for the choice among a line's phrasings), same call.
 
 from __future__ import annotations
 
+import random
+import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from voice_sim.errors import PersonaError
@@ -18,9 +20,21 @@ from voice_sim.steps import ALL_IDS, END_STATES
 if TYPE_CHECKING:
     from voice_sim.persona import Line, Persona, Rule
     from voice_sim.rubric import Rubric
+    from voice_sim.speak import Voice
 
 MOOD_MIN, MOOD_MAX = 0.0, 10.0
 """The anger scale: 0 calm, 10 furious."""
+
+SEED_MAX = 2**31 - 1
+"""Seeds are whole numbers 0..SEED_MAX (small enough to type, print and store anywhere)."""
+
+_RATE, _PITCH, _VOLUME = (80, 450), (0, 99), (0.0, 1.0)
+"""The voice ranges the mood may move a persona's voice within (as ``speak.Voice``)."""
+
+
+def new_seed() -> int:
+    """A fresh seed for a call that was not given one (recorded, so it can be replayed)."""
+    return secrets.randbelow(SEED_MAX + 1)
 
 
 @dataclass(frozen=True)
@@ -45,29 +59,77 @@ class Move:
     """The line the customer says next; None when the call ends without another word."""
     outcome: str | None
     """An end state when this move ends the call (after ``next_line`` is spoken)."""
+    next_variant: int | None = None
+    """Which phrasing of ``next_line`` the customer says (0: the line's ``text``)."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON form for session files and reports."""
         return {"turn": self.turn, "line": self.line, "heard": sorted(self.heard),
                 "mood_before": self.mood_before, "mood_after": self.mood_after,
                 "contributions": [{"id": i, "mood": d} for i, d in self.contributions],
-                "reason": self.reason, "next_line": self.next_line, "outcome": self.outcome}
+                "reason": self.reason, "next_line": self.next_line,
+                "next_variant": self.next_variant, "outcome": self.outcome}
 
 
 class Call:
-    """The state of one call through a persona; :meth:`advance` once per trainee reply."""
+    """The state of one call through a persona; :meth:`advance` once per trainee reply.
 
-    def __init__(self, persona: Persona, rubric: Rubric | None = None) -> None:
+    ``seed`` picks among the phrasings of each line the customer says (a line said
+    again takes a phrasing not used yet, while there is one). None draws a seed, kept
+    in :attr:`seed` so the call can be replayed exactly.
+    """
+
+    def __init__(self, persona: Persona, rubric: Rubric | None = None, *,
+                 seed: int | None = None) -> None:
         self.persona = persona
         self._rubric = rubric
-        self.line: Line = persona.start_line
-        """The line the customer has just said (the one the trainee answers)."""
+        self.seed: int = new_seed() if seed is None else seed
+        self._rng = random.Random(self.seed)
+        self._said: dict[str, set[int]] = {}
         self.mood: float = persona.start_mood
+        self.line: Line = self._phrase(persona.start_line)
+        """The line the customer has just said (the one the trainee answers), with
+        ``text`` the phrasing chosen for this call."""
         self.turn: int = 0
         """Replies given so far."""
         self.outcome: str | None = None
         self.heard_ever: frozenset[str] = frozenset()
         self.moves: list[Move] = []
+
+    def _phrase(self, line: Line) -> Line:
+        """``line`` with one of its phrasings, drawn from the seed; unused ones first."""
+        texts = line.texts
+        if len(texts) == 1:
+            return line
+        used = self._said.setdefault(line.id, set())
+        fresh = [k for k in range(len(texts)) if k not in used] or list(range(len(texts)))
+        k = fresh[self._rng.randrange(len(fresh))]
+        used.add(k)
+        return replace(line, text=texts[k], variant=k)
+
+    def voice_for(self, line: Line) -> Voice:
+        """The voice ``line`` is spoken in at the current mood: the persona's voice, the
+        line's own settings over it, moved by ``per_mood`` for every point of anger above
+        (or below) the opening mood."""
+        p = self.persona
+        own, shift = line.voice, self.mood - p.start_mood
+        per = p.voice_per_mood
+        base = p.voice
+
+        def move(value: float | None, default: float, step: float | None) -> float:
+            return (default if value is None else value) + (step or 0.0) * shift
+
+        rate = move(own.rate, base.rate, per.rate)
+        pitch = move(own.pitch, base.pitch, per.pitch)
+        volume = move(own.volume, base.volume, per.volume)
+        return replace(base, rate=round(min(_RATE[1], max(_RATE[0], rate))),
+                       pitch=round(min(_PITCH[1], max(_PITCH[0], pitch))),
+                       volume=round(min(_VOLUME[1], max(_VOLUME[0], volume)), 2))
+
+    @property
+    def voice(self) -> Voice:
+        """The voice of the current line at the current mood."""
+        return self.voice_for(self.line)
 
     @property
     def ended(self) -> bool:
@@ -136,14 +198,15 @@ class Call:
 
         before_line = self.line.id
         next_line: str | None = None
+        variant: int | None = None
         outcome: str | None = target
         if target not in END_STATES:
-            self.line = p.lines[target]
-            next_line, outcome = target, self.line.end
+            self.line = self._phrase(p.lines[target])
+            next_line, outcome, variant = target, self.line.end, self.line.variant
         self.outcome = outcome
         move = Move(turn=self.turn, line=before_line, heard=frozen, mood_before=before,
                     mood_after=after, contributions=tuple(contributions), rule=rule,
-                    reason=reason, next_line=next_line, outcome=outcome)
+                    reason=reason, next_line=next_line, outcome=outcome, next_variant=variant)
         self.moves.append(move)
         return move
 

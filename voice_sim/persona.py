@@ -34,9 +34,9 @@ if TYPE_CHECKING:
     from voice_sim.speak import Voice
 
 __all__ = ["ALL_IDS", "MOOD_MAX", "MOOD_MIN", "SCHEMA_PATH", "SUFFIXES", "Briefing", "Call",
-           "Line", "Move", "Persona", "PersonaFile", "Rule", "check_paths", "check_persona",
-           "find_personas", "iter_lines", "load_persona", "resolve_persona_path",
-           "scan_personas", "schema"]
+           "Line", "Move", "Persona", "PersonaFile", "Rule", "VoiceSettings", "check_paths",
+           "check_persona", "find_personas", "iter_lines", "load_persona",
+           "resolve_persona_path", "scan_personas", "schema"]
 
 SUFFIXES = (".yaml", ".yml")
 """File endings of persona files."""
@@ -118,11 +118,32 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class VoiceSettings:
+    """Rate, pitch and volume, each optional: a line's own voice settings, or how far
+    the voice moves per point of mood (``customer.voice.per_mood``)."""
+
+    rate: float | None = None
+    """Words per minute (a line), or words per minute per mood point (per_mood)."""
+    pitch: float | None = None
+    """0-99 (a line), or pitch steps per mood point (per_mood)."""
+    volume: float | None = None
+    """0.0-1.0 (a line), or volume per mood point (per_mood)."""
+
+
+@dataclass(frozen=True)
 class Line:
     """One thing the customer says."""
 
     id: str
     text: str
+    """What the customer says: the file's ``text``, or in a call the phrasing chosen."""
+    phrasings: tuple[str, ...] = ()
+    """Every phrasing of the line: ``text`` as written first, then its ``variants``
+    (empty for a line built in code: then ``text`` is the only one)."""
+    variant: int = 0
+    """Which phrasing ``text`` is (an index into :attr:`texts`)."""
+    voice: VoiceSettings = VoiceSettings()
+    """The line's own rate, pitch, volume (None: the customer's voice)."""
     audio: Path | None = None
     """A recording of the line (absolute, checked to lie inside the persona's folder)."""
     expects: tuple[str, ...] = ()
@@ -137,6 +158,11 @@ class Line:
     """A model answer to this line (reports; the demo's synthetic trainee says it)."""
     note: str = ""
 
+    @property
+    def texts(self) -> tuple[str, ...]:
+        """Every phrasing, the file's ``text`` first."""
+        return self.phrasings or (self.text,)
+
 
 @dataclass(frozen=True)
 class Persona:
@@ -149,6 +175,7 @@ class Persona:
     customer: str
     """The customer's name."""
     voice: Voice
+    """The customer's voice when the call opens."""
     start_mood: float
     """Anger when the call opens, 0-10."""
     max_turns: int
@@ -168,6 +195,8 @@ class Persona:
     """Mood added when the trainee's delivery was not calm."""
     always: tuple[Rule, ...] = ()
     """Rules tried after every reply before the current line's own rules."""
+    voice_per_mood: VoiceSettings = VoiceSettings()
+    """How far rate, pitch and volume move per point of mood above the opening mood."""
     warnings: tuple[Problem, ...] = ()
 
     @property
@@ -179,6 +208,7 @@ class Persona:
         """Summary for ``voice-sim personas --json``."""
         return {"id": self.id, "title": self.title, "difficulty": self.difficulty,
                 "customer": self.customer, "lines": len(self.lines),
+                "phrasings": sum(len(line.texts) for line in self.lines.values()),
                 "start_mood": self.start_mood, "max_turns": self.max_turns,
                 "voice": {"id": self.voice.id, "rate": self.voice.rate,
                           "pitch": self.voice.pitch, "volume": self.voice.volume},
@@ -263,6 +293,17 @@ def _voice(cls: type[Voice], raw: Mapping[str, Any]) -> Voice:
                volume=float(raw.get("volume", default.volume)))
 
 
+def _settings(raw: Any) -> VoiceSettings:
+    """Rate, pitch, volume from a mapping (what it leaves out stays None)."""
+    if not isinstance(raw, Mapping):
+        return VoiceSettings()
+
+    def num(key: str) -> float | None:
+        return float(raw[key]) if raw.get(key) is not None else None
+
+    return VoiceSettings(rate=num("rate"), pitch=num("pitch"), volume=num("volume"))
+
+
 def _build(data: Mapping[str, Any], path: Path, warnings: tuple[Problem, ...]) -> Persona:
     from voice_sim.speak import Voice
 
@@ -273,8 +314,11 @@ def _build(data: Mapping[str, Any], path: Path, warnings: tuple[Problem, ...]) -
         rules = (_rule({"goto": nxt}),) if isinstance(nxt, str) else \
             tuple(_rule(r) for r in nxt or ())
         audio = item.get("audio")
+        text = _text(item["text"])
         lines[str(item["id"])] = Line(
-            id=str(item["id"]), text=_text(item["text"]),
+            id=str(item["id"]), text=text,
+            phrasings=(text, *(_text(v) for v in item.get("variants") or ())),
+            voice=_settings(item.get("voice")),
             audio=(folder / Path(*PurePosixPath(str(audio).replace("\\", "/")).parts)
                    if audio else None),
             expects=tuple(str(x) for x in item.get("expects") or ()),
@@ -300,6 +344,7 @@ def _build(data: Mapping[str, Any], path: Path, warnings: tuple[Problem, ...]) -
         per_turn=float(mood.get("per_turn", DEFAULT_PER_TURN)),
         agitated_voice=float(mood.get("agitated_voice", DEFAULT_AGITATED_VOICE)),
         always=tuple(_rule(r) for r in data.get("always") or ()),
+        voice_per_mood=_settings(voice.get("per_mood")),
         warnings=warnings)
 
 

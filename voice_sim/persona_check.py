@@ -364,6 +364,23 @@ class _Checker:
                 found = _audio_problem(audio, self.path, folder_id, lid)
                 if found:
                     self.add([*base, "audio"], *found)
+            self.variants(lid, base, item)
+
+    def variants(self, lid: str, base: list[str | int], item: dict[str, Any]) -> None:
+        """A phrasing repeating the line's text adds nothing; a recording covers only
+        ``text``, so its variants would switch to the TTS voice mid-persona."""
+        raw = item.get("variants")
+        if not isinstance(raw, list):
+            return
+        text = " ".join(str(item.get("text", "")).split())
+        for k, v in enumerate(raw):
+            if isinstance(v, str) and " ".join(v.split()) == text:
+                self.add([*base, "variants", k], f"variant {k + 1} of line '{lid}' repeats its "
+                         "text", "write a different phrasing, or remove it")
+        if item.get("audio") and raw:
+            self.add([*base, "variants"], f"line '{lid}' has a recording but its variants have "
+                     "none: they are spoken by the TTS voice", "remove `audio` or the variants",
+                     "warning")
 
     def next_rules(self, lid: str, base: list[str | int], item: dict[str, Any]) -> list[str]:
         """Check a line's ``next`` rules; return their targets."""
@@ -434,6 +451,21 @@ class _Checker:
         elif isinstance(max_turns, int) and min(resolving) > max_turns:
             self.add(["max_turns"], f"resolving takes at least {min(resolving)} replies but "
                      f"max_turns is {max_turns}", f"raise max_turns to {min(resolving)} or more")
+        if resolving:
+            self.difficulty(min(resolving))
+
+    def difficulty(self, replies: int) -> None:
+        """Warn when the declared difficulty contradicts the call's measurable shape."""
+        declared = self.data.get("difficulty")
+        if declared not in ("easy", "hard"):
+            return
+        points, why = difficulty_points(self.data, replies)
+        if (declared == "easy" and points >= HARD_POINTS) or \
+                (declared == "hard" and points <= EASY_POINTS):
+            shape = "hard" if declared == "easy" else "easy"
+            self.add(["difficulty"], f"declared {declared}, but the call is shaped like a "
+                     f"{shape} one ({'; '.join(why)})", f"set `difficulty: {shape}`, or change "
+                     "the call (docs/personas.md, 'What makes a call hard')", "warning")
 
     def voice(self) -> None:
         customer = self.data.get("customer")
@@ -453,6 +485,52 @@ class _Checker:
             self.add(where, f"unknown voice '{vid}' on this machine",
                      "pick one from `voice-sim voices --lang en` (e.g. en-us+f3); the default "
                      "voice is used meanwhile", "warning")
+
+
+HARD_POINTS, EASY_POINTS = 3, -2
+"""A persona scoring this many difficulty points or more is shaped hard; this or fewer, easy."""
+
+
+def difficulty_points(data: Mapping[str, Any], replies: int) -> tuple[int, list[str]]:
+    """How hard a call is by its shape, as points (each feature -1, 0 or +1) and the
+    features that scored, in words. ``replies``: the fewest replies that resolve it.
+
+    What makes a call hard: an angrier start, pitfalls that hurt more (``hurts_factor``),
+    a longer way to ``resolved``, more expected steps per line, and demanding rules
+    (impatience per turn, several steps at once, steps remembered, a calm mood needed).
+    """
+    raw_mood = data.get("mood")
+    mood: Mapping[str, Any] = raw_mood if isinstance(raw_mood, Mapping) else {}
+    lines = [x for x in data.get("lines") or () if isinstance(x, Mapping) and "next" in x]
+    points, why = 0, []
+
+    def score(value: float, hard: float, easy: float, words: str) -> None:
+        nonlocal points
+        if value >= hard:
+            points += 1
+            why.append(f"{words} {value:g} (hard)")
+        elif value <= easy:
+            points -= 1
+            why.append(f"{words} {value:g} (easy)")
+
+    start = mood.get("start")
+    if isinstance(start, int | float):
+        score(start, 8, 5, "opening mood")
+    factor = mood.get("hurts_factor", 2)
+    if isinstance(factor, int | float):
+        score(factor, 2.5, 1.5, "hurts_factor")
+    score(replies, 5, 3, "replies to resolve")
+    expects = [len(x.get("expects") or ()) for x in lines]
+    if expects:
+        score(round(sum(expects) / len(expects), 1), 2.2, 1.5, "expected steps per line")
+    demanding = sum(1 for x in lines for _, r in rules_of(x.get("next"))
+                    if len(_str_list(r.get("heard"))) >= 2 or r.get("heard_ever")
+                    or r.get("mood_below") is not None)
+    per_turn = mood.get("per_turn", 0)
+    if (isinstance(per_turn, int | float) and per_turn > 0) or demanding >= 2:
+        points += 1
+        why.append(f"{demanding} demanding rules, per_turn {per_turn:g} (hard)")
+    return points, why
 
 
 def _reachable(starts: list[str], nxt: Any) -> set[str]:

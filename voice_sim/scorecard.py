@@ -105,7 +105,9 @@ def format_scorecard(record: dict[str, Any], width: int = WIDTH) -> str:
     calm = sum(1 for t in turns if (t.get("delivery") or {}).get("calm"))
     out += _pack([f"Outcome: {record.get('outcome') or 'unfinished'}",
                   f"Score: {_num(record.get('score'))}/100", f"Turns: {len(turns)}",
-                  f"Calm: {calm}/{len(turns)} turns"], width)
+                  f"Calm: {calm}/{len(turns)} turns"]
+                 + ([f"Seed: {record['seed']}"] if record.get("seed") is not None else []),
+                 width)
     if record.get("status") not in (None, "complete"):
         why = f": {record['error']}" if record.get("error") else ""
         out += _wrap(f"The session did not finish ({record.get('status')}){why}", "", width)
