@@ -107,6 +107,12 @@ class Call:
         used.add(k)
         return replace(line, text=texts[k], variant=k)
 
+    def go_to(self, line_id: str) -> Line:
+        """Put the call on ``line_id`` (a phrasing drawn as if the customer had just
+        said it): for trainers' and tests' walks that start mid-call."""
+        self.line = self._phrase(self.persona.lines[line_id])
+        return self.line
+
     def voice_for(self, line: Line) -> Voice:
         """The voice ``line`` is spoken in at the current mood: the persona's voice, the
         line's own settings over it, moved by ``per_mood`` for every point of anger above

@@ -177,6 +177,9 @@ customer:
     rate: 180               # words per minute
     pitch: 50               # 0-99, 50 is normal
     volume: 0.9             # 0.0-1.0
+    per_mood:               # optional: the voice follows the anger, per mood point
+      rate: 5               # above the opening mood (taken away below it)
+      pitch: 1
 
 # Anger from 0 (calm) to 10 (furious). Each step heard in a reply lowers it and
 # each pitfall raises it, by the rubric's default weights unless overridden here.
@@ -209,6 +212,12 @@ lines:
     text: >-
       Hi. Your tracking says my daughter's present was delivered yesterday. It
       wasn't. There's nothing at my door, and her birthday is on Saturday.
+    # Other ways of saying the same thing: each call picks one (from its seed), so
+    # the words cannot be learnt by heart. Same expects, hurts and next for all.
+    variants:
+      - >-
+        Hello. The tracking says my daughter's birthday present came yesterday, but
+        there's nothing here, and her birthday is on Saturday.
     # audio: {id}/opening.wav   # a recording, made with `voice-sim persona record`
     expects: [empathize, ask_clarify]   # steps a good reply contains
     hurts: [dismissive, blame_customer] # pitfalls that hurt most here
@@ -241,6 +250,7 @@ lines:
 
   - id: upset
     text: "Look, I don't need a lecture, I need the present. Can you help me or not?"
+    voice: {{rate: 205, volume: 1.0}}   # optional: this line faster and louder
     expects: [apologize, offer_solution]
     hurts: [dismissive, argue]
     sample_reply: >-
