@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -477,3 +478,67 @@ def test_lines_are_not_copied_from_the_seed_articles() -> None:
 def test_every_step_is_exercised_somewhere(personas: dict[str, Persona]) -> None:
     expected = {s for p in personas.values() for line in p.lines.values() for s in line.expects}
     assert expected >= set(STEP_IDS) - {"stay_calm"}
+
+
+# --- the same calls, spoken: synthesised replies heard through the recogniser ------------
+
+TRAINEE_VOICE = ("en-us", 160, 45)
+"""The synthetic trainee (as ``voice-sim demo``): id, words per minute, pitch."""
+
+
+@pytest.fixture(scope="module")
+def heard() -> Callable[[str], str]:
+    """What Whisper hears of a reply spoken by the synthetic trainee. One engine load
+    for the module; renders come from the TTS cache (rendered once per machine), and
+    each text is transcribed once per run (the good and the slip walks share them)."""
+    pytest.importorskip("faster_whisper", reason="the whisper extra is not installed")
+    from voice_sim.audio import load_audio
+    from voice_sim.engines import get_engine
+    from voice_sim.errors import ModelError
+    from voice_sim.speak import Voice, cached_render
+
+    try:
+        engine = get_engine("whisper")
+    except ModelError as e:
+        pytest.skip(f"no Whisper model: {e.line()}")
+    voice = Voice(id=TRAINEE_VOICE[0], rate=TRAINEE_VOICE[1], pitch=TRAINEE_VOICE[2])
+    memo: dict[str, str] = {}
+
+    def hear(text: str) -> str:
+        if text not in memo:
+            memo[text] = engine.transcribe(load_audio(cached_render(text, voice))).text
+        return memo[text]
+
+    return hear
+
+
+def drive_spoken(persona: Persona, replies: list[str] | None, hear: Callable[[str], str],
+                 *, seed: int = 0) -> tuple[Call, list[str]]:
+    """As :func:`drive`, but each reply is spoken and scored from its transcript."""
+    from voice_sim.rubric import score_reply
+
+    call = Call(persona, seed=seed)
+    path = [call.line.id]
+    queue = list(replies) if replies is not None else None
+    while not call.ended and (queue is None or queue):
+        text = queue.pop(0) if queue is not None else call.line.sample_reply
+        transcript = hear(text)
+        move = call.advance(score_reply(transcript, call.line.text).ids - {"stay_calm"},
+                            calm=queue is None)
+        path.append(f"{move.next_line or move.outcome} [{transcript}]")
+    return call, path
+
+
+@pytest.mark.slow
+@pytest.mark.model
+@pytest.mark.parametrize("pid", IDS)
+def test_spoken_calls_go_both_ways(personas: dict[str, Persona], heard: Callable[[str], str],
+                                   pid: str) -> None:
+    """Through Whisper, the sample replies take the good path to ``resolved`` and the
+    bad replies lose the customer, as the text replies do."""
+    p = personas[pid]
+    call, path = drive_spoken(p, None, heard, seed=3)
+    assert [step.split(" [")[0] for step in path] == GOOD_PATH[pid], path
+    assert call.outcome == "resolved", path
+    call, path = drive_spoken(p, BAD[pid], heard, seed=4)
+    assert call.outcome in ("hung_up", "escalated") and len(call.moves) == 2, path
