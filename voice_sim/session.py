@@ -619,7 +619,8 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
                 if pending_end is not None:
                     latency = started - pending_end
                 if call.outcome is not None:
-                    closing = {"line": next_line.id, "text": next_line.text, "audio": name}
+                    closing = {"line": next_line.id, "text": next_line.text,
+                               "variant": next_line.variant, "audio": name}
             turn = turns[-1] = _with_latency(turn, latency, started)
             if options.coach == "live" and turn.hint:
                 hints.append(f"turn {n}: {turn.hint}")
