@@ -249,12 +249,13 @@ def cmd_practice(args: argparse.Namespace) -> int:
     if args.baseline and args.no_baseline:
         raise InputError("--baseline and --no-baseline together",
                          hint="give one of them, or neither to record a baseline now")
+    seed = _seed(args)
+    spec = _persona_spec(args, args.persona, seed)  # a wrong choice is told before devices
     config = live_turn_config(args.silence_end, args.max_answer)
     calm = _read_baseline(args.baseline)
     speaker = DeviceSpeaker(args.output_device)
     resolve_device(args.input_device, "input")
-    seed = _seed(args)
-    persona, rubric = _scripts(args, _persona_spec(args, args.persona, seed))
+    persona, rubric = _scripts(args, spec)
     _warm_analysis()  # its imports and compile run while the model loads
     engine = _engine(args)
     _print_briefing(persona)
