@@ -154,20 +154,18 @@ def schema_problems(data: Any, file: str) -> list[Problem]:
             values = [str(v) for v in err.validator_value]
             # An id list holding a list or a mapping: only a string can be an id.
             is_text = isinstance(inst, str)
-            if set(values) == steps:
-                if is_text and inst in pitfalls:
-                    add(path, f"'{inst}' is a pitfall, not a step",
-                        f"list it under `hurts`; steps: {', '.join(STEP_IDS)}")
+            # (kind, its ids, the other kind, its ids, the list the other kind belongs in)
+            lists = (("step", STEP_IDS, "pitfall", pitfalls, "hurts"),
+                     ("pitfall", PITFALL_IDS, "step", steps, "expects"))
+            one = next((x for x in lists if set(values) == set(x[1])), None)
+            if one is not None:
+                own, ids, other, other_ids, where = one
+                if is_text and inst in other_ids:
+                    add(path, f"'{inst}' is a {other}, not a {own}",
+                        f"list it under `{where}`; {own}s: {', '.join(ids)}")
                 else:
-                    add(path, f"unknown step id '{inst}'",
-                        f"{suggest(str(inst), STEP_IDS)}steps: {', '.join(STEP_IDS)}")
-            elif set(values) == pitfalls:
-                if is_text and inst in steps:
-                    add(path, f"'{inst}' is a step, not a pitfall",
-                        f"list it under `expects`; pitfalls: {', '.join(PITFALL_IDS)}")
-                else:
-                    add(path, f"unknown pitfall id '{inst}'",
-                        f"{suggest(str(inst), PITFALL_IDS)}pitfalls: {', '.join(PITFALL_IDS)}")
+                    add(path, f"unknown {own} id '{inst}'",
+                        f"{suggest(str(inst), ids)}{own}s: {', '.join(ids)}")
             elif set(values) == steps | pitfalls:
                 add(path, f"unknown step or pitfall id '{inst}'",
                     f"{suggest(str(inst), ALL_IDS)}steps: {', '.join(STEP_IDS)}; "
