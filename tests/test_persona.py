@@ -938,3 +938,18 @@ def test_scorecard_prints_the_seed() -> None:
     record = {"persona": "mini", "outcome": "resolved", "score": 80, "turns": [],
               "status": "complete", "seed": 1234}
     assert "Seed: 1234" in format_scorecard(record)
+
+
+def test_speak_out_writes_every_phrasing(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Each phrasing is rendered, and a line's own voice is used (``bye`` is faster)."""
+    from voice_sim.audio import info
+    from voice_sim.speak import Voice, render_wav
+
+    out = tmp_path / "wavs"
+    code, _, _ = run(capsys, "persona", "speak", str(write(tmp_path, VARIED)), "--out", str(out))
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "bye.wav", "opening.2.wav", "opening.3.wav", "opening.wav", "thanks.wav"]
+    slow = render_wav("Bye.", Voice(id="en-us", rate=170), tmp_path / "slow.wav")
+    assert info(out / "bye.wav").duration_s < info(slow).duration_s

@@ -333,32 +333,41 @@ def cmd_graph(args: argparse.Namespace) -> int:
 # --- speak --------------------------------------------------------------------------
 
 def cmd_speak(args: argparse.Namespace) -> int:
-    """``voice-sim persona speak``: play lines in the persona's voice, or write WAVs."""
+    """``voice-sim persona speak``: play lines in the persona's voice, or write WAVs.
+
+    Every phrasing of a line is spoken, in the voice it has at the opening mood (the
+    line's own voice settings included); ``--out`` names them LINE.wav, LINE.2.wav, ..."""
+    from dataclasses import replace
+
     from voice_sim.audio import SAMPLE_RATE, load_audio, write_wav
+    from voice_sim.call import Call
     from voice_sim.speak import cached_render, render_wav
 
     persona = load_persona(args.persona)
-    lines = list(iter_lines(persona, args.line))
+    at_start = Call(persona, seed=0)
+    said = [replace(line, text=text, variant=k) for line in iter_lines(persona, args.line)
+            for k, text in enumerate(line.texts)]
     if args.out:
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise InputError(f"--out {out}: is a file", hint="name a folder for the WAVs")
         out.mkdir(parents=True, exist_ok=True)
-        for line in lines:
-            dest = out / f"{line.id}.wav"
-            if line.audio is not None:  # the trainer's recording wins over the voice
+        for line in said:
+            dest = out / (f"{line.id}.wav" if not line.variant else
+                          f"{line.id}.{line.variant + 1}.wav")
+            if line.audio is not None and not line.variant:  # the trainer's recording wins
                 write_wav(dest, load_audio(line.audio), SAMPLE_RATE)
             else:
-                render_wav(line.text, persona.voice, dest)
+                render_wav(line.text, at_start.voice_for(line), dest)
             print(_shown(dest))
         return 0
     from voice_sim import devices
 
     device = devices.resolve_device(getattr(args, "output_device", None), "output")
-    for line in lines:
+    for line in said:
         print(f"{line.id}: {line.text}", flush=True)
-        source = line.audio if line.audio is not None else cached_render(line.text,
-                                                                         persona.voice)
+        source = line.audio if line.audio is not None and not line.variant else \
+            cached_render(line.text, at_start.voice_for(line))
         devices.play(load_audio(source), SAMPLE_RATE, device)
     return 0
 
