@@ -881,9 +881,15 @@ def test_the_voice_moves_with_the_mood(tmp_path: Path) -> None:
     assert (call.voice.rate, call.voice.pitch, call.voice.volume) == (170, 50, 0.9)
     call.advance({"argue"})  # angrier: faster, higher, quieter here (volume -0.05 a point)
     assert call.mood > persona.start_mood and call.line.id == "bye"
-    shift = call.mood - persona.start_mood
-    assert call.voice.rate == 220 + round(10 * shift)  # the line's own rate, then the mood
+    shift = round(call.mood - persona.start_mood)  # whole points
+    assert shift > 0 and call.mood_shift == shift
+    assert call.voice.rate == 220 + 10 * shift  # the line's own rate, then the mood
     assert call.voice.volume == round(1.0 - 0.05 * shift, 2)
+    # What may be said next is known while the trainee answers: rendered ahead.
+    ahead = Call(persona, seed=0).upcoming()
+    assert {(line.id, voice.rate) for line, voice in ahead} == \
+        {("thanks", 170 + 10 * d) for d in range(-2, 3)} | \
+        {("bye", 220 + 10 * d) for d in range(-2, 3)}
     calm = Call(persona, seed=0)
     calm.mood = 0.0
     assert calm.voice.rate == 120 and calm.voice.pitch == 40

@@ -113,12 +113,15 @@ class Call:
         self.line = self._phrase(self.persona.lines[line_id])
         return self.line
 
-    def voice_for(self, line: Line) -> Voice:
+    def voice_for(self, line: Line, *, shift: int | None = None) -> Voice:
         """The voice ``line`` is spoken in at the current mood: the persona's voice, the
-        line's own settings over it, moved by ``per_mood`` for every point of anger above
-        (or below) the opening mood."""
+        line's own settings over it, moved by ``per_mood`` for every whole point of anger
+        above (or below) the opening mood (``shift`` points instead, when given). Whole
+        points keep the voices few, so the lines can be rendered before they are due."""
         p = self.persona
-        own, shift = line.voice, self.mood - p.start_mood
+        own = line.voice
+        if shift is None:
+            shift = self.mood_shift
         per = p.voice_per_mood
         base = p.voice
 
@@ -131,6 +134,28 @@ class Call:
         return replace(base, rate=round(min(_RATE[1], max(_RATE[0], rate))),
                        pitch=round(min(_PITCH[1], max(_PITCH[0], pitch))),
                        volume=round(min(_VOLUME[1], max(_VOLUME[0], volume)), 2))
+
+    @property
+    def mood_shift(self) -> int:
+        """Whole points of anger above (negative: below) the opening mood."""
+        return round(self.mood - self.persona.start_mood)
+
+    def upcoming(self, spread: int = 2) -> list[tuple[Line, Voice]]:
+        """Every line the customer may say next, each phrasing, in the voices of the
+        moods within ``spread`` points of now: what to render while the trainee answers."""
+        p = self.persona
+        targets = [r.goto for r in (*p.always, *self.line.next)] + [p.on_max_turns]
+        said = [replace(p.lines[lid], text=text, variant=k)
+                for lid in dict.fromkeys(t for t in targets if t in p.lines)
+                for k, text in enumerate(p.lines[lid].texts)]
+        out: list[tuple[Line, Voice]] = []
+        now = self.mood_shift
+        for d in sorted(range(-spread, spread + 1), key=abs):  # the likeliest moods first
+            for line in said:
+                pair = (line, self.voice_for(line, shift=now + d))
+                if pair not in out:
+                    out.append(pair)
+        return out
 
     @property
     def voice(self) -> Voice:

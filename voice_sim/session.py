@@ -412,6 +412,7 @@ class _LineVoice:
         self._ready: dict[tuple[str, str, Voice], Path] = {}
         self._audio: dict[tuple[str, str, Voice], tuple[np.ndarray, int]] = {}
         self._lock = threading.Lock()
+        self._generation = 0
         self._thread = threading.Thread(target=self._prerender, daemon=True,
                                         name="voice-sim-prerender")
         self._thread.start()
@@ -432,6 +433,25 @@ class _LineVoice:
                     self.samples(phrased, at_start.voice_for(phrased))
                 except Exception:
                     continue
+
+    def ahead(self, pairs: Sequence[tuple[Line, Voice]]) -> None:
+        """Render these (line, voice) pairs in the background, in order: the lines that
+        may come next while the trainee answers. A newer call supersedes an older one."""
+        with self._lock:
+            self._generation += 1
+            mine = self._generation
+
+        def run() -> None:
+            for line, voice in pairs:
+                with self._lock:
+                    if self._generation != mine:
+                        return
+                try:
+                    self.samples(line, voice)
+                except Exception:
+                    continue  # rendered again, and raised properly, when the line is due
+
+        threading.Thread(target=run, daemon=True, name="voice-sim-ahead").start()
 
     def path(self, line: Line, voice: Voice | None = None) -> Path:
         """The line's audio file (recorded, or rendered in ``voice``, default the
@@ -584,6 +604,8 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
         # Nothing slow here: the line's audio is decoded in memory already, and its copy
         # in the session folder is written while it plays.
         samples, sr = voice.samples(line, call.voice_for(line))
+        if not call.ended:
+            voice.ahead(call.upcoming())  # rendered while this line plays and the answer comes
         writes.submit(write_wav, writer.path(name), samples, sr)
         if ev.on_line is not None:
             ev.on_line(line, call.mood)
