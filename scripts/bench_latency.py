@@ -30,8 +30,8 @@ Capture mode (``--mode capture``) measures only capture_answer + playback of a f
 line, on short espeak-ng sentences: detect, final, play (final transcript -> sound at
 the speaker) and turn (end detected -> sound).
 
-``--device fake`` runs either through voice_sim.fake_audio (no PortAudio) instead,
-at ``--speed`` times real time, labelled as such in the output.
+``--device fake`` runs either through the tests' fake sound card (tests/fake_audio.py,
+no PortAudio) instead, at ``--speed`` times real time, labelled as such in the output.
 
     .venv/bin/python scripts/bench_latency.py --engine whisper [--calls 3] [--json]
     .venv/bin/python scripts/bench_latency.py --mode capture --answers 10 --engine whisper
@@ -54,6 +54,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The fake sound card (--device fake) is a test double: it lives with the tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 SENTENCES = [
     "I understand why you are upset, let me look into your order right now.",
@@ -133,11 +135,11 @@ def run_alsa(args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
 
 
 def run_fake(args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
-    """Through voice_sim.fake_audio at real-time speed (no PortAudio)."""
+    """Through the tests' fake sound card at real-time speed (no PortAudio)."""
+    from fake_audio import installed
     from virtual_mic import speech_end_index
 
     from voice_sim import devices
-    from voice_sim.fake_audio import installed
     from voice_sim.listen import Microphone, capture_answer
 
     answers = [render(SENTENCES[i % len(SENTENCES)], folder, i) for i in range(args.answers)]
@@ -279,7 +281,7 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
         cfg = replace(cfg, early_final=args.early_final)
     ctx: Any
     if args.device == "fake":
-        from voice_sim.fake_audio import installed
+        from fake_audio import installed
 
         ctx = installed(speed=args.speed)
     else:

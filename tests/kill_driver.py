@@ -26,9 +26,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("answers", nargs="+", type=Path, help="answer WAVs, in turn order")
     args = p.parse_args(argv[:split])
 
+    from fake_audio import installed
+
     from voice_sim import cli
     from voice_sim.audio import load_audio
-    from voice_sim.fake_audio import installed
 
     answers = [load_audio(a) for a in args.answers]
     with installed(answers=answers, speed=args.speed, delay_s=args.delay, noise_dbfs=None):

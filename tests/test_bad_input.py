@@ -44,6 +44,7 @@ from voice_sim.audio import MAX_DURATION_S, SAMPLE_RATE
 from voice_sim.yamlfile import MAX_YAML_BYTES
 
 RUNNER = r"""
+TESTS = {tests!r}
 import contextlib, importlib.abc, importlib.machinery, io, json, sys, traceback
 
 loads = []
@@ -64,7 +65,8 @@ class _NoModels(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path.insert(0, _NoModels())
 if sys.argv[1] != "real":
-    from voice_sim.fake_audio import FakeDevice, FakeSoundDevice
+    sys.path.insert(0, TESTS)  # the fake sound card lives with the tests
+    from fake_audio import FakeDevice, FakeSoundDevice
     table = () if sys.argv[1] == "none" else (
         FakeDevice("Fake Microphone", inputs=1, outputs=0),
         FakeDevice("Fake Speaker", inputs=0, outputs=2))
@@ -87,7 +89,7 @@ for argv in json.loads(sys.argv[2]):
                     "loads": list(loads)})
 with open(sys.argv[3], "w", encoding="utf-8") as f:
     json.dump(results, f)
-"""
+""".replace("{tests!r}", repr(str(Path(__file__).parent)))
 """Runs a group of CLI invocations in one process (the interpreter and the imports are
 most of a run's cost), each with its own stdout, stderr and exit code, behind a guard
 that refuses to import a speech engine. argv[1] picks the sound devices: ``real`` (this

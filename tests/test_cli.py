@@ -154,3 +154,39 @@ def test_doctor_exits_1_when_no_speech_engine_can_run(
     assert out[1] == "warn  speech engine vosk: vosk: not installed — install it"
     assert out[4].startswith("FAIL  speech engines: no speech engine can run — pip install")
     assert out[-1] == "Not ready: fix the FAIL lines above (speech engines)."
+
+
+@pytest.mark.parametrize(("group", "actions"), [
+    ("persona", ("check", "new", "schema", "speak", "record", "graph")),
+    ("fixtures", ("make",)),
+])
+def test_a_group_alone_prints_its_actions(group: str, actions: tuple[str, ...],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main([group]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: voice-sim {group} [-h] ACTION")
+    for action in actions:
+        assert f"    {action}" in out
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "0", "inf", "nan"])
+def test_a_bad_environment_setting_is_one_line(value: str, tmp_path: Path) -> None:
+    import math
+    import os
+    import struct
+    import wave
+
+    wav = tmp_path / "x.wav"
+    with wave.open(str(wav), "wb") as w:  # a good file: only the setting is wrong
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(i / 5)))
+                               for i in range(8000)))
+    env = {**os.environ, "VOICE_SIM_MAX_AUDIO_S": value}
+    r = subprocess.run([sys.executable, "-m", "voice_sim", "transcribe", str(wav)],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"voice-sim: error: VOICE_SIM_MAX_AUDIO_S={value!r}: not a "
+                               "number of seconds"), r.stderr

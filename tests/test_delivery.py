@@ -9,6 +9,7 @@ transforms, and Praat (parselmouth) for F0.
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voice_sim import delivery
+from voice_sim import calm, delivery
 from voice_sim.audio import SAMPLE_RATE, load_audio, write_wav
 from voice_sim.cli import main
 from voice_sim.delivery import Baseline, analyze
@@ -187,7 +188,9 @@ def test_agitated_versions_are_not_calm(calm_clip: tuple[Path, Baseline],
             assert re.match(r"pitch [34]\.\d semitones above your calm baseline", d.reasons[0])
         elif fx[0] == "tempo":
             assert d.pace.ratio is not None and 1.2 <= d.pace.ratio <= 1.4
-            assert "as fast as your calm baseline" in d.reasons[0]
+            # sox's time stretch also roughens the voice (HNR 0.6-1.1 dB lower), which
+            # the model may weigh first: the pace reason must be there, not always first.
+            assert any("as fast as your calm baseline" in r for r in d.reasons), d.reasons
         else:
             assert d.loudness.shift_db is not None and abs(d.loudness.shift_db - 8) < 0.3
             assert d.reasons[0].startswith("8.0 dB louder than your calm baseline")
@@ -432,3 +435,172 @@ def test_warm_up_from_a_background_thread() -> None:
     for t in threads:
         t.join()
     assert errors == [] and delivery._warm
+
+
+# --- the calibrated calm model (voice_sim.calm) ------------------------------------
+
+EMOTION_PL = Path(__file__).resolve().parents[2] / "shared" / "data" / "emotion-pl"
+"""Real acted emotional speech: Mięsikowska & Świsulski (2020), *Emotions in polish
+speech recordings*, Gdańsk University of Technology, https://doi.org/10.34808/h46c-hb44,
+CC BY."""
+
+
+def _full(name: str, change: float) -> dict[str, tuple[float, float, float]]:
+    """One cue measured as calm.measure gives it, with so much speech that its
+    confidence is 1 (pitch cues: ``change`` is already over the baseline's spread)."""
+    raw = math.log(change) if calm.CUES[name].unit == "x" else change
+    return {name: (change, raw, 1e9)}
+
+
+def _p(measured: dict[str, tuple[float, float, float]]) -> float:
+    z, _ = calm.combine(calm.model(), measured)
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def test_calm_model_is_named_data_with_its_source() -> None:
+    m = calm.model()
+    assert m is calm.model()  # loaded once
+    assert m.intercept < 0 and m.cues and all(c.weight > 0 and c.scale > 0 and c.half > 0
+                                              for c in m.cues)
+    assert {c.name for c in m.cues} <= set(calm.CUES)
+    assert "emotion-pl" in m.source and "CC BY" in m.source
+    # No change at all is calm, with room to spare.
+    assert _p({}) < 0.15
+
+
+@pytest.mark.parametrize("name", ["pace", "loudness", "pitch_variability"])
+def test_documented_limits_just_inside_and_just_outside(name: str) -> None:
+    """Each documented limit, or the model's own single-cue edge where that is lower,
+    decides alone: 3% inside it is calm, 3% outside it is not."""
+    limit = calm.norms()[name]
+    model_edge = calm.edge(name)
+    if calm.CUES[name].unit == "x":
+        edge = min(limit, math.exp(model_edge))
+        inside, outside = edge ** 0.97, edge ** 1.03
+    else:
+        edge = min(limit, model_edge)
+        inside, outside = edge * 0.97, edge * 1.03
+    assert _p(_full(name, inside)) < calm.AGITATED_P < _p(_full(name, outside)), edge
+
+
+def test_pitch_limit_is_in_the_speakers_own_spread() -> None:
+    """Pitch shift counts in units of the baseline's F0 spread; the edge is the model's."""
+    edge = calm.edge("pitch_shift")
+    assert 0.3 < edge < 2.0
+    assert _p(_full("pitch_shift", 0.97 * edge)) < calm.AGITATED_P
+    assert _p(_full("pitch_shift", 1.03 * edge)) >= calm.AGITATED_P
+
+
+def test_short_answers_count_their_pace_less() -> None:
+    """A rate 1.4x the baseline's on a 2-second answer (8 syllables) is counting noise;
+    the same rate over a long answer is rushed."""
+    short = {"pace": (1.4, math.log(1.4), 8.0)}
+    long_ = {"pace": (1.4, math.log(1.4), 200.0)}
+    assert _p(short) < calm.AGITATED_P <= _p(long_)
+
+
+def test_two_second_answer_is_not_called_rushed(calm_clip: tuple[Path, Baseline]) -> None:
+    """Two seconds of the calm reading itself: its syllable rate is not trusted, so it
+    is not worded as a reason (the verdict itself may still move with the pitch and
+    level of a sentence start)."""
+    src, base = calm_clip
+    x = load_audio(src)
+    d0 = analyze(x)
+    start = int(d0.pauses.latency_s or 0.0) * SAMPLE_RATE
+    d = analyze(x[start:start + 2 * SAMPLE_RATE], baseline=base)
+    pace = next(c for c in d.cues if c.name == "pace")
+    assert pace.confidence < calm.REASON_MIN_CONFIDENCE
+    assert not any("as fast as" in r for r in d.reasons), d.reasons
+
+
+def test_sox_at_the_pitch_and_loudness_edges(espeak_wav: Callable[..., Path],
+                                             sox: Callable[..., Path],
+                                             tmp_path: Path) -> None:
+    """Real audio either side of the single-cue edges: well inside is calm, past is not."""
+    calm_wav = sox(espeak_wav(REPLY), tmp_path / "calm.wav", "gain", "-n", "-12")
+    base = Baseline.from_audio(load_audio(calm_wav))
+    spread = max(base.std_semitones, calm.PITCH_SPREAD_FLOOR_ST)
+    pitch_st = calm.edge("pitch_shift") * spread
+    loud_db = min(calm.edge("loudness"), delivery.LOUDNESS_BAD_DB)
+    for fx, calm_expected in ((("pitch", f"{100 * 0.7 * pitch_st:.0f}"), True),
+                              (("pitch", f"{100 * 1.3 * pitch_st:.0f}"), False),
+                              (("gain", f"{0.8 * loud_db:.2f}"), True),
+                              (("gain", f"{1.2 * loud_db:.2f}"), False)):
+        d = analyze(load_audio(sox(calm_wav, tmp_path / "x.wav", *fx)), baseline=base)
+        assert d.calm is calm_expected, (fx, d.agitation, d.reasons)
+
+
+def test_reasons_name_the_cues_that_drove_the_verdict(
+        calm_clip: tuple[Path, Baseline], sox: Callable[..., Path], tmp_path: Path) -> None:
+    src, base = calm_clip
+    d = analyze(load_audio(sox(src, tmp_path / "p.wav", "pitch", "500", "gain", "8")),
+                baseline=base)
+    assert not d.calm and d.agitation is not None and d.agitation > 0.9
+    said = [c for c in d.cues if c.reason]
+    assert [c.reason for c in said] == list(d.reasons[:len(said)])
+    assert [c.evidence for c in said] == sorted((c.evidence for c in said), reverse=True)
+    assert {c.name for c in said} == {"pitch_shift", "loudness"}
+    js = d.to_json()
+    assert js["agitation"] == pytest.approx(d.agitation, abs=1e-4) and js["cues"][0]["reason"]
+
+
+def test_baseline_minimum_length(passage: Path) -> None:
+    """BASELINE_MIN_SPEECH_S, probed just under and just over on real speech."""
+    x = load_audio(passage)
+    cuts = [analyze(x[:int(s * SAMPLE_RATE)]) for s in np.arange(4.0, 8.0, 0.25)]
+    under = next(d for d in reversed(cuts) if d.speech_s < delivery.BASELINE_MIN_SPEECH_S)
+    over = next(d for d in cuts if d.speech_s >= delivery.BASELINE_MIN_SPEECH_S)
+    assert delivery.BASELINE_MIN_SPEECH_S - under.speech_s < 0.5
+    assert over.speech_s - delivery.BASELINE_MIN_SPEECH_S < 0.5
+    with pytest.raises(AudioError, match="a baseline needs 5 s"):
+        Baseline.from_delivery(under)
+    assert Baseline.from_delivery(over).speech_s == over.speech_s
+
+
+def test_old_baselines_without_the_new_fields_still_judge(
+        calm_clip: tuple[Path, Baseline], sox: Callable[..., Path], tmp_path: Path) -> None:
+    src, base = calm_clip
+    old = {k: v for k, v in base.to_json().items()
+           if k in ("median_hz", "std_semitones", "syllables_per_s", "rms_dbfs", "speech_s")}
+    back = Baseline.from_json(old)
+    assert back.high_hz is None and back.hnr_db is None
+    d = analyze(load_audio(sox(src, tmp_path / "l.wav", "gain", "8")), baseline=back)
+    assert not d.calm and {c.name for c in d.cues} >= {"pitch_shift", "loudness", "pace"}
+    assert "pitch_rise" not in {c.name for c in d.cues}
+
+
+@pytest.mark.slow
+def test_voice_quality_cues_agree_with_opensmile_egemaps() -> None:
+    """Our cues against openSMILE's eGeMAPS v02 functionals over 18 real emotional
+    clips (repetitions 1 and 4 of each speaker and emotion, six words joined). Pearson r
+    measured here: F0 0.90, alpha ratio 0.90, Hammarberg 0.86, slope 0-500 Hz 0.94,
+    slope 500-1500 Hz 0.88, pitch range 0.92; HNR only 0.50 (ours is the YIN-period
+    correlation, eGeMAPS' an autocorrelation over its own pitch track), so its bar is low."""
+    opensmile = pytest.importorskip("opensmile")
+    if not EMOTION_PL.is_dir():
+        pytest.skip(f"{EMOTION_PL} missing")
+    smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+                            feature_level=opensmile.FeatureLevel.Functionals)
+    words = ("nie", "oddaj", "podaj", "stop", "tak", "trzymaj")
+    pairs: dict[str, list[tuple[float, float]]] = {}
+    bars = {"F0semitoneFrom27.5Hz_sma3nz_amean": 0.8, "alphaRatioV_sma3nz_amean": 0.8,
+            "hammarbergIndexV_sma3nz_amean": 0.75, "slopeV0-500_sma3nz_amean": 0.8,
+            "slopeV500-1500_sma3nz_amean": 0.75, "HNRdBACF_sma3nz_amean": 0.3,
+            "F0semitoneFrom27.5Hz_sma3nz_pctlrange0-2": 0.8}
+    for spk in ("m1", "m2", "m3"):
+        for emo in "nas":
+            for rep in (1, 4):
+                x = np.concatenate([load_audio(EMOTION_PL / f"{spk}.{emo}_{w}_{rep}.wav")
+                                    for w in words])
+                d, ref = analyze(x), smile.process_signal(x, SAMPLE_RATE).iloc[0]
+                assert d.pitch.median_hz is not None
+                ours = (12 * math.log2(d.pitch.median_hz / 27.5), d.voice.alpha_ratio_db,
+                        d.voice.hammarberg_db, d.voice.slope_0_500, d.voice.slope_500_1500,
+                        d.voice.hnr_db, d.pitch.range_semitones)
+                for key, v in zip(bars, ours, strict=True):
+                    assert v is not None
+                    pairs.setdefault(key, []).append((v, float(ref[key])))
+    for key, bar in bars.items():
+        a = np.array(pairs[key])
+        r = float(np.corrcoef(a[:, 0], a[:, 1])[0, 1])
+        assert r >= bar, (key, r)

@@ -5,7 +5,7 @@ PortAudio's state never leaks into the test process) whose HOME holds an
 ``.asoundrc`` defining ALSA ``type file`` devices: a speaker that writes what it plays
 to a raw file, and microphones that read what they record from one. An empty HOME is
 the real "no audio device" machine. Only argument checks and the device-kind check
-(which needs an output-only card, from ``voice_sim.fake_audio``) run in process.
+(which needs an output-only card, from ``tests/fake_audio.py``) run in process.
 """
 
 from __future__ import annotations
@@ -278,9 +278,10 @@ def test_a_device_that_refuses_the_rate_gets_resampled_audio(
 
 def test_an_index_of_the_wrong_kind_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     # Output-only and input-only hardware, from the project's fake sound card.
+    from fake_audio import install
+
     from voice_sim import devices
     from voice_sim.errors import DeviceError
-    from voice_sim.fake_audio import install
 
     install(monkeypatch)
     with pytest.raises(DeviceError, match=r"^device 1 \(Fake Speaker\) is not a microphone "

@@ -7,11 +7,11 @@ import threading
 
 import numpy as np
 import pytest
+from fake_audio import FakeDevice, FakeSoundDevice, install, installed
 
 from voice_sim import devices
 from voice_sim.audio import SAMPLE_RATE, load_audio
 from voice_sim.errors import DeviceError
-from voice_sim.fake_audio import FakeDevice, FakeSoundDevice, install, installed
 
 pytestmark = pytest.mark.audio_device
 

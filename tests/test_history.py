@@ -15,6 +15,9 @@ import pytest
 from voice_sim import history
 from voice_sim.cli import main
 from voice_sim.errors import SessionError
+from voice_sim.record import SessionRecord
+
+typed = SessionRecord.from_json
 
 
 def _record(session: Path) -> dict[str, Any]:
@@ -117,7 +120,7 @@ def test_a_folder_in_the_way(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 @pytest.mark.model
 def test_summary_counts_steps_against_what_lines_expected(recorded_session: Path) -> None:
     rec = _record(recorded_session)
-    s = history.SessionSummary.from_record(rec)
+    s = history.SessionSummary.from_record(typed(rec))
     assert s.session_dir == str(recorded_session.resolve())
     assert s.turns == len(rec["turns"]) and s.score == rec["score"]
     calm = [t["delivery"]["calm_score"] for t in rec["turns"]]
@@ -141,12 +144,12 @@ def test_summary_counts_steps_against_what_lines_expected(recorded_session: Path
 def test_recording_twice_keeps_one_row(recorded_session: Path, tmp_path: Path) -> None:
     db = tmp_path / "h.sqlite3"
     rec = _record(recorded_session)
-    assert history.record_session(rec, db=db) == "added"
-    assert history.record_session(rec, db=db) == "updated"
+    assert history.record_session(typed(rec), db=db) == "added"
+    assert history.record_session(typed(rec), db=db) == "updated"
     [s] = history.load_history(db)
-    assert s == history.SessionSummary.from_record(rec)
+    assert s == history.SessionSummary.from_record(typed(rec))
     empty = {**rec, "turns": [], "session_dir": str(tmp_path / "other")}
-    assert history.record_session(empty, db=db) == "empty"
+    assert history.record_session(typed(empty), db=db) == "empty"
     assert len(history.load_history(db)) == 1
 
 
@@ -177,7 +180,7 @@ def test_import_is_idempotent_and_reports_what_it_skipped(
 def _insert_all(db: str, records: list[dict[str, Any]], barrier: Any) -> None:
     barrier.wait()  # both processes start inserting (and creating the file) together
     for r in records:
-        history.record_session(r, db=db)
+        history.record_session(typed(r), db=db)
 
 
 @pytest.mark.slow
@@ -206,7 +209,7 @@ def test_two_processes_recording_at_once(recorded_session: Path, tmp_path: Path)
     assert len({s.session_dir for s in got}) == 50
     con = sqlite3.connect(db)
     n_steps = con.execute("SELECT COUNT(*) FROM steps").fetchone()[0]
-    assert n_steps == 50 * len(history.SessionSummary.from_record(rec).steps)
+    assert n_steps == 50 * len(history.SessionSummary.from_record(typed(rec)).steps)
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     con.close()
 
@@ -228,7 +231,7 @@ def test_history_views(recorded_session: Path, tmp_path: Path,
     spark = next(line for line in text.splitlines() if line.startswith("overall score"))
     assert len(set(spark[20:22]) & set("▁▂▃▄▅▆▇█")) == 1
     assert "Steps (share of the turns that expected it where it was heard):" in text
-    counts = history.SessionSummary.from_record(rec).pitfalls
+    counts = history.SessionSummary.from_record(typed(rec)).pitfalls
     assert "Pitfalls heard (all sessions): " + ", ".join(
         f"{k} {2 * n}" for k, n in counts.items()) in text  # the same pitfalls in both
 
@@ -238,7 +241,7 @@ def test_history_views(recorded_session: Path, tmp_path: Path,
     assert main(["history", "--db", str(db), "--persona", "double-billing", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert len(data["sessions"]) == 2 and data["progress"]["score"] == [rec["score"]] * 2
-    summary = history.SessionSummary.from_record(rec)
+    summary = history.SessionSummary.from_record(typed(rec))
     for step, rates in data["progress"]["steps"].items():
         want = summary.steps[step].rate
         assert rates == [None if want is None else round(want, 3)] * 2

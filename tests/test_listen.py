@@ -1,6 +1,6 @@
 """Live capture of one answer: voice activity, captions, keys, and the incremental WAV.
 
-The live path runs end to end through the fake sounddevice (voice_sim.fake_audio),
+The live path runs end to end through the fake sounddevice (tests/fake_audio.py),
 faster than real time, on real speech rendered by espeak-ng.
 """
 
@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fake_audio import FakeSoundDevice, installed
 
 from voice_sim import devices
 from voice_sim.audio import SAMPLE_RATE, load_audio
 from voice_sim.errors import DeviceError, InputError, ModelError
-from voice_sim.fake_audio import FakeSoundDevice, installed
 from voice_sim.listen import (
     KeyWatcher,
     LiveLine,

@@ -1,7 +1,10 @@
 """Never lose a recording: ``kill -9`` at random moments during ``practice`` and ``run``.
 
 Calls are started again and again in the same sessions folder and history database
-and killed at seeded random times (``VOICE_SIM_KILL_SEED`` replays a schedule). After
+and killed at seeded random moments of seeded phases (``VOICE_SIM_KILL_SEED`` replays
+a schedule): during start-up, right after the session folder appears, and a random time
+after the first and after the second turn was saved — so kills are known to land
+mid-call, not only before it, and the test checks that they did. After
 every kill: each ``session.json`` parses; every turn it lists has its customer and
 answer WAVs, readable and of the right length and content; the answer being recorded
 when the kill came holds exactly the audio captured so far; the history database
@@ -35,6 +38,12 @@ DELAY_S = 2.0
 """Fake seconds (0.4 s real) from the end of a line to the answer."""
 KILLS = 8
 """Kills in all, alternating practice and run."""
+PHASES = (None, 0, 1, 2)
+"""When each pair of kills comes: during start-up (None), or after the call saved this
+many turns (then a random moment later: a line playing, an answer half recorded,
+scoring, the last save, the report, the history)."""
+WAIT_S = 120.0
+"""Longest wait for a call to reach its phase (a model load on a busy machine)."""
 DRIVER = Path(__file__).with_name("kill_driver.py")
 BLOCK_BYTES = 640
 """One microphone block (20 ms at 16 kHz, 16-bit)."""
@@ -248,22 +257,30 @@ def test_kill_9_at_random_moments_loses_nothing(answers: list[Path], tmp_path: P
     short.mkdir()
     for a in answers[:2]:
         os.link(a, short / a.name)
+    saved_at_kill: list[int] = []
     for k in range(KILLS):
         kind = ("practice", "run")[k % 2]
-        # From the imports to past the end of a call: the model loading, a line playing,
-        # an answer half recorded, scoring, the last save, the report and the history.
-        at = rng.uniform(1.0, 10.0)
+        phase = PHASES[k // 2 % len(PHASES)]
         before = set(out.glob("*")) if out.exists() else set()
         proc = subprocess.Popen(_command(kind, answers, out, short), env=env,
                                 stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(at)
+        t0 = time.monotonic()
+        if phase is None:
+            time.sleep(rng.uniform(0.5, 3.0))  # imports, persona, model loading
+        else:
+            _wait_for_turns(proc, out, before, phase)
+            time.sleep(rng.uniform(0.0, 2.0))
+        at = time.monotonic() - t0
         proc.send_signal(signal.SIGKILL)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode in (-signal.SIGKILL, 0), err.decode(errors="replace")
         new = sorted(set(out.glob("*")) - before) if out.exists() else []
         temps = len(list(out.rglob("*.tmp"))) if out.exists() else 0
         states = [_status_of(d) for d in new]
+        saved_at_kill.append(max((_turns_of(d) for d in new), default=0))
+        if phase:
+            assert saved_at_kill[-1] >= phase, (kind, phase, states)
         ledger.kills.append(f"{kind} at {at:.2f} s: {', '.join(states) or 'no session yet'}"
                             + (f", {temps} temp file(s) left" if temps else ""))
         # Every folder again: a later call must not have disturbed an earlier one.
@@ -272,6 +289,10 @@ def test_kill_9_at_random_moments_loses_nothing(answers: list[Path], tmp_path: P
                            ledger if d in new else None)
         rows = _check_history(db, out)
         ledger.kills[-1] += f", {rows} in history"
+    # What the kills exercised: half of them came after a turn was saved, so saved turns
+    # of killed calls were checked, not only calls killed before they began.
+    assert sum(n >= 1 for n in saved_at_kill) >= KILLS // 2, ledger.kills
+    assert ledger.turns_checked >= KILLS // 2 and ledger.sessions_checked >= KILLS // 2, ledger
     # A call afterwards runs to completion in the same folders and history (a headless
     # one: the practice calls above already started cleanly after each kill).
     rows_before = _check_history(db, out)
@@ -291,6 +312,26 @@ def test_kill_9_at_random_moments_loses_nothing(answers: list[Path], tmp_path: P
     print(f"seed {seed}: " + "; ".join(ledger.kills)
           + f"; {ledger.sessions_checked} sessions with a session.json, {ledger.turns_checked} "
             f"saved turns, {ledger.partial_answers} answers cut off mid-recording")
+
+
+def _wait_for_turns(proc: subprocess.Popen[bytes], out: Path, before: set[Path],
+                    turns: int) -> None:
+    """Until the call started after ``before`` has saved ``turns`` turns (0: until its
+    session.json exists), or it has ended."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline and proc.poll() is None:
+        new = set(out.glob("*")) - before if out.exists() else set()
+        if any((d / "session.json").exists() and _turns_of(d) >= turns for d in new):
+            return
+        time.sleep(0.02)
+    if proc.poll() is None:
+        proc.kill()
+        raise AssertionError(f"the call never saved {turns} turn(s) in {WAIT_S:g} s")
+
+
+def _turns_of(d: Path) -> int:
+    f = d / "session.json"
+    return len(json.loads(f.read_text(encoding="utf-8"))["turns"]) if f.exists() else 0
 
 
 def _status_of(d: Path) -> str:

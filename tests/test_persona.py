@@ -643,7 +643,7 @@ def test_speak_out_writes_wavs(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def test_speak_plays_on_the_speaker(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from voice_sim import fake_audio
+    import fake_audio
 
     monkeypatch.setenv("VOICE_SIM_CACHE", str(tmp_path / "cache"))
     fake = fake_audio.install(monkeypatch, speed=50.0)
@@ -941,9 +941,15 @@ def test_random_persona_choice(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_scorecard_prints_the_seed() -> None:
     from voice_sim.scorecard import format_scorecard
 
+    from voice_sim.record import SessionRecord
+
     record = {"persona": "mini", "outcome": "resolved", "score": 80, "turns": [],
-              "status": "complete", "seed": 1234}
-    assert "Seed: 1234" in format_scorecard(record)
+              "status": "complete", "seed": 1234, "session_dir": "/tmp/x",
+              "started_at": "2026-12-01T10:00:00+00:00"}
+    assert "Seed: 1234" in format_scorecard(SessionRecord.from_json(record))
+    assert SessionRecord.from_json(record).to_json()["seed"] == 1234
+    del record["seed"]
+    assert "Seed" not in format_scorecard(SessionRecord.from_json(record))
 
 
 def test_speak_out_writes_every_phrasing(tmp_path: Path,

@@ -14,7 +14,9 @@ import pytest
 
 from voice_sim import history, plots
 from voice_sim.cli import main
-from voice_sim.report import after_call, highlight, render_report, write_report
+from voice_sim.practice import after_call
+from voice_sim.record import Evidence, SessionRecord
+from voice_sim.report import highlight, render_report, write_report
 
 real = [pytest.mark.slow, pytest.mark.model]
 
@@ -71,7 +73,7 @@ def test_highlight_escapes_every_slice_and_marks_evidence() -> None:
     text = "I'm sorry <b>, calm down & relax"
     dets = [{"id": "apologize", "kind": "step", "evidence": "I'm sorry", "span": [0, 9]},
             {"id": "dismissive", "kind": "pitfall", "evidence": "calm down", "span": [15, 24]}]
-    out = highlight(text, dets)
+    out = highlight(text, [Evidence.from_json(d) for d in dets])
     assert out == ('<mark class="step" title="apologize">I&#x27;m sorry</mark>'
                    '<sup class="tag step">apologize</sup> &lt;b&gt;, '
                    '<mark class="pitfall" title="dismissive">calm down</mark>'
@@ -84,11 +86,11 @@ def test_highlight_overlaps_and_bad_spans() -> None:
             {"id": "empathize", "kind": "step", "evidence": "that sounds awful",
              "span": [99, 120]},  # a stale span: found again by its evidence
             {"id": "argue", "kind": "pitfall", "evidence": "not in the text", "span": [0, 3]}]
-    page = Page(highlight(text, dets))
+    page = Page(highlight(text, [Evidence.from_json(d) for d in dets]))
     assert [(c, t, x) for c, t, x in page.marks] == [
         ("step", "apologize", "so sorry, "), ("step", "apologize, empathize", "that"),
         ("step", "empathize", " sounds awful")]
-    assert "argue" not in highlight(text, dets)
+    assert "argue" not in highlight(text, [Evidence.from_json(d) for d in dets])
 
 
 def test_line_chart_gaps_warnings_and_escaping() -> None:
@@ -149,7 +151,7 @@ def test_report_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str
 @pytest.mark.model
 def test_report_is_self_contained_and_complete(recorded_session: Path, tmp_path: Path) -> None:
     rec = _record(recorded_session)
-    html = render_report(rec, recorded_session)
+    html = render_report(SessionRecord.from_json(rec), recorded_session)
     page = Page(html)
     csp = [a for a in page.named("meta") if a.get("http-equiv") == "Content-Security-Policy"]
     assert len(csp) == 1 and "default-src 'none'" in (csp[0]["content"] or "")
@@ -244,10 +246,10 @@ def test_contour_is_measured_again_when_the_record_has_none(recorded_session: Pa
     for t in rec["turns"]:
         t["delivery"].pop("contour", None)
     (session / rec["turns"][1]["answer_audio"]).unlink()
-    page = Page(render_report(rec, session))
+    page = Page(render_report(SessionRecord.from_json(rec), session))
     contours = [a for a in page.named("svg") if "contour" in (a.get("class") or "")]
     assert len(contours) == len(rec["turns"]) - 1
-    html = render_report(rec, session)
+    html = render_report(SessionRecord.from_json(rec), session)
     assert "No pitch contour: the answer's audio is missing or unreadable." in html
     assert "(audio missing: " in html
 
@@ -285,7 +287,7 @@ def test_after_call_survives_a_broken_history(recorded_session: Path, tmp_path: 
     bad = tmp_path / "h.sqlite3"
     bad.write_bytes(b"this is not a database" * 100)
     monkeypatch.setenv("VOICE_SIM_HISTORY", str(bad))
-    report = after_call(session, _record(session))
+    report = after_call(session, SessionRecord.from_json(_record(session)))
     assert report == session / "report.html" and report.is_file()
     err = capsys.readouterr().err
     assert "warning: history not updated" in err

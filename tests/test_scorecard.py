@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from voice_sim.record import SessionRecord
 from voice_sim.scorecard import format_scorecard
 
 real = [pytest.mark.slow, pytest.mark.model]
@@ -33,7 +34,7 @@ def _fits(text: str, width: int, record: dict[str, Any]) -> None:
 @pytest.mark.model
 def test_every_turn_is_shown_within_the_width(recorded_session: Path, width: int) -> None:
     rec = _record(recorded_session)
-    text = format_scorecard(rec, width=width)
+    text = format_scorecard(SessionRecord.from_json(rec), width=width)
     _fits(text, width, rec)
     flat = " ".join(text.split())
     for t in rec["turns"]:
@@ -66,7 +67,7 @@ def test_every_turn_is_shown_within_the_width(recorded_session: Path, width: int
 def test_the_pitfall_turn_of_the_recorded_call(recorded_session: Path) -> None:
     # The second answer ("... that's our policy, there's nothing I can do") is an excuse.
     rec = _record(recorded_session)
-    text = format_scorecard(rec)
+    text = format_scorecard(SessionRecord.from_json(rec))
     block = text.split("Turn 2 ")[1].split("Turn 3 ")[0]
     assert "! excuse: \u201c" in block
     assert "tip: You said" in block
@@ -79,7 +80,7 @@ def test_long_and_hostile_text_keeps_the_layout(recorded_session: Path) -> None:
     t = rec["turns"][0]
     t["transcript"] = "word " * 80 + "x" * 150 + "\n\n\ttabbed\nlines"
     t["steps"][0]["evidence"] = "e" * 200
-    text = format_scorecard(rec)
+    text = format_scorecard(SessionRecord.from_json(rec))
     _fits(text, 80, rec)
     assert "tabbed lines" in " ".join(text.split())
     assert "\u201c" + "e" * 51 + "…\u201d" in text  # long evidence is shortened
@@ -90,7 +91,7 @@ def test_long_and_hostile_text_keeps_the_layout(recorded_session: Path) -> None:
 def test_a_failed_session_says_so(recorded_session: Path) -> None:
     rec = copy.deepcopy(_record(recorded_session))
     rec.update(status="failed", outcome="quit", error="DeviceError: microphone unplugged")
-    text = format_scorecard(rec)
+    text = format_scorecard(SessionRecord.from_json(rec))
     assert "did not finish (failed): DeviceError: microphone unplugged" in " ".join(
         text.split())
 
@@ -101,7 +102,7 @@ def test_a_session_stopped_before_any_answer() -> None:
            "persona_title": "The sofa that never came", "session_dir": "/s/x", "outcome": None,
            "score": 0.0, "engine": "whisper", "baseline": None, "started_at":
            "2025-05-02T10:00:00+00:00", "turns": [], "closing": None, "practise_next": []}
-    text = format_scorecard(rec)
+    text = format_scorecard(SessionRecord.from_json(rec))
     assert "Outcome: unfinished   Score: 0/100   Turns: 0   Calm: 0/0 turns" in text
     assert "did not finish (in_progress)" in text
     assert "no baseline (population defaults)" in text

@@ -42,6 +42,7 @@ from mini_persona import mini_persona
 
 from voice_sim import models
 from voice_sim.errors import ModelError, VoiceSimError
+from voice_sim.record import SessionRecord
 
 # --- 1. YAML -----------------------------------------------------------------------------
 
@@ -174,8 +175,9 @@ def test_persona_record_never_writes_through_a_symlink_out(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The recordings folder (``<persona folder>/<id>/``) is a symlink to somewhere
     else: the take must not be written there."""
+    from fake_audio import installed
+
     from voice_sim.cli import main
-    from voice_sim.fake_audio import installed
 
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -302,8 +304,9 @@ def session(tmp_path: Path) -> Path:
 def test_report_renders_any_record_text_inert(session: Path, audio: str) -> None:
     from voice_sim.report import render_report
 
-    benign = render_report(_record(session), session, audio=audio)
-    html = render_report(_record(session, HOSTILE), session, audio=audio)
+    benign = render_report(SessionRecord.from_json(_record(session)), session, audio=audio)
+    html = render_report(SessionRecord.from_json(_record(session, HOSTILE)), session,
+                         audio=audio)
     _assert_inert(html, benign)
     # The hostile text is shown, as text, wherever the record has it.
     shown = "".join(Page(html).text)
@@ -323,7 +326,8 @@ def test_report_takes_audio_only_from_the_session_folder(session: Path, tmp_path
     _tone_wav(session / "sub" / "turn-01-answer.wav")
     secret = tmp_path / "secret.wav"
     secret.write_bytes(b"RIFF-secret-bytes")
-    html = render_report(_record(session, audio=("turn-01-customer.wav", name)), session,
+    html = render_report(SessionRecord.from_json(_record(session, audio=("turn-01-customer.wav",
+                                                                      name))), session,
                          audio=audio)
     sources = [a.get("src") or "" for t, a in Page(html).tags if t == "audio"]
     # Two turns' customer lines and the closing line play; neither answer does.
@@ -342,7 +346,7 @@ def test_history_page_renders_any_text_inert(tmp_path: Path) -> None:
     def summary(text: str, n: int) -> SessionSummary:
         record = _record(tmp_path / f"s{n}", text)
         record["turns"][0]["steps"][0]["id"] = "apologize" if text == "hello" else text
-        return SessionSummary.from_record(record)
+        return SessionSummary.from_record(SessionRecord.from_json(record))
 
     benign = render_history([summary("hello", 1), summary("hello", 2)], "mini")
     html = render_history([summary(HOSTILE, 1), summary(HOSTILE, 2)], HOSTILE)
@@ -483,10 +487,12 @@ os.umask(int(sys.argv[1], 8))
 root, record = Path(sys.argv[2]), json.loads(Path(sys.argv[3]).read_text())
 from voice_sim.audio import write_wav
 from voice_sim.history import record_session
+from voice_sim.record import SessionRecord
 from voice_sim.report import write_report
 from voice_sim.session import SessionWriter
 writer = SessionWriter(root / "sessions", "mini")
 record["session_dir"] = str(writer.dir)
+record = SessionRecord.from_json(record)
 writer.save(record)
 for name in ("turn-01-customer.wav", "turn-01-answer.wav", "closing-customer.wav"):
     write_wav(writer.path(name), [0.1, -0.1] * 8000)

@@ -76,17 +76,31 @@ def test_good_answers_resolve_bad_answers_escalate(persona_id: str, engine, tmp_
 
     # The session folder holds every turn's audio and a complete session.json.
     record = json.loads((good.dir / "session.json").read_text())
+    assert record == good.record.to_json()  # the typed record is what was written
     assert record["status"] == "complete"
     assert record["outcome"] == "resolved"
     assert record["engine"] == "whisper"
+    mood = persona.start_mood
     for t in record["turns"]:
         assert (good.dir / t["customer"]["audio"]).stat().st_size > 1000
         assert (good.dir / t["answer_audio"]).stat().st_size > 1000
         assert {"id", "evidence"} <= set(t["steps"][0])
         assert t["delivery"]["calm"] in (True, False)
-        assert t["mood_after"] <= t["mood_before"] + 10
+        # The mood is carried from turn to turn, stays on its 0-10 scale, and the move
+        # recorded is the one applied.
+        assert t["mood_before"] == mood and 0 <= t["mood_after"] <= 10
+        assert (t["move"]["mood_before"], t["move"]["mood_after"]) == (
+            t["mood_before"], t["mood_after"])
+        mood = t["mood_after"]
+    assert record["mood"] == mood
+    # Good answers calm the customer down; bad ones never leave them calmer than at the
+    # start.
+    assert mood < persona.start_mood, [t["mood_after"] for t in record["turns"]]
+    assert bad.record.mood is not None and bad.record.mood >= persona.start_mood
 
 
+@pytest.mark.slow
+@pytest.mark.model
 def test_session_json_keys(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     persona = load_persona("double-billing")
     result = run_call(persona, ScriptedTrainee(lambda line: line.sample_reply, TRAINEE),
@@ -209,8 +223,9 @@ def test_killed_or_interrupted_mid_call_keeps_every_turn(tmp_path: Path, sig: in
 def test_live_path_through_a_fake_sound_card(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Persona audio comes out, the answer goes in, the turn ends on silence, the next
     line plays — through the real listen/devices code on a fake sounddevice."""
+    from fake_audio import installed
+
     from voice_sim.audio import load_audio
-    from voice_sim.fake_audio import installed
     from voice_sim.listen import Microphone, TurnConfig
     from voice_sim.practice import LiveTrainee
     from voice_sim.speak import cached_render
@@ -232,3 +247,24 @@ def test_live_path_through_a_fake_sound_card(engine, tmp_path: Path) -> None:  #
         assert t.latency_s is not None and t.latency_s >= 0
         assert t.answer.wav.stat().st_size > 1000
         assert t.content.steps
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_demo_prints_the_call_in_the_order_it_was_spoken(
+        engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    from voice_sim.cli import main
+
+    assert main(["demo", "--engine", "whisper", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    said = [("customer", line.split(": ", 1)[1]) if "customer (mood" in line
+            else ("you", line.split("you: ", 1)[1])
+            for line in err.splitlines() if "customer (mood" in line
+            or line.startswith("   you: ")]
+    [session] = tmp_path.iterdir()
+    rec = json.loads((session / "session.json").read_text(encoding="utf-8"))
+    spoken = [x for t in rec["turns"] for x in (("customer", t["customer"]["text"]),
+                                                ("you", t["transcript"] or "(nothing heard)"))]
+    if rec["closing"]:
+        spoken.append(("customer", rec["closing"]["text"]))
+    assert len(rec["turns"]) >= 3 and said == spoken, err

@@ -42,8 +42,9 @@ def test_prepared_analysis_gives_the_same_verdict(espeak_wav: Callable[..., Path
 @pytest.mark.audio_device
 def test_capture_hands_over_the_samples_before_the_transcript(
         espeak_wav: Callable[..., Path]) -> None:
+    from fake_audio import installed
+
     from voice_sim.engines import Transcript
-    from voice_sim.fake_audio import installed
     from voice_sim.listen import Microphone, TurnConfig, capture_answer
 
     answer = load_audio(espeak_wav("Let me check that order for you."))

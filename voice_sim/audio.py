@@ -31,9 +31,10 @@ FRAME = int(SAMPLE_RATE * FRAME_S)
 SILENCE_DBFS = -60.0
 """dBFS. A file whose peak stays below this holds no usable sound."""
 
-MAX_DURATION_S = float(os.environ.get("VOICE_SIM_MAX_AUDIO_S", 15 * 60))
+MAX_DURATION_S = 15.0 * 60
 """Seconds. Longer inputs are refused before they are read, so a stray three-hour
-file never fills memory; one answer or persona line is far shorter than this."""
+file never fills memory; one answer or persona line is far shorter than this.
+``VOICE_SIM_MAX_AUDIO_S`` overrides it (:func:`voice_sim.paths.max_audio_s`)."""
 
 READABLE = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".opus")
 """File endings the loader is asked to read (libsndfile decides in the end)."""
@@ -90,8 +91,10 @@ def check_audio(path: str | os.PathLike[str], *,
 
     Cheap, so a command checks all its input files before it loads a speech model.
     """
+    from voice_sim.paths import max_audio_s
+
     meta = info(path)
-    limit = MAX_DURATION_S if max_duration_s is None else max_duration_s
+    limit = max_audio_s(MAX_DURATION_S) if max_duration_s is None else max_duration_s
     if meta.frames == 0:
         raise AudioError(f"{meta.path}: holds no audio (0 frames)", hint="record it again")
     if meta.duration_s > limit:
@@ -203,22 +206,18 @@ def is_silent(samples: np.ndarray) -> bool:
 
 
 def write_wav(path: str | os.PathLike[str], samples: np.ndarray, sr: int = SAMPLE_RATE) -> Path:
-    """Write mono float audio as 16-bit PCM WAV, atomically (temp file + rename)."""
+    """Write mono float audio as 16-bit PCM WAV, atomically (:func:`paths.atomic_file`)."""
     import numpy as np
     import soundfile as sf
 
-    from voice_sim.paths import DIR_MODE, create_file
+    from voice_sim.paths import atomic_file
 
     p = Path(path)
-    p.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     data = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
     try:
-        with open(create_file(tmp), "wb") as f:
+        with atomic_file(p, "wb") as f:
             sf.write(f, data, sr, subtype="PCM_16", format="WAV")
-        os.replace(tmp, p)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise AudioError(f"{p}: cannot write ({e.strerror})", hint="check the folder") from e
     return p
 

@@ -25,25 +25,24 @@ The pytest plugin (:mod:`voice_sim.pytest_plugin`) collects these files as tests
 
 from __future__ import annotations
 
-import difflib
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from voice_sim.errors import InputError, SessionError
+from voice_sim.engines import ENGINE_NAMES
+from voice_sim.errors import InputError
 from voice_sim.steps import OUTCOMES, PITFALL_IDS, WORD_STEP_IDS
-from voice_sim.yamlfile import Problem, YamlProblem, load_yaml
+from voice_sim.yamlfile import Checker, FileProblems, Problem, load_checked, position, suggest
 
 if TYPE_CHECKING:
     from voice_sim.engines import Engine
+    from voice_sim.record import SessionRecord, TurnRecord
 
 SPEC_SUFFIX = ".call.yaml"
 """File names ending like this are call specs (collected by the pytest plugin)."""
 
-ENGINES = ("auto", "vosk", "whisper")
 
 
 # --- the typed result ------------------------------------------------------------------
@@ -115,35 +114,26 @@ class CallResult:
     """The customer's last line when the call ended by itself, else None."""
     final_mood: float
     """The customer's anger at the end, 0-10."""
+    record: SessionRecord | None = field(default=None, compare=False, repr=False)
+    """The whole session record, for checks the fields above do not cover."""
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> CallResult:
-        """Build from a ``session.json`` record (as :func:`run_call` writes it)."""
-        try:
-            folder = Path(record["session_dir"])
-            turns = tuple(_turn_from_record(t, folder) for t in record["turns"])
-            closing = record.get("closing") or {}
-            return cls(persona=str(record["persona"]), outcome=str(record["outcome"]),
-                       score=float(record["score"]), engine=str(record["engine"]),
-                       model=str(record["model"]), baseline=record.get("baseline"),
-                       session_dir=folder, turns=turns,
-                       closing_line=closing.get("line"), final_mood=float(record["mood"]))
-        except (KeyError, TypeError, ValueError) as e:
-            raise SessionError(f"session record: missing or invalid field ({e!r})",
-                               hint="was it written by this version of voice-sim?") from e
+    def from_record(cls, record: SessionRecord) -> CallResult:
+        """The call checks' view of a session record (as :func:`run_call` returns it)."""
+        folder = Path(record.session_dir)
+        return cls(persona=record.persona, outcome=record.outcome or "incomplete",
+                   score=record.score, engine=record.engine or "", model=record.model or "",
+                   baseline=record.baseline, session_dir=folder,
+                   turns=tuple(_turn_result(t, folder) for t in record.turns),
+                   closing_line=record.closing.line if record.closing else None,
+                   final_mood=record.mood if record.mood is not None else 0.0, record=record)
 
     @classmethod
     def load(cls, session_dir: str | os.PathLike[str]) -> CallResult:
         """Read a session folder's ``session.json``."""
-        path = Path(session_dir) / "session.json"
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as e:
-            raise SessionError(f"{path}: no such file", hint="name a session folder") from e
-        except (OSError, ValueError) as e:
-            raise SessionError(f"{path}: not readable JSON ({e})",
-                               hint="the session was cut short; run it again") from e
-        return cls.from_record(record)
+        from voice_sim.record import load_session
+
+        return cls.from_record(load_session(session_dir))
 
     def turn(self, n: int) -> TurnResult:
         """Turn ``n`` (1-based); AssertionError saying how the call went when it has none."""
@@ -157,21 +147,17 @@ class CallResult:
         return f"the call ended {self.outcome} after {count}{last}"
 
 
-def _turn_from_record(t: Mapping[str, Any], folder: Path) -> TurnResult:
-    d = t["delivery"]
-    found = [*t["steps"], *t["pitfalls"]]
+def _turn_result(t: TurnRecord, folder: Path) -> TurnResult:
+    d = t.delivery
     return TurnResult(
-        index=int(t["index"]), line=str(t["customer"]["line"]),
-        customer=str(t["customer"]["text"]), transcript=str(t["transcript"]),
-        steps=tuple(s["id"] for s in t["steps"]),
-        pitfalls=tuple(p["id"] for p in t["pitfalls"]),
-        evidence=tuple((x["id"], str(x["evidence"])) for x in found),
-        expects=tuple(t["customer"].get("expects", ())), score=int(t["turn_score"]["score"]),
-        calm=bool(d["calm"]), calm_score=int(d["calm_score"]),
-        reasons=tuple(d["reasons"]), pitch_shift_semitones=d["pitch"].get("shift_semitones"),
-        loudness_shift_db=d["loudness"].get("shift_db"), wpm=d["pace"].get("wpm"),
-        mood_before=float(t["mood_before"]), mood_after=float(t["mood_after"]),
-        answer_audio=folder / str(t["answer_audio"]))
+        index=t.index, line=t.line, customer=t.customer_text, transcript=t.transcript,
+        steps=tuple(x.id for x in t.steps), pitfalls=tuple(x.id for x in t.pitfalls),
+        evidence=tuple((x.id, x.evidence) for x in (*t.steps, *t.pitfalls)),
+        expects=t.expects, score=int(t.turn_score.score), calm=d.calm,
+        calm_score=int(d.calm_score or 0), reasons=d.reasons,
+        pitch_shift_semitones=d.shift_semitones, loudness_shift_db=d.shift_db, wpm=d.wpm,
+        mood_before=t.mood_before, mood_after=t.mood_after,
+        answer_audio=folder / (t.answer_audio or ""))
 
 
 # --- running a call headless -------------------------------------------------------------
@@ -265,13 +251,18 @@ def check_line(result: CallResult, turn: int, line: str) -> str | None:
             f"{t.line}: {_q(t.customer, 100)}")
 
 
+def _check_found(result: CallResult, turn: int, id: str, kind: str) -> str | None:
+    """``expected step apologize in turn 2 — heard: "…" (found: …)``."""
+    _known(id, WORD_STEP_IDS if kind == "step" else PITFALL_IDS, kind)
+    t = result.turn(turn)
+    if id in (t.steps if kind == "step" else t.pitfalls):
+        return None
+    return f"expected {kind} {id} in turn {turn} — heard: {_q(t.transcript)} ({_found(t)})"
+
+
 def check_step(result: CallResult, turn: int, step: str) -> str | None:
     """``expected step apologize in turn 2 — heard: "…"``."""
-    _known(step, WORD_STEP_IDS, "step")
-    t = result.turn(turn)
-    if step in t.steps:
-        return None
-    return f"expected step {step} in turn {turn} — heard: {_q(t.transcript)} ({_found(t)})"
+    return _check_found(result, turn, step, "step")
 
 
 def check_no_step(result: CallResult, turn: int, step: str) -> str | None:
@@ -286,12 +277,7 @@ def check_no_step(result: CallResult, turn: int, step: str) -> str | None:
 
 def check_pitfall(result: CallResult, turn: int, pitfall: str) -> str | None:
     """Pitfall ``pitfall`` was found in turn ``turn`` (for calls meant to go badly)."""
-    _known(pitfall, PITFALL_IDS, "pitfall")
-    t = result.turn(turn)
-    if pitfall in t.pitfalls:
-        return None
-    return (f"expected pitfall {pitfall} in turn {turn} — heard: {_q(t.transcript)} "
-            f"({_found(t)})")
+    return _check_found(result, turn, pitfall, "pitfall")
 
 
 def check_no_pitfall(result: CallResult, turn: int, pitfall: str | None = None) -> str | None:
@@ -332,7 +318,7 @@ def check_calm(result: CallResult, turn: int, calm: bool = True) -> str | None:
 
 def _known(id: str, valid: Sequence[str], kind: str) -> None:
     if id not in valid:
-        raise InputError(f"unknown {kind} id {id!r}", hint=_suggest(id, valid))
+        raise InputError(f"unknown {kind} id {id!r}", hint=suggest(id, valid))
 
 
 def _raise(message: str | None) -> None:
@@ -346,7 +332,7 @@ def _raise(message: str | None) -> None:
 def assert_outcome(result: CallResult, outcome: str) -> None:
     """The call ended with ``outcome`` (resolved, escalated, hung_up, incomplete, quit)."""
     if outcome not in OUTCOMES:
-        raise InputError(f"unknown outcome {outcome!r}", hint=_suggest(outcome, OUTCOMES))
+        raise InputError(f"unknown outcome {outcome!r}", hint=suggest(outcome, OUTCOMES))
     _raise(check_outcome(result, outcome))
 
 
@@ -452,13 +438,10 @@ class Failure:
         return f"{self.where}: {self.message}"
 
 
-class CallSpecError(InputError):
+class CallSpecError(FileProblems):
     """A call spec with problems; ``problems`` holds every one, with file:line:col."""
 
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = tuple(sorted(problems, key=lambda p: (p.path, p.line, p.column)))
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(f"invalid call spec {self.problems[0].line_text()}{more}")
+    what = "call spec"
 
 
 _TOP = {"persona": "persona id, or a persona file relative to this spec",
@@ -471,20 +454,13 @@ _EXPECT = ("outcome", "min_score", "max_score", "turns")
 _TURN = ("line", "steps", "not_steps", "pitfalls", "not_pitfalls", "no_pitfalls", "calm")
 
 
-def _suggest(word: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    lead = f"did you mean {close[0]}? " if close else ""
-    return f"{lead}choose from {', '.join(choices)}"
 
 
 def load_spec(path: str | os.PathLike[str]) -> CallSpec:
     """Read and validate a call spec; :class:`CallSpecError` lists every problem with
     ``file:line:col``."""
     p = Path(path)
-    try:
-        data = load_yaml(p, what="call spec")
-    except YamlProblem as e:
-        raise CallSpecError([e.problem]) from e
+    data = load_checked(p, CallSpecError)
     checker = _SpecChecker(p)
     spec = checker.build(data)
     if checker.problems or spec is None:
@@ -492,22 +468,17 @@ def load_spec(path: str | os.PathLike[str]) -> CallSpec:
     return spec
 
 
-class _SpecChecker:
+class _SpecChecker(Checker):
     """Collects every problem of a spec, each pointing at the key or value at fault."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        super().__init__(path)
+        self.spec_path = path
         self.base = path.parent
-        self.problems: list[Problem] = []
-
-    def add(self, node: Any, key: Any, fld: str, message: str, hint: str = "", *,
-            at_value: bool = True) -> None:
-        line, col = _pos(node, key, at_value=at_value)
-        self.problems.append(Problem(str(self.path), line, col, fld, message, hint))
 
     def build(self, data: Any) -> CallSpec | None:
         if data is None:
-            self.problems.append(Problem(str(self.path), 0, 0, "", "the file is empty",
+            self.problems.append(Problem(self.path, 0, 0, "", "the file is empty",
                                          "start from `voice-sim fixtures make`, or see the "
                                          "README's 'Testing your personas'"))
             return None
@@ -525,27 +496,27 @@ class _SpecChecker:
         rubric = self.path_field(data, "rubric", folder=False)
         model = self.path_field(data, "model", folder=True)
         engine = self.text(data, "engine", "")
-        if engine is not None and engine not in ENGINES:
+        if engine is not None and engine not in ENGINE_NAMES:
             self.add(data, "engine", "engine", f"unknown speech engine {engine!r}",
-                     _suggest(engine, ENGINES))
+                     suggest(engine, ENGINE_NAMES))
             engine = None
         description = self.text(data, "description", "") or ""
         expect = data.get("expect")
         outcome = min_score = max_score = None
         turns: list[TurnExpect] = []
-        at = {k: _pos(data, k, at_value=False)[0] for k in data}
+        at = {k: position(data, k)[0] for k in data}
         if "expect" in data and not isinstance(expect, Mapping):
             self.add(data, "expect", "expect", "must be a mapping of outcome, min_score, "
                      "max_score, turns")
         elif isinstance(expect, Mapping):
             self.unknown(expect, "expect.", _EXPECT)
-            at.update({f"expect.{k}": _pos(expect, k, at_value=False)[0] for k in expect})
+            at.update({f"expect.{k}": position(expect, k)[0] for k in expect})
             outcome = self.text(expect, "outcome", "expect.")
             if outcome is not None and outcome not in OUTCOMES:
                 self.add(expect, "outcome", "expect.outcome", f"unknown outcome {outcome!r}",
-                         _suggest(outcome, OUTCOMES))
-            min_score = self.score(expect, "min_score")
-            max_score = self.score(expect, "max_score")
+                         suggest(outcome, OUTCOMES))
+            min_score = self.score(expect, "min_score", "expect.")
+            max_score = self.score(expect, "max_score", "expect.")
             if min_score is not None and max_score is not None and min_score > max_score:
                 self.add(expect, "max_score", "expect.max_score",
                          f"max_score {max_score:g} is below min_score {min_score:g}")
@@ -556,28 +527,13 @@ class _SpecChecker:
                          "escalated or hung_up)", at_value=False)
         if self.problems or persona is None or answers is None:
             return None
-        name = self.path.name.removesuffix(SPEC_SUFFIX) if self.path.name.endswith(
-            SPEC_SUFFIX) else self.path.stem
-        return CallSpec(path=self.path, name=name, persona=persona, answers=answers,
+        p = self.spec_path
+        name = p.name.removesuffix(SPEC_SUFFIX) if p.name.endswith(SPEC_SUFFIX) else p.stem
+        return CallSpec(path=p, name=name, persona=persona, answers=answers,
                         baseline=baseline, engine=engine,
                         model=None if model is None else str(model), rubric=rubric,
                         description=description, outcome=outcome, min_score=min_score,
                         max_score=max_score, turns=tuple(turns), at=at)
-
-    def unknown(self, node: Mapping[str, Any], prefix: str, valid: Sequence[str]) -> None:
-        for key in node:
-            if key not in valid:
-                self.add(node, key, f"{prefix}{key}", f"unknown field {key!r}",
-                         _suggest(str(key), valid), at_value=False)
-
-    def text(self, node: Mapping[str, Any], key: str, prefix: str) -> str | None:
-        if key not in node or node[key] is None:
-            return None
-        value = node[key]
-        if not isinstance(value, str) or not value.strip():
-            self.add(node, key, f"{prefix}{key}", f"must be text, not {value!r}")
-            return None
-        return value.strip()
 
     def persona(self, data: Mapping[str, Any]) -> str | None:
         from voice_sim.errors import VoiceSimError
@@ -610,15 +566,6 @@ class _SpecChecker:
             return None
         return p
 
-    def score(self, expect: Mapping[str, Any], key: str) -> float | None:
-        if key not in expect:
-            return None
-        v = expect[key]
-        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 100:
-            self.add(expect, key, f"expect.{key}", f"must be a number 0-100, not {v!r}")
-            return None
-        return float(v)
-
     def turns(self, expect: Mapping[str, Any]) -> list[TurnExpect]:
         node = expect.get("turns")
         if node is None:
@@ -641,13 +588,13 @@ class _SpecChecker:
                          "e.g. `{steps: [empathize], calm: true}`")
                 continue
             self.unknown(body, f"{fld}.", _TURN)
-            at = {k: _pos(body, k, at_value=False)[0] for k in body}
-            at[""] = _pos(node, key, at_value=False)[0]
+            at = {k: position(body, k)[0] for k in body}
+            at[""] = position(node, key)[0]
             steps = {k: self.ids(body, k, fld, WORD_STEP_IDS, "step")
                      for k in ("steps", "not_steps")}
             pits = {k: self.ids(body, k, fld, PITFALL_IDS, "pitfall")
                     for k in ("pitfalls", "not_pitfalls")}
-            flags = {k: self.flag(body, k, fld) for k in ("no_pitfalls", "calm")}
+            flags = {k: self.flag(body, k, f"{fld}.") for k in ("no_pitfalls", "calm")}
             line = self.text(body, "line", f"{fld}.")
             if flags["no_pitfalls"] and pits["pitfalls"]:
                 self.add(body, "no_pitfalls", f"{fld}.no_pitfalls",
@@ -682,38 +629,10 @@ class _SpecChecker:
                          "use `calm: true` for this turn instead")
             elif item not in valid:
                 self.add(node, at, f"{fld}.{key}", f"unknown {kind} id {item!r}",
-                         _suggest(str(item), valid))
+                         suggest(str(item), valid))
             else:
                 out.append(str(item))
         return tuple(out)
-
-    def flag(self, body: Mapping[str, Any], key: str, fld: str) -> bool | None:
-        if key not in body:
-            return None
-        v = body[key]
-        if not isinstance(v, bool):
-            self.add(body, key, f"{fld}.{key}", f"must be true or false, not {v!r}")
-            return None
-        return v
-
-
-def _pos(node: Any, key: Any, *, at_value: bool = True) -> tuple[int, int]:
-    """1-based (line, column) of ``node[key]`` (its value, or its key), of ``node`` itself
-    when ``key`` is None; (0, 0) when unknown."""
-    lc = getattr(node, "lc", None)
-    if lc is None:
-        return (0, 0)
-    try:
-        if key is None:
-            return (lc.line + 1, lc.col + 1)
-        if isinstance(node, list):
-            line, col = lc.item(key)
-        else:
-            line, col = lc.value(key) if at_value else lc.key(key)
-        return (line + 1, col + 1)
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return (lc.line + 1, lc.col + 1)
-
 
 def evaluate(spec: CallSpec, result: CallResult) -> list[Failure]:
     """Every expectation of ``spec`` that ``result`` does not meet (empty: all met)."""

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from voice_sim import __version__
+from voice_sim.engines import ENGINE_NAMES
 from voice_sim.errors import VoiceSimError, one_line
 
-ENGINE_CHOICES = ("auto", "vosk", "whisper")
+ENGINE_CHOICES = ENGINE_NAMES
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
@@ -64,6 +65,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"voice-sim: error: {message} — see `{self.prog} --help`\n")
 
 
+GROUP_HELP = "help"
+"""The target of a command group that does nothing alone (``voice-sim persona``): the
+CLI prints the group's help, listing its actions."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree."""
     parser = _Parser(
@@ -77,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     def cmd(name: str, target: str, help: str, parent: argparse._SubParsersAction | None = None,
             **kw: object) -> argparse.ArgumentParser:
         p = (parent or sub).add_parser(name, help=help, description=help, **kw)  # type: ignore[arg-type]
-        p.set_defaults(_target=target)
+        p.set_defaults(_target=target, _parser=p)
         return p
 
     # --- foundation ---------------------------------------------------------------
@@ -135,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("personas", "voice_sim.persona_cli:cmd_personas", "list the available personas")
     p.add_argument("--dir", metavar="DIR", action="append", help="also look in this folder")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p = cmd("persona", "voice_sim.persona_cli:cmd_persona_help",
+    p = cmd("persona", GROUP_HELP,
             "write, check, hear and record persona scripts")
     psub = p.add_subparsers(dest="persona_command", metavar="ACTION")
     p = cmd("check", "voice_sim.persona_cli:cmd_check", "validate persona files", parent=psub)
@@ -208,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     _device_args(p, inp=False)
     p.add_argument("--out", metavar="DIR", help="where session folders go")
     p.add_argument("--json", action="store_true", help="print the session as JSON")
-    p = cmd("fixtures", "voice_sim.fixtures:cmd_fixtures_help",
+    p = cmd("fixtures", GROUP_HELP,
             "answer audio for automated tests of personas")
     fsub = p.add_subparsers(dest="fixtures_command", metavar="ACTION")
     p = cmd("make", "voice_sim.fixtures:cmd_fixtures_make",
@@ -255,6 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     target = getattr(args, "_target", None)
     if target is None:
         parser.print_help()
+        return 0
+    if target == GROUP_HELP:
+        args._parser.print_help()
         return 0
     module_name, func_name = target.split(":")
     try:

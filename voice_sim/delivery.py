@@ -19,6 +19,14 @@ How it is measured (all frames 10 ms apart):
   voiced energy peaks (syllable nuclei, after de Jong & Wempe 2009), both over the
   same speaking time: a speaking rate as conversational norms count it, ordinary
   pauses in, long silences capped (see :data:`PACE_PAUSE_CAP_S`).
+* **Voice quality** (:class:`Voice`): alpha ratio, Hammarberg index and spectral slopes
+  from a 32 ms power spectrum per frame, as eGeMAPS defines them, and HNR from the
+  voicing correlation, all averaged over the voiced frames; articulation rate over the
+  speech alone. They do not depend on the recording level, so they show effort where a
+  level-normalised recording hides loudness.
+
+Against a calm baseline, :mod:`voice_sim.calm` fuses every cue's change into one
+calibrated verdict; without one, the population defaults below judge each measure.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ if TYPE_CHECKING:
 
     import numpy as np
 
+    from voice_sim.calm import Cue
     from voice_sim.engines import Transcript
 
 # --- analysis parameters -----------------------------------------------------------
@@ -130,6 +139,10 @@ SYLLABLES_PER_WORD = 1.4
 minute. Conversational English averages ~1.3-1.5 (function words are short); 1.4
 also matched the LibriVox reference and the espeak test sentences."""
 
+SPECTRUM_WINDOW = 512
+"""Samples (32 ms) per power spectrum for the voice-quality cues: two to three periods
+of a low voice, so harmonics are resolved in the 0-500 Hz slope."""
+
 CLIP_LEVEL = 0.99
 """|sample| at or above this (-0.09 dBFS) counts as clipped."""
 
@@ -213,6 +226,9 @@ MIN_JUDGED_VOICED_S = 0.5
 """Seconds of voicing below which pitch is not judged."""
 
 # --- change from the speaker's own calm baseline -----------------------------------
+# Against a baseline one calibrated model judges (voice_sim.calm); each "bad" limit
+# below still makes an answer not calm on its own when the cue is measured on enough
+# speech (voice_sim.calm.combine). The "warn" limits draw the report's bands.
 
 PITCH_SHIFT_WARN_ST = 1.5
 """Semitones above baseline that start to show tension. Stress raises mean F0 (about
@@ -232,9 +248,12 @@ PACE_WARN_RATIO = 1.1
 """Syllable rate over baseline that starts to sound hurried. The measure itself moves
 up to ~5% between versions of one clip (sox tempo x1.04 reads 1.02-1.06)."""
 
-PACE_BAD_RATIO = 1.2
-"""Syllable rate over baseline that is clearly rushed: a fifth faster than your own
-calm reading (stress and anger speed speech up). sox tempo x1.3 reads 1.23-1.30."""
+PACE_BAD_RATIO = 1.15
+"""Syllable rate over baseline that is clearly rushed: about a sixth faster than your
+own calm reading (stress and anger speed speech up). sox tempo x1.3 reads 1.19-1.30 on
+the test replies and x1.04 reads 1.02-1.06. It decides alone only on enough syllables
+(voice_sim.calm.LIMIT_MIN_CONFIDENCE): calm 6-12-syllable emotion-pl answers read up
+to 1.48."""
 
 LOUDNESS_WARN_DB = 3.0
 """dB over baseline that starts to sound like a raised voice."""
@@ -253,8 +272,12 @@ BASELINE_MISMATCH_ST = 7.0
 """Semitones below the baseline that suggest the baseline is another speaker (a
 calm voice does not drop a fifth; a man and a woman sit about an octave apart)."""
 
-BASELINE_MIN_SPEECH_S = 2.0
-"""Seconds of speech a calm baseline needs (a reading of a sentence or two)."""
+BASELINE_MIN_SPEECH_S = 5.0
+"""Seconds of speech a calm baseline needs (a reading of two sentences). Measured by
+scripts/bench_calm.py (leave-one-speaker-out on emotion-pl with the baselines cut
+short): with 3.9 s of baseline speech the worst speaker falls to 0.69 (accuracy 0.85),
+with 5.7 s every speaker stays at 0.85 or more (accuracy 0.90), with 7.8 s 0.92. The
+session's calm sentence read at 160-200 wpm gives 5.8-6.6 s."""
 
 BASELINE_MIN_VOICED_S = 1.0
 """Seconds of voicing a calm baseline needs for a stable median pitch."""
@@ -278,6 +301,9 @@ WEIGHTS = {
 """Points a check takes off the 100-point calm score when it reaches its "bad" limit
 (scaled linearly from its "warn" limit, capped at 1.5x). Pitch, pace and loudness
 change are the core signs of agitation; the rest are steadiness and call craft."""
+
+CUE_CHECK = {"loudness": "loudness_shift"}
+"""Model cue names that _fine_notes knows under another check name."""
 
 # --- fillers -----------------------------------------------------------------------
 
@@ -314,6 +340,11 @@ class Pitch:
     """Median F0 over the baseline's, in semitones; None without a baseline."""
     variability_ratio: float | None = None
     """std_semitones over the baseline's; None without a baseline."""
+    high_hz: float | None = None
+    """Hz, the 90th percentile of F0: how high the voice goes."""
+    rise_semitones: float | None = None
+    """high_hz over the baseline's high_hz, in semitones: how much higher the peaks
+    reach than in the calm reading; None without a baseline (or an older one)."""
 
 
 @dataclass(frozen=True)
@@ -360,6 +391,27 @@ class Pauses:
     total_s: float
     dead_air: int
     """Silences of DEAD_AIR_S or more, the opening one included."""
+
+
+@dataclass(frozen=True)
+class Voice:
+    """Vocal effort and voice quality over the voiced speech: the cues of the eGeMAPS
+    family (Eyben et al. 2016) that do not depend on the recording level. All None
+    when too little voicing was found (MIN_JUDGED_VOICED_S)."""
+
+    alpha_ratio_db: float | None
+    """Energy 1-5 kHz over 50-1000 Hz, dB, mean over voiced frames: rises with effort."""
+    hammarberg_db: float | None
+    """Strongest peak 0-2 kHz over strongest 2-5 kHz, dB: falls with effort."""
+    slope_0_500: float | None
+    """dB per kHz, spectral slope 0-500 Hz."""
+    slope_500_1500: float | None
+    """dB per kHz, spectral slope 500-1500 Hz: flattens with effort."""
+    hnr_db: float | None
+    """Harmonics-to-noise ratio, dB (from the period correlation r: 10 log10 r/(1-r)),
+    mean over voiced frames."""
+    articulation_rate: float | None
+    """Syllable nuclei per second of speech, pauses left out; None with no speech."""
 
 
 @dataclass(frozen=True)
@@ -419,6 +471,18 @@ class Baseline:
     rms_dbfs: float
     speech_s: float
     wpm: float | None = None
+    # Added with the calibrated calm model (voice_sim.calm); None in baselines saved
+    # before it, which leaves those cues out of the verdict.
+    high_hz: float | None = None
+    """Hz, 90th percentile of F0."""
+    voiced_s: float | None = None
+    syllables: int | None = None
+    alpha_ratio_db: float | None = None
+    hammarberg_db: float | None = None
+    slope_0_500: float | None = None
+    slope_500_1500: float | None = None
+    hnr_db: float | None = None
+    articulation_rate: float | None = None
 
     @classmethod
     def from_audio(cls, samples: np.ndarray, transcript: Transcript | None = None, *,
@@ -440,8 +504,13 @@ class Baseline:
                              f"a baseline needs {BASELINE_MIN_VOICED_S:.0f} s", hint=hint)
         if s is None or s <= 0 or r is None:
             raise AudioError(f"{source}: no syllables found in the speech", hint=hint)
+        v = d.voice
         return cls(median_hz=p, std_semitones=std, syllables_per_s=s, rms_dbfs=r,
-                   speech_s=d.speech_s, wpm=d.pace.wpm)
+                   speech_s=d.speech_s, wpm=d.pace.wpm, high_hz=d.pitch.high_hz,
+                   voiced_s=d.pitch.voiced_s, syllables=d.pace.syllables,
+                   alpha_ratio_db=v.alpha_ratio_db, hammarberg_db=v.hammarberg_db,
+                   slope_0_500=v.slope_0_500, slope_500_1500=v.slope_500_1500,
+                   hnr_db=v.hnr_db, articulation_rate=v.articulation_rate)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON (stored in session.json)."""
@@ -451,14 +520,21 @@ class Baseline:
     def from_json(cls, data: dict[str, Any]) -> Baseline:
         """Read back :meth:`to_json`; a missing or wrong field raises InputError."""
         try:
+            opt = {k: None if data.get(k) is None else float(data[k]) for k in _OPTIONAL}
             return cls(median_hz=float(data["median_hz"]),
                        std_semitones=float(data["std_semitones"]),
                        syllables_per_s=float(data["syllables_per_s"]),
                        rms_dbfs=float(data["rms_dbfs"]), speech_s=float(data["speech_s"]),
-                       wpm=None if data.get("wpm") is None else float(data["wpm"]))
+                       syllables=None if data.get("syllables") is None
+                       else int(data["syllables"]), **opt)
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"baseline: missing or invalid field ({e})",
                              hint="record the baseline again") from e
+
+
+_OPTIONAL = ("wpm", "high_hz", "voiced_s", "alpha_ratio_db", "hammarberg_db", "slope_0_500",
+             "slope_500_1500", "hnr_db", "articulation_rate")
+"""Baseline fields that may be missing from older saved baselines (all floats)."""
 
 
 @dataclass(frozen=True)
@@ -473,6 +549,7 @@ class Delivery:
     pitch: Pitch
     pace: Pace
     loudness: Loudness
+    voice: Voice
     pauses: Pauses
     fillers: Fillers
     talk: Talk
@@ -485,6 +562,10 @@ class Delivery:
     checks: tuple[Check, ...]
     baseline: Baseline | None
     contour: Contour = field(repr=False, compare=False)
+    agitation: float | None = None
+    """P(agitated) from the calibrated model (voice_sim.calm); None without a baseline."""
+    cues: tuple[Cue, ...] = ()
+    """The model's cues against the baseline, biggest evidence of agitation first."""
 
     def to_json(self, *, contour: bool = False) -> dict[str, Any]:
         """The ``voice-sim delivery --json`` object; ``contour=True`` adds the F0 contour."""
@@ -494,6 +575,7 @@ class Delivery:
             "pitch": _json(self.pitch),
             "pace": _json(self.pace),
             "loudness": _json(self.loudness),
+            "voice": _json(self.voice),
             "pauses": _json(self.pauses),
             "fillers": {**_json(self.fillers), "words": list(self.fillers.words)},
             "talk": _json(self.talk),
@@ -501,6 +583,8 @@ class Delivery:
             "calm_score": self.calm_score,
             "reasons": list(self.reasons),
             "checks": [_json(c) for c in self.checks],
+            "agitation": _round(self.agitation),
+            "cues": [_json(c) for c in self.cues],
             "baseline": None if self.baseline is None else self.baseline.to_json(),
         }
         if contour:
@@ -530,6 +614,11 @@ class _Frames:
     segments: list[tuple[int, int]]
     """Speech segments as [start, end) frame indices, pauses between them."""
     speech_level_db: float
+    corr: np.ndarray
+    """Normalised correlation one YIN period apart (the voicing strength, for HNR)."""
+    shape: np.ndarray
+    """(frames, 4): alpha ratio dB, Hammarberg index dB, slope 0-500 Hz and slope
+    500-1500 Hz in dB/kHz (see _spectral_shape)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -593,6 +682,7 @@ def analyze(samples: np.ndarray, transcript: Transcript | None = None,
                 else syl_per_s * 60.0 / SYLLABLES_PER_WORD,
                 syllables=nuclei, seconds=pace_s)
 
+    voice = _voice(fr, voiced, nuclei, speech_s)
     rms_db, clipped = _loudness(x, segs)
     loud = Loudness(rms_dbfs=rms_db, clipped_fraction=clipped,
                     too_quiet=rms_db is not None and rms_db < QUIET_DBFS)
@@ -616,7 +706,10 @@ def analyze(samples: np.ndarray, transcript: Transcript | None = None,
                             shift_semitones=12.0 * math.log2(pitch.median_hz
                                                              / baseline.median_hz),
                             variability_ratio=pitch.std_semitones
-                            / max(baseline.std_semitones, 0.1))
+                            / max(baseline.std_semitones, 0.1),
+                            rise_semitones=None if pitch.high_hz is None
+                            or baseline.high_hz is None
+                            else 12.0 * math.log2(pitch.high_hz / baseline.high_hz))
         if syl_per_s is not None and speech_s >= MIN_JUDGED_SPEECH_S:
             pace = replace(pace, ratio=syl_per_s / baseline.syllables_per_s)
         if rms_db is not None:
@@ -625,9 +718,12 @@ def analyze(samples: np.ndarray, transcript: Transcript | None = None,
     contour = Contour(times=tuple(round(i * HOP_S, 2) for i in range(len(f0))),
                       f0_hz=tuple(None if math.isnan(v) else round(float(v), 1) for v in f0))
     draft = Delivery(duration_s=duration, speech_s=speech_s, pitch=pitch, pace=pace,
-                     loudness=loud, pauses=pauses, fillers=fillers, talk=talk, calm=False,
-                     calm_score=0, reasons=(), checks=(), baseline=baseline, contour=contour)
+                     loudness=loud, voice=voice, pauses=pauses, fillers=fillers, talk=talk,
+                     calm=False, calm_score=0, reasons=(), checks=(), baseline=baseline,
+                     contour=contour)
     checks = _judge(draft)
+    if baseline is not None and segs:
+        return _verdict_against_baseline(draft, checks)
     score = max(0, min(100, round(100.0 - sum(c.penalty for c in checks))))
     calm = bool(segs) and score >= CALM_MIN_SCORE and not any(
         c.name in CORE_CHECKS and c.value >= c.bad for c in checks)
@@ -637,6 +733,36 @@ def analyze(samples: np.ndarray, transcript: Transcript | None = None,
                                      -c.penalty))
     reasons = tuple(c.reason for c in problems) + _fine_notes(draft, checks)
     return replace(draft, calm=calm, calm_score=score, reasons=reasons, checks=tuple(checks))
+
+
+def _verdict_against_baseline(draft: Delivery, checks: list[Check]) -> Delivery:
+    """The calibrated verdict (voice_sim.calm) fused with the steadiness checks.
+
+    The model gives P(agitated); the calm score maps P = 0 to 100 and P = 0.5 (the
+    verdict's edge) to CALM_MIN_SCORE, linearly, and the steadiness checks (latency,
+    dead air, fillers, rambling, a quiet level, clipping) take their points off as
+    without a baseline. Clipping at its "bad" limit still decides alone."""
+    from voice_sim import calm as calm_model
+
+    assert draft.baseline is not None
+    p, cues = calm_model.judge(draft, draft.baseline)
+    edge = calm_model.AGITATED_P
+    if p <= edge:
+        model_score = 100.0 - (100.0 - CALM_MIN_SCORE) * p / edge
+    else:
+        model_score = CALM_MIN_SCORE * (1.0 - p) / (1.0 - edge)
+    score = max(0, min(100, round(model_score - sum(c.penalty for c in checks))))
+    clipped = any(c.name == "clipping" and c.value >= c.bad for c in checks)
+    calm = p < edge and score >= CALM_MIN_SCORE and not clipped
+    decided = tuple(c.reason for c in cues if c.reason)
+    problems = sorted((c for c in checks if c.penalty > 0),
+                      key=lambda c: (not (c.name == "clipping" and c.value >= c.bad),
+                                     -c.penalty))
+    fine = {CUE_CHECK.get(c.name, c.name) for c in cues if not c.reason}
+    ok = [Check(n, 0.0, 0.0, 0.0, "", 0.0, "") for n in fine]
+    reasons = decided + tuple(c.reason for c in problems) + _fine_notes(draft, ok)
+    return replace(draft, calm=calm, calm_score=score, reasons=reasons, checks=tuple(checks),
+                   agitation=p, cues=cues)
 
 
 def _check_samples(samples: np.ndarray) -> np.ndarray:
@@ -716,7 +842,37 @@ def _frames(x: np.ndarray) -> _Frames:
         speech[first:last] = True
     f0v[~speech] = np.nan
     return _Frames(f0=f0v, energy_db=energy_db, band_db=band_db, active=active,
-                   speech=speech, segments=segments, speech_level_db=level)
+                   speech=speech, segments=segments, speech_level_db=level, corr=corr,
+                   shape=_spectral_shape(xp, centre))
+
+
+def _spectral_shape(xp: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Per frame: alpha ratio, Hammarberg index, and the spectral slopes 0-500 Hz and
+    500-1500 Hz (the columns of SHAPE_CUES), from a Hann-windowed power spectrum of
+    SPECTRUM_WINDOW samples, defined as eGeMAPS defines them (Eyben et al. 2016)."""
+    import numpy as np
+
+    sidx = (centre - SPECTRUM_WINDOW // 2)[:, None] + np.arange(SPECTRUM_WINDOW)[None, :]
+    frames = xp[sidx] * np.hanning(SPECTRUM_WINDOW).astype(np.float32)
+    freqs = np.fft.rfftfreq(SPECTRUM_WINDOW, 1.0 / SAMPLE_RATE)
+    keep = freqs < 5000.0
+    power = np.abs(np.fft.rfft(frames, axis=1)[:, keep]) ** 2 + 1e-12
+    f = freqs[keep]
+
+    def band(lo: float, hi: float) -> np.ndarray:
+        return (f >= lo) & (f < hi)
+
+    low, high = band(50, 1000), band(1000, 5000)
+    alpha = 10.0 * np.log10(power[:, high].sum(axis=1) / power[:, low].sum(axis=1))
+    hamm = 10.0 * np.log10(power[:, band(0, 2000)].max(axis=1)
+                           / power[:, band(2000, 5000)].max(axis=1))
+    db = 10.0 * np.log10(power)
+    out = [alpha, hamm]
+    for lo, hi in ((0.0, 500.0), (500.0, 1500.0)):
+        m = band(lo, hi)
+        fk = f[m] / 1000.0 - np.mean(f[m] / 1000.0)
+        out.append((db[:, m] - db[:, m].mean(axis=1, keepdims=True)) @ fk / float(fk @ fk))
+    return np.stack(out, axis=1)
 
 
 def _band_filter() -> np.ndarray:
@@ -811,7 +967,21 @@ def _pitch(f0: np.ndarray, voiced_s: float, voiced_fraction: float) -> Pitch:
     p10, p90 = np.percentile(st, [10, 90])
     return Pitch(median_hz=median, std_semitones=float(np.std(st)),
                  range_semitones=float(p90 - p10), voiced_fraction=voiced_fraction,
-                 voiced_s=voiced_s)
+                 voiced_s=voiced_s, high_hz=median * 2.0 ** (float(p90) / 12.0))
+
+
+def _voice(fr: _Frames, voiced: np.ndarray, nuclei: int, speech_s: float) -> Voice:
+    """The voice-quality cues, averaged over the answer's voiced frames."""
+    import numpy as np
+
+    art = nuclei / speech_s if speech_s > 0 else None
+    if float(voiced.sum()) * HOP_S < MIN_JUDGED_VOICED_S:
+        return Voice(None, None, None, None, None, art)
+    alpha, hamm, slope_lo, slope_hi = (float(v) for v in fr.shape[voiced].mean(axis=0))
+    r = np.clip(fr.corr[voiced], 1e-3, 1.0 - 1e-3)
+    hnr = float(np.mean(10.0 * np.log10(r / (1.0 - r))))
+    return Voice(alpha_ratio_db=alpha, hammarberg_db=hamm, slope_0_500=slope_lo,
+                 slope_500_1500=slope_hi, hnr_db=hnr, articulation_rate=art)
 
 
 def _syllable_nuclei(fr: _Frames, voiced: np.ndarray) -> int:
@@ -883,6 +1053,10 @@ def _judge(d: Delivery) -> list[Check]:
                             f"no speech heard in {d.duration_s:.1f} s of audio"))
         return checks
     p, pace, loud, b = d.pitch, d.pace, d.loudness, d.baseline
+    if b is not None:
+        # Against a baseline, pitch, pace and loudness are judged together by the
+        # calibrated model (voice_sim.calm); only steadiness and call craft stay here.
+        return checks + _steadiness(d)
 
     if p.shift_semitones is not None:
         v = p.shift_semitones
@@ -923,6 +1097,14 @@ def _judge(d: Delivery) -> list[Check]:
         checks.append(_check("loudness_shift", v, LOUDNESS_WARN_DB, LOUDNESS_BAD_DB, "dB",
                              f"{v:.1f} dB louder than your calm baseline — lower your voice"
                              if v >= 0 else f"{-v:.1f} dB quieter than your calm baseline"))
+    return checks + _steadiness(d)
+
+
+def _steadiness(d: Delivery) -> list[Check]:
+    """Clipping, level, latency, dead air, fillers, rambling: judged the same with or
+    without a baseline."""
+    checks: list[Check] = []
+    loud = d.loudness
     checks.append(_check("clipping", loud.clipped_fraction, CLIPPED_WARN, CLIPPED_BAD, "",
                          f"{100 * loud.clipped_fraction:.1f}% of the speech is clipped — "
                          "you may be shouting, or the microphone gain is too high"))
@@ -1057,6 +1239,13 @@ def format_delivery(d: Delivery) -> str:
     lshift = f", shift {lo.shift_db:+.1f} dB" if lo.shift_db is not None else ""
     lines.append(f"  loudness  {num(lo.rms_dbfs, '.1f', ' dBFS')}{lshift}, clipped "
                  f"{100 * lo.clipped_fraction:.2f}%")
+    v = d.voice
+    lines.append(f"  voice     alpha ratio {num(v.alpha_ratio_db, '.1f', ' dB')}, Hammarberg "
+                 f"{num(v.hammarberg_db, '.1f', ' dB')}, HNR {num(v.hnr_db, '.1f', ' dB')}, "
+                 f"articulation {num(v.articulation_rate, '.1f', ' syllables/s')}")
+    if d.agitation is not None:
+        lines.append(f"  calm model P(agitated) {d.agitation:.2f}: " + ", ".join(
+            f"{c.name} {c.evidence:+.2f} (confidence {c.confidence:.2f})" for c in d.cues[:4]))
     lines.append(f"  pauses    latency {num(pa.latency_s, '.1f', ' s')}, {pa.count} pauses "
                  f"(longest {pa.longest_s:.1f} s, total {pa.total_s:.1f} s), dead air "
                  f"{pa.dead_air}")

@@ -35,10 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from voice_sim.callspec import SPEC_SUFFIX, _pos, _suggest
-from voice_sim.errors import InputError, VoiceSimError
+from voice_sim.callspec import SPEC_SUFFIX
+from voice_sim.engines import ENGINE_NAMES
+from voice_sim.errors import VoiceSimError
 from voice_sim.steps import OUTCOMES, PITFALL_IDS, WORD_STEP_IDS
-from voice_sim.yamlfile import Problem, YamlProblem, load_yaml
+from voice_sim.yamlfile import Checker, FileProblems, load_checked, suggest
 
 FIXTURES_SUFFIX = ".fixtures.yaml"
 
@@ -152,13 +153,10 @@ class FixtureSet:
                 "removed": [str(p) for p in self.removed]}
 
 
-class FixtureSpecError(InputError):
+class FixtureSpecError(FileProblems):
     """A fixtures spec with problems; ``problems`` holds every one."""
 
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = tuple(sorted(problems, key=lambda p: (p.path, p.line, p.column)))
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(f"invalid fixtures spec {self.problems[0].line_text()}{more}")
+    what = "fixtures spec"
 
 
 # --- reading the spec --------------------------------------------------------------------
@@ -167,41 +165,22 @@ class FixtureSpecError(InputError):
 def load_fixture_spec(path: str | os.PathLike[str]) -> FixtureSpec:
     """Read and validate a fixtures spec; every problem names ``file:line:col``."""
     p = Path(path)
-    try:
-        data = load_yaml(p, what="fixtures spec")
-    except YamlProblem as e:
-        raise FixtureSpecError([e.problem]) from e
-    problems: list[Problem] = []
-
-    def add(node: Any, key: Any, fld: str, message: str, hint: str = "", *,
-            at_value: bool = True) -> None:
-        line, col = _pos(node, key, at_value=at_value)
-        problems.append(Problem(str(p), line, col, fld, message, hint))
+    data = load_checked(p, FixtureSpecError)
+    checker = Checker(p)
+    problems, add, text, flag = checker.problems, checker.add, checker.text, checker.flag
 
     if not isinstance(data, Mapping):
         add(data, None, "", ("the file is empty: " if data is None else "")
             + "a fixtures spec is a mapping of persona, voice, replies, …",
             "see the README's 'Testing your personas'")
         raise FixtureSpecError(problems)
-    for key in data:
-        if key not in _TOP:
-            add(data, key, str(key), f"unknown field {key!r}", _suggest(str(key), _TOP),
-                at_value=False)
+    checker.unknown(data, "", _TOP)
     for required in ("persona", "replies"):
         if required not in data:
             add(data, None, required, "missing (required)", f"add `{required}:`")
     name = p.name.removesuffix(FIXTURES_SUFFIX) if p.name.endswith(FIXTURES_SUFFIX) \
         else p.stem
     base = p.parent
-
-    def text(node: Mapping[str, Any], key: str, fld: str) -> str | None:
-        v = node.get(key)
-        if v is None:
-            return None
-        if not isinstance(v, str) or not v.strip():
-            add(node, key, fld, f"must be text, not {v!r}")
-            return None
-        return v.strip()
 
     def voice_of(node: Mapping[str, Any], fld: str, fallback: Any) -> Any:
 
@@ -240,15 +219,6 @@ def load_fixture_spec(path: str | os.PathLike[str]) -> FixtureSpec:
                 "see `voice-sim voices --lang en`")
         return voice
 
-    def flag(node: Mapping[str, Any], key: str, fld: str) -> bool | None:
-        if key not in node:
-            return None
-        v = node[key]
-        if not isinstance(v, bool):
-            add(node, key, f"{fld}{key}", f"must be true or false, not {v!r}")
-            return None
-        return v
-
     def ids(node: Mapping[str, Any], key: str, fld: str, valid: Sequence[str]) -> tuple[
             str, ...]:
         v = node.get(key)
@@ -260,19 +230,10 @@ def load_fixture_spec(path: str | os.PathLike[str]) -> FixtureSpec:
             return ()
         bad = [i for i in items if i not in valid]
         for item in bad:
-            add(node, key, f"{fld}{key}", f"unknown id {item!r}", _suggest(str(item), valid))
+            add(node, key, f"{fld}{key}", f"unknown id {item!r}", suggest(str(item), valid))
         return tuple(str(i) for i in items if i in valid)
 
-    def score(key: str) -> float | None:
-        v = data.get(key)
-        if v is None:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 100:
-            add(data, key, key, f"must be a number 0-100, not {v!r}")
-            return None
-        return float(v)
-
-    persona = text(data, "persona", "persona")
+    persona = text(data, "persona", "")
     if persona is not None:
         from voice_sim.persona import resolve_persona_path
 
@@ -286,7 +247,7 @@ def load_fixture_spec(path: str | os.PathLike[str]) -> FixtureSpec:
     if not call_spec.name.endswith(SPEC_SUFFIX):
         add(data, "call_spec", "call_spec", f"must end in {SPEC_SUFFIX} to be collected "
             "as a test", f"e.g. {name}{SPEC_SUFFIX}")
-    baseline_name = text(data, "baseline", "baseline")
+    baseline_name = text(data, "baseline", "")
     if baseline_name is not None and not baseline_name.endswith(".wav"):
         add(data, "baseline", "baseline", "must name a .wav file to write",
             "e.g. calm-baseline.wav")
@@ -294,14 +255,14 @@ def load_fixture_spec(path: str | os.PathLike[str]) -> FixtureSpec:
     if baseline is not None and baseline.resolve().parent == answers.resolve():
         add(data, "baseline", "baseline", "must not be inside the answers folder (it would "
             "be played as an answer)", "put it beside the spec, e.g. calm-baseline.wav")
-    engine = text(data, "engine", "engine")
-    if engine is not None and engine not in ("auto", "vosk", "whisper"):
+    engine = text(data, "engine", "")
+    if engine is not None and engine not in ENGINE_NAMES:
         add(data, "engine", "engine", f"unknown speech engine {engine!r}",
-            _suggest(engine, ("auto", "vosk", "whisper")))
-    outcome = text(data, "outcome", "outcome")
+            suggest(engine, ENGINE_NAMES))
+    outcome = text(data, "outcome", "")
     if outcome is not None and outcome not in OUTCOMES:
         add(data, "outcome", "outcome", f"unknown outcome {outcome!r}",
-            _suggest(outcome, OUTCOMES))
+            suggest(outcome, OUTCOMES))
     voice = voice_of(data, "", default_voice())
     all_telephone = bool(flag(data, "telephone", ""))
 
@@ -318,11 +279,8 @@ def load_fixture_spec(path: str | os.PathLike[str]) -> FixtureSpec:
             if not isinstance(item, Mapping):
                 add(raw, i, f"replies[{i}]", "must be a mapping with `text:` (or the text)")
                 continue
-            for key in item:
-                if key not in _REPLY:
-                    add(item, key, f"{fld}{key}", f"unknown field {key!r}",
-                        _suggest(str(key), _REPLY), at_value=False)
-            said = text(item, "text", f"{fld}text")
+            checker.unknown(item, fld, _REPLY)
+            said = text(item, "text", fld)
             if said is None:
                 add(raw, i, f"{fld}text", "missing: the words of this answer",
                     'add `text: "…"`')
@@ -333,12 +291,13 @@ def load_fixture_spec(path: str | os.PathLike[str]) -> FixtureSpec:
                 text=said, voice=agitated(v) if upset else v, agitated=upset,
                 telephone=bool(flag(item, "telephone", fld) if "telephone" in item
                                else all_telephone),
-                line=text(item, "line", f"{fld}line"),
+                line=text(item, "line", fld),
                 steps=ids(item, "steps", fld, WORD_STEP_IDS),
                 pitfalls=ids(item, "pitfalls", fld, PITFALL_IDS),
                 no_pitfalls=bool(flag(item, "no_pitfalls", fld)),
                 calm=flag(item, "calm", fld)))
-    min_score, max_score = score("min_score"), score("max_score")
+    min_score = checker.score(data, "min_score", "")
+    max_score = checker.score(data, "max_score", "")
     if problems:
         raise FixtureSpecError(problems)
     assert persona is not None
@@ -391,9 +350,9 @@ def make_fixtures(spec: FixtureSpec, *, force: bool = False) -> FixtureSet:
         baseline = render_answer(BASELINE_SENTENCE, spec.voice, spec.baseline)
     written = force or not spec.call_spec.exists()
     if written:
-        tmp = spec.call_spec.with_name(f".{spec.call_spec.name}.{os.getpid()}.tmp")
-        tmp.write_text(call_spec_text(spec), encoding="utf-8")
-        os.replace(tmp, spec.call_spec)
+        from voice_sim.paths import write_atomic
+
+        write_atomic(spec.call_spec, call_spec_text(spec))
     return FixtureSet(answers=tuple(answers), baseline=baseline, call_spec=spec.call_spec,
                       call_spec_written=written, removed=removed)
 
@@ -463,19 +422,6 @@ def call_spec_text(spec: FixtureSpec) -> str:
 
 
 # --- command ---------------------------------------------------------------------------------
-
-
-def cmd_fixtures_help(args: argparse.Namespace) -> int:
-    """``voice-sim fixtures`` with no action: show the actions."""
-    from voice_sim.cli import build_parser
-
-    parser = build_parser()
-    for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
-        choices = getattr(action, "choices", None) or {}
-        if "fixtures" in choices:
-            choices["fixtures"].print_help()
-            return 0
-    return 0
 
 
 def cmd_fixtures_make(args: argparse.Namespace) -> int:

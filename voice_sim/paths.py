@@ -1,9 +1,29 @@
-"""Where voice-sim keeps files: one place to look them up, each overridable."""
+"""Where voice-sim keeps files, and every setting read from the environment.
+
+Each environment variable is read here, and only here: a value that cannot be used
+is refused with one line naming the variable, the value and the fix
+(:class:`~voice_sim.errors.InputError`), never a traceback.
+
+=========================  ==========================================================
+``VOICE_SIM_CACHE``        rendered persona lines (:func:`cache_dir`)
+``VOICE_SIM_DATA``         history and sessions (:func:`data_dir`)
+``VOICE_SIM_SESSIONS``     session folders (:func:`sessions_dir`)
+``VOICE_SIM_HISTORY``      the history database file (:func:`history_file`)
+``VOICE_SIM_PERSONAS``     extra persona folders, ``:``-separated (:func:`personas_dirs`)
+``VOICE_SIM_MAX_AUDIO_S``  longest audio file read, seconds (:func:`max_audio_s`)
+``VOICE_SIM_MODELS_URL``   where ``voice-sim fetch`` downloads from (:func:`models_url`)
+``VOSK_MODEL_PATH``        a Vosk model folder (:func:`vosk_model_env`)
+=========================  ==========================================================
+"""
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Any
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 """The installed ``voice_sim`` package (shipped data lives here)."""
@@ -25,9 +45,100 @@ def create_file(path: str | os.PathLike[str]) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
 
 
+def temp_name(path: Path, suffix: str = "") -> Path:
+    """The temp file beside ``path`` that is written first, then renamed over it:
+    ``.NAME.THREAD.PID.tmp`` (the pid last, so a sweep can tell a dead writer's temp;
+    the thread, so two threads writing one file never share a temp). ``suffix`` is
+    for writers that need an extension (``.wav``)."""
+    return path.with_name(f".{path.name}.{threading.get_ident()}.{os.getpid()}.tmp{suffix}")
+
+
+def replace_atomic(tmp: Path, path: Path) -> None:
+    """fsync ``tmp`` (written by someone else: a synthesiser, a library) and rename it
+    over ``path``, so ``path`` is either the old file or the whole new one."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
+    """Open ``path`` for writing so that a reader never sees half of it, and a crash
+    or power cut leaves either the old file or the new one: the data goes to a temp
+    file beside it (created with :data:`FILE_MODE`), is fsynced, and renamed over
+    ``path`` when the block ends without an exception; otherwise the temp is removed.
+    The folder is created when missing. Raises OSError (callers say what failed)."""
+    p = Path(path)
+    p.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    tmp = temp_name(p)
+    try:
+        with open(create_file(tmp), mode, encoding=None if "b" in mode else "utf-8") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)  # fsynced above: the rename publishes a complete file
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` through :func:`atomic_file`; return the path."""
+    with atomic_file(path, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+    return Path(path)
+
+
+def env_path(name: str) -> Path | None:
+    """The path in environment variable ``name`` (None when unset or empty)."""
+    value = os.environ.get(name)
+    return Path(value).expanduser() if value else None
+
+
 def _dir(env: str, default: Path) -> Path:
-    value = os.environ.get(env)
-    return Path(value).expanduser() if value else default
+    return env_path(env) or default
+
+
+def max_audio_s(default: float) -> float:
+    """Seconds: the longest audio file read (``VOICE_SIM_MAX_AUDIO_S``, else ``default``)."""
+    from voice_sim.errors import InputError
+
+    value = os.environ.get("VOICE_SIM_MAX_AUDIO_S", "").strip()
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise InputError(f"VOICE_SIM_MAX_AUDIO_S={value!r}: not a number of seconds above 0",
+                         hint=f"set it to a number such as {default:g}, or unset it")
+    return seconds
+
+
+def history_file() -> Path | None:
+    """The history database named by ``VOICE_SIM_HISTORY`` (None: the default place)."""
+    return env_path("VOICE_SIM_HISTORY")
+
+
+def vosk_model_env() -> Path | None:
+    """The Vosk model folder named by ``VOSK_MODEL_PATH`` (None when unset)."""
+    return env_path("VOSK_MODEL_PATH")
+
+
+def models_url(default: str) -> str:
+    """Where model archives are downloaded from (``VOICE_SIM_MODELS_URL``, else
+    ``default``), without a trailing slash."""
+    from voice_sim.errors import InputError
+
+    value = os.environ.get("VOICE_SIM_MODELS_URL", "").strip() or default
+    if not value.startswith(("http://", "https://", "file://")):
+        raise InputError(f"VOICE_SIM_MODELS_URL={value!r}: not an http(s) or file address",
+                         hint="set it to e.g. https://example.org/models, or unset it")
+    return value.rstrip("/")
 
 
 def cache_dir() -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from voice_sim.errors import AudioError, InputError, PersonaError
+from voice_sim.paths import write_atomic
 from voice_sim.persona import (
     SCHEMA_PATH,
     SUFFIXES,
@@ -89,19 +90,6 @@ def cmd_personas(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in [heads, *rows]) for i in range(4)]
     for r in [heads, *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4])
-    return 0
-
-
-def cmd_persona_help(args: argparse.Namespace) -> int:
-    """``voice-sim persona`` with no action: show the actions."""
-    from voice_sim.cli import build_parser
-
-    parser = build_parser()
-    for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
-        choices = getattr(action, "choices", None) or {}
-        if "persona" in choices:
-            choices["persona"].print_help()
-            return 0
     return 0
 
 
@@ -296,7 +284,7 @@ def cmd_new(args: argparse.Namespace) -> int:
                          hint="choose a writable folder") from e
     text = TEMPLATE.format(id=pid, file=_shown(path), schema=_schema_ref(folder))
     try:
-        path.write_text(text, encoding="utf-8")
+        write_atomic(path, text)
     except OSError as e:
         raise InputError(f"{path}: cannot write ({e.strerror})",
                          hint="choose a writable folder") from e
@@ -480,7 +468,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         _, problems = check_persona(persona.path, check_voice=False)
         errors = [p for p in problems if p.severity == "error"]
         if errors:  # never leave a trainer's file broken by our edit
-            persona.path.write_text(before, encoding="utf-8")
+            write_atomic(persona.path, before)
             raise PersonaError(f"{persona.path}: could not reference the recording: "
                                f"{errors[0].line_text()}", hint=f"add `audio: {rel}` by hand")
         print(f"saved {_shown(dest)} ({len(clip) / SAMPLE_RATE:.1f} s, peak "

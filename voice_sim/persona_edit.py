@@ -43,9 +43,9 @@ def set_line_audio(path: str | os.PathLike[str], line_id: str, audio: str) -> No
         item.insert(at, "audio", audio)
     out = io.StringIO()
     yaml.dump(data, out)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(out.getvalue(), encoding="utf-8")
-    os.replace(tmp, p)
+    from voice_sim.paths import write_atomic
+
+    write_atomic(p, out.getvalue())
 
 
 def _indentation(text: str) -> tuple[int, int, int]:

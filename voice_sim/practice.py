@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from voice_sim.errors import InputError
+from voice_sim.errors import InputError, VoiceSimError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from voice_sim.engines import Engine
     from voice_sim.listen import TurnConfig
     from voice_sim.persona import Line, Persona
+    from voice_sim.record import SessionRecord
     from voice_sim.session import Answer, SessionResult
 
 DEMO_PERSONA = "double-billing"
@@ -100,13 +101,32 @@ def _baseline_of(samples: np.ndarray, engine: Engine) -> Baseline:
     return Baseline.from_audio(samples, engine.transcribe(samples))
 
 
+def after_call(session_dir: Path, record: SessionRecord) -> Path | None:
+    """Write ``report.html`` and add the session to the history, at the end of a call.
+
+    The call itself is already saved, so a problem here is a warning on stderr (and
+    the report path is None), never a lost session or a changed exit code."""
+    from voice_sim import history
+    from voice_sim.report import write_report
+
+    report: Path | None = None
+    try:
+        report = write_report(session_dir, record=record)
+    except VoiceSimError as e:
+        print(f"voice-sim: warning: report not written: {e.line()}", file=sys.stderr)
+    try:
+        history.record_session(record)
+    except VoiceSimError as e:
+        print(f"voice-sim: warning: history not updated: {e.line()}", file=sys.stderr)
+    return report
+
+
 def _finish(result: SessionResult, args: argparse.Namespace) -> int:
-    from voice_sim.report import after_call
     from voice_sim.scorecard import format_scorecard
 
     after_call(result.dir, result.record)  # report.html + history; problems are warnings
     if getattr(args, "json", False):
-        print(json.dumps(result.record, indent=2, ensure_ascii=False))
+        print(json.dumps(result.record.to_json(), indent=2, ensure_ascii=False))
     else:
         print(format_scorecard(result.record))
     min_score = getattr(args, "min_score", None)
@@ -114,7 +134,7 @@ def _finish(result: SessionResult, args: argparse.Namespace) -> int:
         print(f"voice-sim: score {result.score:g} is below --min-score {min_score:g}",
               file=sys.stderr)
         return 1
-    return 130 if result.record.get("interrupted") else 0
+    return 130 if result.record.interrupted else 0
 
 
 def _out_root(args: argparse.Namespace) -> Path | None:
@@ -319,10 +339,10 @@ def _terminal_events() -> Any:
     def on_line(line: Line, mood: float) -> None:
         print(f"\n\U0001f4de customer (mood {mood:.1f}/10): {line.text}", file=sys.stderr)
 
-    def on_turn(turn: Any) -> None:
+    def on_answer(turn: Any) -> None:
         print(f"   you: {turn.transcript.text or '(nothing heard)'}", file=sys.stderr)
 
     def on_hint(hint: str) -> None:
         print(f"   coach: {hint}", file=sys.stderr)
 
-    return CallEvents(on_line=on_line, on_turn=on_turn, on_hint=on_hint)
+    return CallEvents(on_line=on_line, on_answer=on_answer, on_hint=on_hint)

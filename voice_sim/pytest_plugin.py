@@ -42,13 +42,17 @@ from voice_sim.callspec import (
     evaluate,
     load_spec,
 )
+from voice_sim.engines import ENGINE_NAMES
 from voice_sim.errors import ModelError, VoiceSimError
+from voice_sim.record import SessionRecord, TurnRecord
 
 if TYPE_CHECKING:
     from voice_sim.engines import Engine
 
 __all__ = [
     "CallResult",
+    "SessionRecord",
+    "TurnRecord",
     "assert_agitated",
     "assert_calm",
     "assert_line",
@@ -72,7 +76,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     """``--voice-sim-engine``, ``--voice-sim-model``, ``--voice-sim-sessions`` and their
     ini twins."""
     group = parser.getgroup("voice-sim", "voice-sim persona calls")
-    group.addoption("--voice-sim-engine", choices=("auto", "vosk", "whisper"), default=None,
+    group.addoption("--voice-sim-engine", choices=ENGINE_NAMES, default=None,
                     help="speech engine for call tests (overrides call specs and the ini "
                          "option voice_sim_engine; default auto)")
     group.addoption("--voice-sim-model", metavar="PATH", default=None,
@@ -118,8 +122,9 @@ def _engine_choice(config: pytest.Config, engine: str | None = None,
             or str(config.getini("voice_sim_engine") or "") or "auto")
     model = (config.getoption("voice_sim_model") or model
              or str(config.getini("voice_sim_model") or "") or None)
-    if name not in ("auto", "vosk", "whisper"):
-        raise pytest.UsageError(f"voice_sim_engine = {name!r}: choose auto, vosk or whisper")
+    if name not in ENGINE_NAMES:
+        raise pytest.UsageError(f"voice_sim_engine = {name!r}: choose "
+                                f"{', '.join(ENGINE_NAMES[:-1])} or {ENGINE_NAMES[-1]}")
     return name, model
 
 

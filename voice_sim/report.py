@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 from itertools import pairwise
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 from voice_sim import __version__
 from voice_sim.errors import InputError, SessionError, VoiceSimError
 from voice_sim.plots import COLORS, Mark, RefLine, Series, contour_chart, line_chart
+from voice_sim.record import DeliveryRecord, Evidence, SessionRecord, TurnRecord, load_session
 
 REPORT_NAME = "report.html"
 """The report's file name inside the session folder."""
@@ -63,96 +63,6 @@ OUTCOME_WORDS = {
 }
 
 
-# --- reading a session -----------------------------------------------------------
-
-
-def load_session(session_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read ``session.json`` from a session folder, with a clear error for anything
-    that is not one."""
-    d = Path(session_dir)
-    if not d.exists():
-        raise InputError(f"{d}: no such folder", hint="name a session folder (voice-sim "
-                         "prints its path at the end of every call)")
-    f = d / "session.json" if d.is_dir() else d
-    if not f.is_file():
-        raise InputError(f"{d}: not a session folder (no session.json in it)",
-                         hint="name a folder written by voice-sim practice, run or demo")
-    try:
-        record = json.loads(f.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise SessionError(f"{f}: cannot read ({e.strerror})", hint="check the file") from e
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        where = f" (line {e.lineno})" if isinstance(e, json.JSONDecodeError) else ""
-        raise SessionError(f"{f}: not valid JSON{where}",
-                           hint="the session file is damaged; re-run the call") from e
-    if not isinstance(record, dict) or "turns" not in record or "persona" not in record:
-        raise SessionError(f"{f}: not a voice-sim session record (no persona/turns)",
-                           hint="name a folder written by voice-sim practice, run or demo")
-    problem = _shape_problem(record, _RECORD_SHAPE, "")
-    if problem:
-        raise SessionError(f"{f}: {problem}", hint="the session file is damaged or was "
-                           "edited by hand; re-run the call")
-    return record
-
-
-_NUM = (int, float)
-_DETECTION = {"id": (str,), "kind": (str,), "span": [_NUM], "start_s": _NUM, "end_s": _NUM}
-_RECORD_SHAPE: dict[str, Any] = {
-    "persona": (str,), "turns": [{
-        "customer": {"expects": [(str,)]},
-        "steps": [_DETECTION], "pitfalls": [_DETECTION], "suppressed": [_DETECTION],
-        "words": [dict], "mood_before": _NUM, "mood_after": _NUM,
-        "turn_score": {"score": _NUM, "explanation": list},
-        "move": dict,
-        "delivery": {
-            "reasons": list, "calm_score": _NUM, "duration_s": _NUM,
-            "contour": {"times": [_NUM], "f0_hz": list},
-            "pace": {"ratio": _NUM, "wpm": _NUM, "wpm_from_syllables": _NUM},
-            "loudness": {"rms_dbfs": _NUM}, "pitch": {"median_hz": _NUM},
-            "talk": {"seconds": _NUM}, "baseline": dict,
-        },
-    }],
-    "closing": dict, "practise_next": list, "hints": list, "session_dir": (str,),
-    "start_mood": _NUM, "score": _NUM, "duration_s": _NUM,
-}
-"""The types the report, the scorecard and the history rely on, checked once when a
-record is read (``None`` is allowed anywhere; other fields are shown as text)."""
-
-
-def _shape_problem(value: Any, shape: Any, where: str) -> str | None:
-    """The first place where ``value`` does not fit ``shape``: a dict of fields, a
-    one-item list (a list of such items), a type or a tuple of types."""
-    if value is None:
-        return None
-    if isinstance(shape, dict):
-        if not isinstance(value, dict):
-            return f"{where or 'the record'}: expected an object, not {type(value).__name__}"
-        for key, sub in shape.items():
-            problem = _shape_problem(value.get(key), sub, f"{where}.{key}" if where else key)
-            if problem:
-                return problem
-        return None
-    if isinstance(shape, list):
-        if not isinstance(value, list):
-            return f"{where}: expected a list, not {type(value).__name__}"
-        for i, item in enumerate(value):
-            problem = (f"{where}[{i}]: expected a value, not null" if item is None
-                       else _shape_problem(item, shape[0], f"{where}[{i}]"))
-            if problem:
-                return problem
-        return None
-    if not isinstance(value, shape):
-        return f"{where}: expected {_type_words(shape)}, not {type(value).__name__}"
-    return None
-
-
-def _type_words(shape: Any) -> str:
-    kinds = shape if isinstance(shape, tuple) else (shape,)
-    names = {int: "a number", float: "a number", str: "text", dict: "an object",
-             list: "a list"}
-    return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
-
-
 # --- small helpers ---------------------------------------------------------------
 
 
@@ -165,23 +75,13 @@ def _num(v: Any, spec: str = ".0f", missing: str = "–") -> str:
     return format(v, spec) if isinstance(v, int | float) and math.isfinite(v) else missing
 
 
-def _get(d: Any, *keys: str) -> Any:
-    for k in keys:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(k)
-    return d
-
-
-def _span_of(text: str, d: dict[str, Any]) -> tuple[int, int] | None:
+def _span_of(text: str, d: Evidence) -> tuple[int, int] | None:
     """Where a detection's evidence is in ``text``: its recorded span when that really
     holds the evidence, else the first occurrence of the evidence, else None."""
-    ev = str(d.get("evidence") or "")
-    span = d.get("span")
-    if (isinstance(span, list) and len(span) == 2 and all(isinstance(v, int) for v in span)
-            and 0 <= span[0] < span[1] <= len(text)
-            and (not ev or text[span[0]:span[1]] == ev)):
-        return span[0], span[1]
+    ev = d.evidence
+    if (d.span is not None and 0 <= d.span[0] < d.span[1] <= len(text)
+            and (not ev or text[d.span[0]:d.span[1]] == ev)):
+        return d.span
     if ev:
         i = text.lower().find(ev.lower())
         if i >= 0:
@@ -189,11 +89,11 @@ def _span_of(text: str, d: dict[str, Any]) -> tuple[int, int] | None:
     return None
 
 
-def highlight(text: str, detections: Sequence[dict[str, Any]]) -> str:
+def highlight(text: str, detections: Sequence[Evidence]) -> str:
     """``text`` as escaped HTML with each detection's evidence in a ``<mark>`` and its
     id as a small tag after it. Overlapping evidence is split at every boundary, and
     every slice is escaped on its own, so no part of the text is ever markup."""
-    spans: list[tuple[int, int, dict[str, Any]]] = []
+    spans: list[tuple[int, int, Evidence]] = []
     for d in detections:
         se = _span_of(text, d)
         if se is not None:
@@ -204,31 +104,33 @@ def highlight(text: str, detections: Sequence[dict[str, Any]]) -> str:
         piece = escape(text[a:b], quote=True)
         cover = [d for s, e, d in spans if s <= a and b <= e]
         if cover:
-            kind = "pitfall" if any(d.get("kind") == "pitfall" for d in cover) else "step"
-            ids = ", ".join(dict.fromkeys(str(d.get("id")) for d in cover))
+            kind = "pitfall" if any(d.kind == "pitfall" for d in cover) else "step"
+            ids = ", ".join(dict.fromkeys(d.id for d in cover))
             out.append(f'<mark class="{kind}" title="{_e(ids)}">{piece}</mark>')
         else:
             out.append(piece)
         for _s, e, d in spans:
             if e == b:
-                kind = "pitfall" if d.get("kind") == "pitfall" else "step"
-                out.append(f'<sup class="tag {kind}">{_e(d.get("id"))}</sup>')
+                kind = "pitfall" if d.kind == "pitfall" else "step"
+                out.append(f'<sup class="tag {kind}">{_e(d.id)}</sup>')
     return "".join(out)
 
 
 # --- audio -------------------------------------------------------------------------
 
 
-def _audio_files(record: dict[str, Any]) -> list[str]:
-    names = []
-    for t in record.get("turns") or []:
-        names += [_get(t, "customer", "audio"), t.get("answer_audio")]
-    names.append(_get(record, "closing", "audio"))
+def _own_file(name: str | None) -> bool:
     # Names only (no folders): a record never points outside its own session folder.
-    return [n for n in names if isinstance(n, str) and n and Path(n).name == n]
+    return bool(name) and Path(str(name)).name == name
 
 
-def choose_audio_mode(record: dict[str, Any], session_dir: Path, mode: str = "auto") -> str:
+def _audio_files(record: SessionRecord) -> list[str]:
+    names = [n for t in record.turns for n in (t.customer_audio, t.answer_audio)]
+    names.append(record.closing.audio if record.closing else None)
+    return [n for n in names if n is not None and _own_file(n)]
+
+
+def choose_audio_mode(record: SessionRecord, session_dir: Path, mode: str = "auto") -> str:
     """``embed`` or ``link``: ``auto`` embeds unless the WAVs pass EMBED_LIMIT_BYTES."""
     if mode not in AUDIO_MODES:
         raise InputError(f"--audio {mode}: unknown mode", hint=f"use one of {AUDIO_MODES}")
@@ -239,8 +141,8 @@ def choose_audio_mode(record: dict[str, Any], session_dir: Path, mode: str = "au
     return "embed" if total <= EMBED_LIMIT_BYTES else "link"
 
 
-def _audio(session_dir: Path, name: Any, mode: str, rel: str, label: str) -> str:
-    if not isinstance(name, str) or not name or Path(name).name != name:
+def _audio(session_dir: Path, name: str | None, mode: str, rel: str, label: str) -> str:
+    if name is None or not _own_file(name):
         return '<span class="muted">(no audio)</span>'
     f = session_dir / name
     if not f.is_file():
@@ -259,110 +161,98 @@ def _audio(session_dir: Path, name: Any, mode: str, rel: str, label: str) -> str
 # --- charts ------------------------------------------------------------------------
 
 
-def _baseline(record: dict[str, Any]) -> dict[str, Any] | None:
-    for t in record.get("turns") or []:
-        b = _get(t, "delivery", "baseline")
-        if isinstance(b, dict):
-            return b
-    return None
+def _baseline(record: SessionRecord) -> Mapping[str, Any] | None:
+    return next((t.delivery.baseline for t in record.turns if t.delivery.baseline), None)
 
 
-def pitch_band(delivery: dict[str, Any]) -> tuple[tuple[float, float] | None, str]:
+def _number(d: Mapping[str, Any] | None, key: str) -> float | None:
+    v = d.get(key) if d else None
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def pitch_band(delivery: DeliveryRecord) -> tuple[tuple[float, float] | None, str]:
     """The trainee's calm pitch band for a contour chart, and its label.
 
     The delivery analysis' own band when it recorded one; else the calm baseline's
     median ± one standard deviation (where most of the calm reading's pitch lay);
     None without a baseline (pitch is never judged in absolute Hz)."""
-    c = delivery.get("contour") or {}
-    for key in ("band_hz", "calm_band_hz", "band"):
-        band = c.get(key) if isinstance(c, dict) else None
-        if isinstance(band, list | tuple) and len(band) == 2 \
-                and all(isinstance(v, int | float) for v in band):
-            return (float(band[0]), float(band[1])), "your calm band"
-    b = delivery.get("baseline")
-    if isinstance(b, dict) and isinstance(b.get("median_hz"), int | float) \
-            and isinstance(b.get("std_semitones"), int | float):
-        m, sd = float(b["median_hz"]), float(b["std_semitones"])
+    if delivery.band_hz is not None:
+        return delivery.band_hz, "your calm band"
+    m, sd = _number(delivery.baseline, "median_hz"), _number(delivery.baseline, "std_semitones")
+    if m is not None and sd is not None:
         return (m * 2 ** (-sd / 12), m * 2 ** (sd / 12)), "your calm band"
     return None, ""
 
 
-def _contour(turn: dict[str, Any], session_dir: Path) -> dict[str, Any] | None:
-    """The answer's F0 contour: from the record, else measured again from its WAV
-    (sessions recorded without contours)."""
-    dv = turn.get("delivery") or {}
-    c = dv.get("contour")
-    if isinstance(c, dict) and isinstance(c.get("times"), list):
-        return c
-    name = turn.get("answer_audio")
-    if not isinstance(name, str) or not (session_dir / name).is_file():
+def _contour(turn: TurnRecord, session_dir: Path
+             ) -> tuple[tuple[float, ...], tuple[float | None, ...]] | None:
+    """The answer's F0 contour (times, Hz): from the record, else measured again from
+    its WAV (sessions recorded without contours)."""
+    dv = turn.delivery
+    if dv.contour_times is not None:
+        return dv.contour_times, dv.contour_f0
+    name = turn.answer_audio
+    if name is None or not _own_file(name) or not (session_dir / name).is_file():
         return None
     from voice_sim.audio import load_audio
     from voice_sim.delivery import analyze
 
     try:
         samples = load_audio(session_dir / name, allow_silent=True)
-        got: dict[str, Any] = analyze(samples).to_json(contour=True)["contour"]
+        got = DeliveryRecord.from_json(analyze(samples).to_json(contour=True))
     except VoiceSimError:
         return None  # unreadable or empty audio: the report says so instead of a chart
-    return got
+    return got.contour_times or (), got.contour_f0
 
 
-def contour_svg(turn: dict[str, Any], session_dir: Path) -> str:
+def contour_svg(turn: TurnRecord, session_dir: Path) -> str:
     """The pitch chart of one answer, with the calm band and evidence marks."""
-    dv = turn.get("delivery") or {}
+    dv = turn.delivery
     c = _contour(turn, session_dir)
     if c is None:
         return ('<p class="muted">No pitch contour: the answer\'s audio is missing or '
                 "unreadable.</p>")
-    times = [float(v) for v in c.get("times") or []]
-    f0 = [float(v) if isinstance(v, int | float) else None for v in c.get("f0_hz") or []]
+    times, f0 = c
     n = min(len(times), len(f0))
     band, label = pitch_band(dv)
     lines = []
-    med = _get(dv, "pitch", "median_hz")
-    if isinstance(med, int | float):
-        lines.append(RefLine(float(med), f"this answer's median {med:.0f} Hz", "#1e40af"))
-    marks = []
-    for d in (*(turn.get("steps") or []), *(turn.get("pitfalls") or [])):
-        if isinstance(d.get("start_s"), int | float) and isinstance(d.get("end_s"), int | float):
-            kind = "pitfall" if d.get("kind") == "pitfall" else "step"
-            marks.append(Mark(float(d["start_s"]), float(d["end_s"]),
-                              f"{d.get('id')}: {d.get('evidence', '')}", COLORS[kind]))
-    return contour_chart(times[:n], f0[:n], title=f"Pitch, answer {turn.get('index', '')}",
-                         duration_s=dv.get("duration_s"), band=band, band_label=label,
+    if dv.median_hz is not None:
+        lines.append(RefLine(dv.median_hz, f"this answer's median {dv.median_hz:.0f} Hz",
+                             "#1e40af"))
+    marks = [Mark(d.start_s, d.end_s, f"{d.id}: {d.evidence}",
+                  COLORS["pitfall" if d.kind == "pitfall" else "step"])
+             for d in (*turn.steps, *turn.pitfalls)
+             if d.start_s is not None and d.end_s is not None]
+    return contour_chart(list(times[:n]), list(f0[:n]), title=f"Pitch, answer {turn.index}",
+                         duration_s=dv.duration_s, band=band, band_label=label,
                          lines=lines, marks=marks)
 
 
-def session_charts(record: dict[str, Any]) -> list[str]:
+def session_charts(record: SessionRecord) -> list[str]:
     """Mood across the call; pace, loudness and scores per turn."""
     from voice_sim import delivery as dl
 
-    turns = record.get("turns") or []
-    labels = [f"turn {t.get('index', i + 1)}" for i, t in enumerate(turns)]
+    turns = record.turns
+    labels = [f"turn {t.index}" for t in turns]
     charts = []
-    moods: list[float | None] = [record.get("start_mood")]
-    notes = ["the call opens"]
-    for t in turns:
-        moods.append(t.get("mood_after"))
-        notes.append(str(_get(t, "move", "reason") or ""))
+    moods: list[float | None] = [record.start_mood, *(t.mood_after for t in turns)]
+    notes = ["the call opens", *(t.move_reason for t in turns)]
     charts.append(line_chart(["start", *labels], [Series("mood", tuple(moods),
                              COLORS["warn"], tuple(notes))], title="Customer's mood (10 = furious)",
                              y_range=(0, 10), band=None, cls="mood"))
 
     base = _baseline(record)
-    ratios = tuple(_get(t, "delivery", "pace", "ratio") for t in turns)
-    if base and any(isinstance(r, int | float) for r in ratios):
+    ratios = tuple(t.delivery.pace_ratio for t in turns)
+    if base and any(r is not None for r in ratios):
         # With a baseline the verdict compares syllable rates: chart exactly that.
-        pace = tuple(100 * r if isinstance(r, int | float) else None for r in ratios)
+        pace = tuple(None if r is None else 100 * r for r in ratios)
         unit = "%"
         band = (100 / dl.PACE_WARN_RATIO, 100 * dl.PACE_WARN_RATIO)
         band_label = f"within {100 * (dl.PACE_WARN_RATIO - 1):.0f}% of your calm pace"
         plines = [RefLine(100, "your calm pace")]
         ptitle = "Pace per turn (% of your calm pace)"
     else:
-        pace = tuple(_get(t, "delivery", "pace", "wpm")
-                     or _get(t, "delivery", "pace", "wpm_from_syllables") for t in turns)
+        pace = tuple(t.delivery.wpm or t.delivery.wpm_from_syllables for t in turns)
         unit = "wpm"
         band = (CALM_WPM_LOW, dl.RUSHED_WPM)
         band_label = "calm conversational pace"
@@ -373,9 +263,9 @@ def session_charts(record: dict[str, Any]) -> list[str]:
                              band=band, band_label=band_label, lines=plines,
                              warn=(None, band[1]), cls="pace"))
 
-    loud = tuple(_get(t, "delivery", "loudness", "rms_dbfs") for t in turns)
-    if base and isinstance(base.get("rms_dbfs"), int | float):
-        b_db = float(base["rms_dbfs"])
+    loud = tuple(t.delivery.rms_dbfs for t in turns)
+    b_db = _number(base, "rms_dbfs")
+    if b_db is not None:
         lband: tuple[float, float] | None = (b_db - dl.LOUDNESS_WARN_DB,
                                              b_db + dl.LOUDNESS_WARN_DB)
         lband_label = f"within {dl.LOUDNESS_WARN_DB:g} dB of your calm level"
@@ -389,8 +279,8 @@ def session_charts(record: dict[str, Any]) -> list[str]:
                              unit="dBFS", band=lband, band_label=lband_label, lines=llines,
                              warn=lwarn, cls="loudness"))
 
-    scores = tuple(_get(t, "turn_score", "score") for t in turns)
-    calm = tuple(_get(t, "delivery", "calm_score") for t in turns)
+    scores = tuple(t.turn_score.score for t in turns)
+    calm = tuple(t.delivery.calm_score for t in turns)
     # Calm first, so the content score's dots stay visible where the two coincide.
     charts.append(line_chart(labels, [Series("calm score", calm, COLORS["calm"]),
                                       Series("content score", scores, COLORS["line"])],
@@ -455,100 +345,93 @@ def _row(mark: str, cls: str, ident: str, what: str) -> str:
             f"<td>{what}</td></tr>")
 
 
-def steps_table(turn: dict[str, Any]) -> str:
+def steps_table(turn: TurnRecord) -> str:
     """Expected steps against what was heard; extra steps; pitfalls; suppressed finds."""
-    expects = [str(s) for s in _get(turn, "customer", "expects") or []]
-    steps = {str(d.get("id")): d for d in turn.get("steps") or []}
+    steps = {d.id: d for d in turn.steps}
     rows = []
-    calm = _get(turn, "delivery", "calm")
-    for s in expects:
+    calm = turn.delivery.calm
+    for s in turn.expects:
         if s == "stay_calm":
-            reason = (_get(turn, "delivery", "reasons") or [""])[0]
+            reason = turn.delivery.reasons[0] if turn.delivery.reasons else ""
             rows.append(_row("✓" if calm else "✗", "ok" if calm else "bad", s,
                              ("calm delivery" if calm else "not calm")
                              + (f" — {_e(reason)}" if reason else "")))
         elif s in steps:
-            rows.append(_row("✓", "ok", s, f"\u201c{_e(steps[s].get('evidence'))}\u201d"))
+            rows.append(_row("✓", "ok", s, f"\u201c{_e(steps[s].evidence)}\u201d"))
         else:
             rows.append(_row("✗", "miss", s, '<span class="muted">expected, not heard</span>'))
     for s, d in steps.items():
-        if s not in expects:
-            rows.append(_row("+", "ok", s, f"\u201c{_e(d.get('evidence'))}\u201d "
+        if s not in turn.expects:
+            rows.append(_row("+", "ok", s, f"\u201c{_e(d.evidence)}\u201d "
                              '<span class="muted">(not expected here, still good)</span>'))
-    for d in turn.get("pitfalls") or []:
-        rows.append(_row("⚠", "bad", str(d.get("id")), f"\u201c{_e(d.get('evidence'))}\u201d"))
-    for d in turn.get("suppressed") or []:
-        rows.append(_row("·", "miss", str(d.get("id")),
-                         f"\u201c{_e(d.get('evidence'))}\u201d <span class=\"muted\">not "
-                         f"counted: {_e(d.get('note'))}</span>"))
+    for d in turn.pitfalls:
+        rows.append(_row("⚠", "bad", d.id, f"\u201c{_e(d.evidence)}\u201d"))
+    for d in turn.suppressed:
+        rows.append(_row("·", "miss", d.id,
+                         f"\u201c{_e(d.evidence)}\u201d <span class=\"muted\">not "
+                         f"counted: {_e(d.note)}</span>"))
     if not rows:
         return '<p class="muted">No steps expected and none heard.</p>'
     return ('<table class="steps"><tr><th></th><th>step</th><th>heard</th></tr>'
             + "".join(rows) + "</table>")
 
 
-def _delivery_html(dv: dict[str, Any]) -> str:
-    calm = dv.get("calm")
-    verdict = (f'<span class="{"ok" if calm else "bad"}">{"calm" if calm else "not calm"}'
-               f'</span> ({_num(dv.get("calm_score"))}/100)')
-    ratio = _get(dv, "pace", "ratio")
-    pace = (f"{ratio:.2f}× your calm pace" if isinstance(ratio, int | float)
-            else f"{_num(_get(dv, 'pace', 'wpm'))} wpm")
-    facts = (f"pitch median {_num(_get(dv, 'pitch', 'median_hz'))} Hz · pace {pace} · loudness "
-             f"{_num(_get(dv, 'loudness', 'rms_dbfs'), '.1f')} dBFS · "
-             f"{_num(_get(dv, 'talk', 'seconds'), '.1f')} s of talk")
-    reasons = "".join(f"<li>{_e(r)}</li>" for r in dv.get("reasons") or [])
+def _delivery_html(dv: DeliveryRecord) -> str:
+    verdict = (f'<span class="{"ok" if dv.calm else "bad"}">'
+               f'{"calm" if dv.calm else "not calm"}</span> ({_num(dv.calm_score)}/100)')
+    pace = (f"{dv.pace_ratio:.2f}× your calm pace" if dv.pace_ratio is not None
+            else f"{_num(dv.wpm)} wpm")
+    facts = (f"pitch median {_num(dv.median_hz)} Hz · pace {pace} · loudness "
+             f"{_num(dv.rms_dbfs, '.1f')} dBFS · {_num(dv.talk_s, '.1f')} s of talk")
+    reasons = "".join(f"<li>{_e(r)}</li>" for r in dv.reasons)
     return (f"<p><b>Delivery:</b> {verdict}<br><span class=\"muted\">{facts}</span></p>"
             + (f'<ul class="reasons">{reasons}</ul>' if reasons else ""))
 
 
-def turn_html(turn: dict[str, Any], session_dir: Path, mode: str, rel: str,
-              model_answers: dict[str, str]) -> str:
+def turn_html(turn: TurnRecord, session_dir: Path, mode: str, rel: str,
+              model_answers: Mapping[str, str]) -> str:
     """One turn of the timeline."""
-    c = turn.get("customer") or {}
-    i = turn.get("index", "?")
-    text = str(turn.get("reply") if isinstance(turn.get("reply"), str)
-               else turn.get("transcript") or "")
-    dets = [*(turn.get("steps") or []), *(turn.get("pitfalls") or [])]
-    said = highlight(text, dets) if text else '<span class="muted">(nothing heard)</span>'
-    ts = turn.get("turn_score") or {}
-    expl = "".join(f"<li>{_e(x)}</li>" for x in ts.get("explanation") or [])
-    move = turn.get("move") or {}
-    model = model_answers.get(str(c.get("line")))
+    i = turn.index
+    text = turn.reply if turn.reply is not None else turn.transcript
+    said = (highlight(text, (*turn.steps, *turn.pitfalls)) if text
+            else '<span class="muted">(nothing heard)</span>')
+    expl = "".join(f"<li>{_e(x)}</li>" for x in turn.turn_score.explanation)
+    model = model_answers.get(turn.line)
+    reason = turn.move_reason
     parts = [
         f'<section class="turn card" id="turn-{_e(i)}">',
-        f"<h3>Turn {_e(i)} <span class=\"muted\">· mood {_num(turn.get('mood_before'), '.1f')}"
-        f" → {_num(turn.get('mood_after'), '.1f')} · turn score {_num(ts.get('score'))}/100"
+        f"<h3>Turn {_e(i)} <span class=\"muted\">· mood {_num(turn.mood_before, '.1f')}"
+        f" → {_num(turn.mood_after, '.1f')} · turn score {_num(turn.turn_score.score)}/100"
         "</span></h3>",
         '<div class="bubble customer"><div class="who">Customer'
-        f' <span class="muted">({_e(c.get("line"))})</span></div>'
-        f'<p class="text">{_e(c.get("text"))}</p>'
-        f'{_audio(session_dir, c.get("audio"), mode, rel, f"customer, turn {i}")}</div>',
+        f' <span class="muted">({_e(turn.line)})</span></div>'
+        f'<p class="text">{_e(turn.customer_text)}</p>'
+        f'{_audio(session_dir, turn.customer_audio, mode, rel, f"customer, turn {i}")}</div>',
         '<div class="bubble trainee"><div class="who">You</div>'
         f'<p class="text">{said}</p>'
-        f'{_audio(session_dir, turn.get("answer_audio"), mode, rel, f"your answer, turn {i}")}'
+        f'{_audio(session_dir, turn.answer_audio, mode, rel, f"your answer, turn {i}")}'
         "</div>",
         '<div class="cols"><div>',
         steps_table(turn),
-        f'<p class="muted">Mood: {_e(move.get("reason"))}</p>' if move.get("reason") else "",
+        f'<p class="muted">Mood: {_e(reason)}</p>' if reason else "",
         (f"<details><summary>Why this turn score</summary><ul class=\"reasons\">{expl}</ul>"
          "</details>") if expl else "",
         (f"<details><summary>A model answer</summary><p class=\"text\">{_e(model)}</p>"
          "</details>") if model else "",
         "</div><div>",
-        _delivery_html(turn.get("delivery") or {}),
+        _delivery_html(turn.delivery),
         contour_svg(turn, session_dir),
         "</div></div>",
-        f'<p class="hint">Tip: {_e(turn.get("hint"))}</p>' if turn.get("hint") else "",
+        f'<p class="hint">Tip: {_e(turn.hint)}</p>' if turn.hint else "",
         "</section>",
     ]
     return "\n".join(p for p in parts if p)
 
 
-def _model_answers(record: dict[str, Any]) -> dict[str, str]:
+def _model_answers(record: SessionRecord) -> dict[str, str]:
     """The persona's sample replies by line id (empty when the persona file is gone)."""
-    path = record.get("persona_path")
-    if not isinstance(path, str) or not Path(path).is_file():
+    path = record.persona_path
+    if not path or not Path(path).is_file():
         return {}
     from voice_sim.persona import load_persona
 
@@ -559,7 +442,7 @@ def _model_answers(record: dict[str, Any]) -> dict[str, str]:
     return {lid: line.sample_reply for lid, line in persona.lines.items() if line.sample_reply}
 
 
-def render_report(record: dict[str, Any], session_dir: str | os.PathLike[str], *,
+def render_report(record: SessionRecord, session_dir: str | os.PathLike[str], *,
                   audio: str = "auto", out_dir: str | os.PathLike[str] | None = None) -> str:
     """The report page as one HTML string.
 
@@ -569,33 +452,31 @@ def render_report(record: dict[str, Any], session_dir: str | os.PathLike[str], *
     mode = choose_audio_mode(record, sdir, audio)
     rel = os.path.relpath(sdir, Path(out_dir) if out_dir else sdir).replace(os.sep, "/")
     rel = "" if rel == "." else rel + "/"
-    title = str(record.get("persona_title") or record.get("persona") or "session")
-    outcome = str(record.get("outcome") or "unfinished")
-    turns = record.get("turns") or []
-    calm_turns = sum(1 for t in turns if _get(t, "delivery", "calm"))
-    started = str(record.get("started_at") or "").replace("T", " ")
+    title = record.persona_title or record.persona or "session"
+    outcome = record.outcome or "unfinished"
+    turns = record.turns
+    started = record.started_at.replace("T", " ")
     meta = " · ".join(_e(x) for x in (
-        record.get("mode"), started, f"engine {record.get('engine')}",
-        f"baseline: {record.get('baseline')}" if record.get("baseline")
+        record.mode, started, f"engine {record.engine}",
+        f"baseline: {record.baseline}" if record.baseline
         else "no calm baseline (population defaults)",
-        f"{_num(record.get('duration_s'))} s") if x)
+        f"{_num(record.duration_s)} s") if x)
     body = [
         '<header><div class="inner">',
         f"<h1>{_e(title)}</h1><div class=\"meta\">{meta}</div>",
         '<div class="summary">',
-        f'<span class="big">{_num(record.get("score"))}<span class="muted">/100</span></span>',
+        f'<span class="big">{_num(record.score)}<span class="muted">/100</span></span>',
         f'<span class="badge {_e(outcome)}">{_e(OUTCOME_WORDS.get(outcome, outcome))}</span>',
-        f"<span>{len(turns)} turns · calm in {calm_turns} of {len(turns)}</span>",
+        f"<span>{len(turns)} turns · calm in {record.calm_turns} of {len(turns)}</span>",
         "</div></div></header><main>",
     ]
-    if record.get("status") not in (None, "complete"):
-        why = f": {record['error']}" if record.get("error") else ""
+    if record.status not in ("", "complete"):
+        why = f": {record.error}" if record.error else ""
         body.append(f'<p class="warning">This session did not finish '
-                    f"({_e(record.get('status'))}){_e(why)}. What was recorded is shown.</p>")
-    nxt = record.get("practise_next") or []
-    if nxt:
+                    f"({_e(record.status)}){_e(why)}. What was recorded is shown.</p>")
+    if record.practise_next:
         body.append("<h2>Practise next</h2><ol>"
-                    + "".join(f"<li>{_e(h)}</li>" for h in nxt[:3]) + "</ol>")
+                    + "".join(f"<li>{_e(h)}</li>" for h in record.practise_next[:3]) + "</ol>")
     if turns:
         body.append('<h2>The call at a glance</h2><div class="charts">'
                     + "".join(f'<div class="card">{svg}</div>' for svg in session_charts(record))
@@ -603,16 +484,16 @@ def render_report(record: dict[str, Any], session_dir: str | os.PathLike[str], *
     body.append("<h2>The call, turn by turn</h2>")
     answers = _model_answers(record)
     body += [turn_html(t, sdir, mode, rel, answers) for t in turns]
-    closing = record.get("closing")
-    if isinstance(closing, dict):
+    closing = record.closing
+    if closing is not None:
         body.append('<section class="turn card"><h3>Closing</h3>'
                     '<div class="bubble customer"><div class="who">Customer</div>'
-                    f'<p class="text">{_e(closing.get("text"))}</p>'
-                    f'{_audio(sdir, closing.get("audio"), mode, rel, "customer, closing")}'
+                    f'<p class="text">{_e(closing.text)}</p>'
+                    f'{_audio(sdir, closing.audio, mode, rel, "customer, closing")}'
                     "</div></section>")
     note = ("Audio is embedded in this file." if mode == "embed" else
             "Audio plays from the WAV files in the session folder (too large to embed).")
-    body.append(f'</main><footer class="muted">Session folder: {_e(record.get("session_dir"))}'
+    body.append(f'</main><footer class="muted">Session folder: {_e(record.session_dir)}'
                 f"<br>{note} Written by voice-sim {_e(__version__)}.</footer>")
     return page(f"{title} — voice-sim report", "\n".join(body))
 
@@ -628,24 +509,19 @@ def page(title: str, body: str, style: str = STYLE) -> str:
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
-    """Write a file through a temp file and a rename, so a reader never sees half."""
-    from voice_sim.paths import DIR_MODE, create_file
+    """Write a page atomically (:func:`paths.write_atomic`), or say why it cannot be."""
+    from voice_sim.paths import write_atomic
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-        with open(create_file(tmp), "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        write_atomic(path, text)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise SessionError(f"{path}: cannot write ({e.strerror})",
                            hint="check the folder, or pick another with --out") from e
     return path
 
 
 def write_report(session_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
-                 *, audio: str = "auto", record: dict[str, Any] | None = None) -> Path:
+                 *, audio: str = "auto", record: SessionRecord | None = None) -> Path:
     """Render a session folder's report and write it (default ``DIR/report.html``)."""
     sdir = Path(session_dir)
     rec = record if record is not None else load_session(sdir)
@@ -654,25 +530,6 @@ def write_report(session_dir: str | os.PathLike[str], out: str | os.PathLike[str
         target = target / REPORT_NAME
     return write_text_atomic(target, render_report(rec, sdir, audio=audio,
                                                    out_dir=target.parent))
-
-
-def after_call(session_dir: Path, record: dict[str, Any]) -> Path | None:
-    """Write ``report.html`` and add the session to the history, at the end of a call.
-
-    The call itself is already saved, so a problem here is a warning on stderr (and
-    the report path is None), never a lost session or a changed exit code."""
-    from voice_sim import history
-
-    report: Path | None = None
-    try:
-        report = write_report(session_dir, record=record)
-    except VoiceSimError as e:
-        print(f"voice-sim: warning: report not written: {e.line()}", file=sys.stderr)
-    try:
-        history.record_session(record)
-    except VoiceSimError as e:
-        print(f"voice-sim: warning: history not updated: {e.line()}", file=sys.stderr)
-    return report
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -684,7 +541,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if sdir.is_file():  # session.json named directly
         sdir = sdir.parent
     if getattr(args, "text", False):
-        print(format_scorecard({**record, "session_dir": str(sdir)}))  # where it is now
+        print(format_scorecard(record.with_dir(sdir)))  # where it is now
         return 0
     t0 = time.perf_counter()
     path = write_report(sdir, args.out, audio=args.audio, record=record)

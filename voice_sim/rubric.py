@@ -653,14 +653,7 @@ class _Reader:
 
 def _value_position(node: Any, key: str | int | None) -> tuple[int, int]:
     """1-based (line, column) of the value ``node[key]`` (its key's when unknown)."""
-    lc = getattr(node, "lc", None)
-    if lc is not None and isinstance(key, str):
-        try:
-            line, col = lc.value(key)
-            return (line + 1, col + 1)
-        except (KeyError, TypeError, AttributeError):
-            pass
-    return position(node, key)
+    return position(node, key, at_value=True)
 
 
 def _kind(value: Any) -> str:

@@ -1,8 +1,9 @@
 """The terminal scorecard printed at the end of every call.
 
-Built from the ``session.json`` record alone, so a finished session folder can be
-shown again later (``voice-sim report DIR --text``). Every line fits the given
-width (80 columns by default): long transcripts wrap, long evidence is shortened.
+Built from the session record (:class:`voice_sim.record.SessionRecord`) alone, so a
+finished session folder can be shown again later (``voice-sim report DIR --text``).
+Every line fits the given width (80 columns by default): long transcripts wrap, long
+evidence is shortened.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 from typing import Any
+
+from voice_sim.record import SessionRecord, TurnRecord
 
 WIDTH = 80
 EVIDENCE_CHARS = 52
@@ -51,72 +54,64 @@ def _path_line(label: str, path: str, width: int) -> list[str]:
     return [label + path] if len(label) + len(path) <= width else [label.rstrip(), path]
 
 
-def turn_lines(t: dict[str, Any], width: int = WIDTH) -> list[str]:
+def turn_lines(t: TurnRecord, width: int = WIDTH) -> list[str]:
     """One turn of the scorecard: who said what, steps, pitfalls, delivery."""
-    c = t.get("customer") or {}
-    score = (t.get("turn_score") or {}).get("score")
-    out = [f"Turn {t.get('index', '?')}   mood {_num(t.get('mood_before'), '.1f')} → "
-           f"{_num(t.get('mood_after'), '.1f')}   turn score {_num(score)}/100"]
-    out += _wrap(c.get("text", ""), "  ", width, label="customer: ")
-    out += _wrap(t.get("transcript") or "(nothing heard)", "  ", width, label="you:      ")
-    steps = t.get("steps") or []
-    heard = {d.get("id") for d in steps}
-    expects = [s for s in c.get("expects", []) if s != "stay_calm"]
-    for d in steps:
-        tag = "" if d.get("id") in expects else " (extra)"
-        out += _wrap(f"+ {d.get('id')}{tag}: {_quote(d.get('evidence', ''))}", "    ", width)
+    out = [f"Turn {t.index}   mood {_num(t.mood_before, '.1f')} → "
+           f"{_num(t.mood_after, '.1f')}   turn score {_num(t.turn_score.score)}/100"]
+    out += _wrap(t.customer_text, "  ", width, label="customer: ")
+    out += _wrap(t.transcript or "(nothing heard)", "  ", width, label="you:      ")
+    heard = {d.id for d in t.steps}
+    expects = [s for s in t.expects if s != "stay_calm"]
+    for d in t.steps:
+        tag = "" if d.id in expects else " (extra)"
+        out += _wrap(f"+ {d.id}{tag}: {_quote(d.evidence)}", "    ", width)
     for s in expects:
         if s not in heard:
             out.append(f"    · missed {s}")
-    for d in t.get("pitfalls") or []:
-        out += _wrap(f"! {d.get('id')}: {_quote(d.get('evidence', ''))}", "    ", width)
-    dv = t.get("delivery") or {}
-    verdict = "calm" if dv.get("calm") else "not calm"
-    reasons = dv.get("reasons") or []
-    out += _wrap(f"delivery: {verdict} ({_num(dv.get('calm_score'))}/100)"
-                 + (f" — {reasons[0]}" if reasons else ""), "    ", width)
-    if t.get("hint"):
-        out += _wrap(f"tip: {t['hint']}", "    ", width)
+    for d in t.pitfalls:
+        out += _wrap(f"! {d.id}: {_quote(d.evidence)}", "    ", width)
+    dv = t.delivery
+    verdict = "calm" if dv.calm else "not calm"
+    out += _wrap(f"delivery: {verdict} ({_num(dv.calm_score)}/100)"
+                 + (f" — {dv.reasons[0]}" if dv.reasons else ""), "    ", width)
+    if t.hint:
+        out += _wrap(f"tip: {t.hint}", "    ", width)
     return out
 
 
-def format_scorecard(record: dict[str, Any], width: int = WIDTH) -> str:
+def format_scorecard(record: SessionRecord, width: int = WIDTH) -> str:
     """The scorecard as text, every line at most ``width`` columns."""
     width = max(40, width)
     out: list[str] = []
-    title = f" {record.get('persona_title') or record.get('persona', 'session')} "
+    title = f" {record.persona_title or record.persona or 'session'} "
     out.append(title.center(width, "=") if len(title) + 2 <= width
                else textwrap.shorten(title, width))
-    meta = [str(record.get("mode") or ""), str(record.get("started_at") or "")[:16]
-            .replace("T", " "), f"engine {record.get('engine')}" if record.get("engine") else "",
-            f"baseline: {record.get('baseline')}" if record.get("baseline")
+    meta = [record.mode, record.started_at[:16].replace("T", " "),
+            f"engine {record.engine}" if record.engine else "",
+            f"baseline: {record.baseline}" if record.baseline
             else "no baseline (population defaults)"]
     out += _wrap(" · ".join(m for m in meta if m), "", width)
-    turns = record.get("turns") or []
+    turns = record.turns
     for t in turns:
         out.append("")
         out += turn_lines(t, width)
-    closing = record.get("closing")
-    if closing:
+    if record.closing is not None:
         out.append("")
         out.append("Closing")
-        out += _wrap(closing.get("text", ""), "  ", width, label="customer: ")
+        out += _wrap(record.closing.text, "  ", width, label="customer: ")
     out.append("-" * width)
-    calm = sum(1 for t in turns if (t.get("delivery") or {}).get("calm"))
-    out += _pack([f"Outcome: {record.get('outcome') or 'unfinished'}",
-                  f"Score: {_num(record.get('score'))}/100", f"Turns: {len(turns)}",
-                  f"Calm: {calm}/{len(turns)} turns"]
-                 + ([f"Seed: {record['seed']}"] if record.get("seed") is not None else []),
-                 width)
-    if record.get("status") not in (None, "complete"):
-        why = f": {record['error']}" if record.get("error") else ""
-        out += _wrap(f"The session did not finish ({record.get('status')}){why}", "", width)
-    hints = record.get("practise_next") or []
-    if hints:
+    out += _pack([f"Outcome: {record.outcome or 'unfinished'}",
+                  f"Score: {_num(record.score)}/100", f"Turns: {len(turns)}",
+                  f"Calm: {record.calm_turns}/{len(turns)} turns"]
+                 + ([f"Seed: {record.seed}"] if record.seed is not None else []), width)
+    if record.status not in ("", "complete"):
+        why = f": {record.error}" if record.error else ""
+        out += _wrap(f"The session did not finish ({record.status}){why}", "", width)
+    if record.practise_next:
         out.append("Practise next:")
-        for i, h in enumerate(hints[:3], 1):
+        for i, h in enumerate(record.practise_next[:3], 1):
             out += _wrap(f"{i}. {h}", "  ", width, hang=3)
-    folder = record.get("session_dir")
+    folder = record.session_dir
     if folder:
         report = Path(folder) / "report.html"
         if report.is_file():

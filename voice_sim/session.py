@@ -23,10 +23,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from voice_sim.errors import InputError, SessionError
+from voice_sim.record import FORMAT as SESSION_FORMAT
+from voice_sim.record import Closing, SessionRecord, TurnRecord
 from voice_sim.steps import OUTCOMES
 
 if TYPE_CHECKING:
@@ -37,9 +40,6 @@ if TYPE_CHECKING:
     from voice_sim.persona import Line, Move, Persona
     from voice_sim.rubric import Content, Rubric, TurnScore
     from voice_sim.speak import Voice
-
-SESSION_FORMAT = 1
-"""Version of the ``session.json`` layout; bumped on incompatible changes."""
 
 BASELINE_SENTENCE = (
     "Thank you for calling. I have your account open in front of me, and I will "
@@ -133,8 +133,13 @@ class Turn:
     timing: TurnTiming | None = field(default=None, compare=False, repr=False)
     """Where the time went between the end of the answer and the next line."""
 
+    @cached_property
+    def record(self) -> TurnRecord:
+        """The turn as the session record keeps it."""
+        return TurnRecord.from_json(self.to_json(), self.index)
+
     def to_json(self) -> dict[str, Any]:
-        """The turn's entry in ``session.json``."""
+        """The turn's entry in ``session.json`` (the JSON of :attr:`record`)."""
         return {
             "index": self.index,
             "customer": {"line": self.line.id, "text": self.line.text,
@@ -304,23 +309,17 @@ class SessionWriter:
         """A file inside the session folder."""
         return self.dir / name
 
-    def save(self, record: dict[str, Any]) -> None:
+    def save(self, record: SessionRecord) -> None:
         """Write ``session.json`` atomically."""
-        from voice_sim.paths import create_file
+        from voice_sim.paths import write_atomic
 
-        target = self.dir / "session.json"
-        tmp = self.dir / f".session.json.{os.getpid()}.tmp"
-        data = json.dumps(record, indent=2, ensure_ascii=False)
-        with open(create_file(tmp), "w", encoding="utf-8") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        write_atomic(self.dir / "session.json",
+                     json.dumps(record.to_json(), indent=2, ensure_ascii=False))
 
 
 def sweep_stale_temps(root: Path) -> list[Path]:
-    """Delete the temp files (``.NAME.PID.tmp``) that killed writers left in the session
-    folders under ``root``; return them.
+    """Delete the temp files (``.NAME.THREAD.PID.tmp``, :func:`paths.temp_name`) that
+    killed writers left in the session folders under ``root``; return them.
 
     Every file in a session folder is written to a temp file and renamed into place, so
     a ``kill -9`` mid-write can leave one behind, never a half file. Temps of a live
@@ -381,7 +380,10 @@ class CallEvents:
     on_line: Callable[[Line, float], None] | None = None
     """The persona starts a line (line, mood)."""
     on_turn: Callable[[Turn], None] | None = None
-    """A turn was scored."""
+    """A turn was scored and the persona's reply to it has started (``latency_s`` set)."""
+    on_answer: Callable[[Turn], None] | None = None
+    """A turn was scored, before the persona replies: show the answer here, so the call
+    is shown in the order it was spoken."""
     on_hint: Callable[[str], None] | None = None
     """A live coaching hint."""
 
@@ -395,8 +397,8 @@ class SessionResult:
     outcome: str
     score: float
     turns: tuple[Turn, ...]
-    record: dict[str, Any] = field(repr=False)
-    """Exactly what ``session.json`` holds."""
+    record: SessionRecord = field(repr=False)
+    """What ``session.json`` holds, typed."""
 
 
 class _LineVoice:
@@ -556,43 +558,43 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
     turns: list[Turn] = []
     hints: list[str] = []
     outcome: str | None = None
-    closing: dict[str, Any] | None = None
+    closing: Closing | None = None
     error: str | None = None
     interrupted = False  # Ctrl-C, as opposed to the trainee saying quit
     pending_end: float | None = None  # when the last answer ended (for latency)
 
-    def record(status: str) -> dict[str, Any]:
+    def record(status: str) -> SessionRecord:
         return record_of(status, tuple(turns), tuple(hints), call.mood,
                          time.perf_counter() - t0, closing)
 
     def record_of(status: str, done: Sequence[Turn], said: Sequence[str], mood: float,
-                  duration: float, ending: dict[str, Any] | None) -> dict[str, Any]:
-        return {
-            "format": SESSION_FORMAT,
-            "status": status,
-            "mode": options.mode,
-            "seed": call.seed,
-            "persona": persona.id,
-            "persona_title": persona.title,
-            "persona_path": str(persona.path),
-            "session_dir": str(writer.dir),
-            "outcome": outcome,
-            "score": overall_score(done),
-            "engine": options.engine.name,
-            "model": options.engine.model,
-            "baseline": options.baseline_source,
-            "coach": options.coach,
-            "started_at": started_at.isoformat(timespec="seconds"),
-            "duration_s": round(duration, 3),
-            "start_mood": persona.start_mood,
-            "mood": mood,
-            "turns": [t.to_json() for t in done],
-            "closing": ending,
-            "hints": list(said),
-            "practise_next": practise_next(done) if options.coach != "off" else [],
-            "error": error,
-            "interrupted": interrupted,
-        }
+                  duration: float, ending: Closing | None) -> SessionRecord:
+        return SessionRecord(
+            format=SESSION_FORMAT,
+            status=status,
+            mode=options.mode,
+            seed=call.seed,
+            persona=persona.id,
+            persona_title=persona.title,
+            persona_path=str(persona.path),
+            session_dir=str(writer.dir),
+            outcome=outcome,
+            score=overall_score(done),
+            engine=options.engine.name,
+            model=options.engine.model,
+            baseline=options.baseline_source,
+            coach=options.coach,
+            started_at=started_at.isoformat(timespec="seconds"),
+            duration_s=round(duration, 3),
+            start_mood=persona.start_mood,
+            mood=mood,
+            turns=tuple(t.record for t in done),
+            closing=ending,
+            hints=tuple(said),
+            practise_next=tuple(practise_next(done)) if options.coach != "off" else (),
+            error=error,
+            interrupted=interrupted,
+        )
 
     def save_soon() -> None:
         # The state as it is now, written (JSON, fsync, rename) on the writes thread.
@@ -634,6 +636,8 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
             # filled in by the save after the line).
             turns.append(turn)
             save_soon()
+            if ev.on_answer is not None:
+                ev.on_answer(turn)
             if next_line is not None:
                 name = (f"turn-{n + 1:02d}-customer.wav" if call.outcome is None
                         else "closing-customer.wav")
@@ -641,8 +645,8 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
                 if pending_end is not None:
                     latency = started - pending_end
                 if call.outcome is not None:
-                    closing = {"line": next_line.id, "text": next_line.text,
-                               "variant": next_line.variant, "audio": name}
+                    closing = Closing(line=next_line.id, text=next_line.text, audio=name,
+                                      variant=next_line.variant)
             turn = turns[-1] = _with_latency(turn, latency, started)
             if options.coach == "live" and turn.hint:
                 hints.append(f"turn {n}: {turn.hint}")
@@ -679,7 +683,7 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
     writer.save(final)
     assert outcome in OUTCOMES
     return SessionResult(persona=persona, dir=writer.dir, outcome=outcome,
-                         score=final["score"], turns=tuple(turns), record=final)
+                         score=final.score, turns=tuple(turns), record=final)
 
 
 def _score_turn(n: int, line: Line, customer_audio: str, answer: Answer, call: Any,

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voice_sim.errors import InputError, TTSError
+from voice_sim.paths import replace_atomic, temp_name, write_atomic
 
 if TYPE_CHECKING:
     import argparse
@@ -140,10 +141,10 @@ def render_wav(text: str, voice: Voice | None, path: str | os.PathLike[str]) -> 
     if not os.access(out.parent, os.W_OK):
         raise InputError(f"{out.parent}: the folder is not writable",
                          hint="choose a writable place (for the cache: set VOICE_SIM_CACHE)")
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp.wav")
+    tmp = temp_name(out, ".wav")
     try:
         _render_file(text, voice, tmp)
-        os.replace(tmp, out)
+        replace_atomic(tmp, out)
     except OSError as e:
         raise InputError(f"{out}: cannot write ({e.strerror})",
                          hint="check the folder exists and is writable") from e
@@ -466,11 +467,9 @@ def _engine_stamp(folder: Path) -> dict[str, Any] | None:
 
 def _write_stamp(folder: Path, stamp: dict[str, Any]) -> None:
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        # Per thread: the prerender thread and the call can both write the first stamp.
-        tmp = folder / f".engine.json.{os.getpid()}.{threading.get_ident()}.tmp"
-        tmp.write_text(json.dumps(stamp, sort_keys=True))
-        os.replace(tmp, folder / "engine.json")
+        # The temp is per thread: the prerender thread and the call can both write the
+        # first stamp.
+        write_atomic(folder / "engine.json", json.dumps(stamp, sort_keys=True))
     except OSError as e:
         raise TTSError(f"{folder}: cannot write the speech cache ({e.strerror})",
                        hint="set VOICE_SIM_CACHE to a writable folder") from e

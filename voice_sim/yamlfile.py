@@ -9,7 +9,9 @@ are not UTF-8, explicit tags (``!!python/object`` and friends) and alias bombs.
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,8 +176,12 @@ def load_yaml(path: str | os.PathLike[str], *, what: str = "file",
     return data
 
 
-def position(node: Any, key: str | int | None = None) -> tuple[int, int]:
-    """1-based (line, column) of ``node`` or of ``node[key]``; (0, 0) when unknown."""
+def position(node: Any, key: str | int | None = None, *,
+             at_value: bool = False) -> tuple[int, int]:
+    """1-based (line, column) of ``node``, or of ``node[key]``: of the key in a mapping
+    (of its value with ``at_value``), of the item in a list; ``node``'s own position
+    when the key's is unknown, (0, 0) when that is unknown too. The one place that reads
+    ruamel's positions."""
     lc = getattr(node, "lc", None)
     # A value ruamel read without a position (e.g. the document `=`) has lc.line None.
     if lc is None or not isinstance(lc.line, int) or not isinstance(lc.col, int):
@@ -183,10 +189,95 @@ def position(node: Any, key: str | int | None = None) -> tuple[int, int]:
     try:
         if key is None:
             return (lc.line + 1, lc.col + 1)
-        if isinstance(key, int):
+        if isinstance(node, list):
             line, col = lc.item(key)
         else:
-            line, col = lc.key(key)
+            line, col = lc.value(key) if at_value else lc.key(key)
         return (line + 1, col + 1)
     except (KeyError, IndexError, TypeError, AttributeError):
         return (lc.line + 1, lc.col + 1)
+
+
+class FileProblems(InputError):
+    """A file people write (a call spec, a fixtures spec) with problems: ``problems``
+    holds every one, in file order; the message names the first."""
+
+    what = "file"
+    """The kind of file, as the messages name it."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(sorted(problems, key=lambda p: (p.path, p.line, p.column)))
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(f"invalid {self.what} {self.problems[0].line_text()}{more}")
+
+
+def load_checked(path: Path, error: type[FileProblems]) -> Any:
+    """:func:`load_yaml`, a problem reading or parsing the file raised as ``error``."""
+    try:
+        return load_yaml(path, what=error.what)
+    except YamlProblem as e:
+        raise error([e.problem]) from e
+
+
+def suggest(word: str, choices: Sequence[str]) -> str:
+    """A fix for an unknown name: the closest choice, then all of them."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    lead = f"did you mean {close[0]}? " if close else ""
+    return f"{lead}choose from {', '.join(choices)}"
+
+
+class Checker:
+    """Walks one YAML file, collecting every problem (not stopping at the first), each
+    pointing at the key or value at fault. A file's reader subclasses it, or uses it as
+    is, and adds the checks its own fields need; field names are ``prefix + key``
+    (``expect.`` + ``min_score``)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = str(path)
+        self.problems: list[Problem] = []
+
+    def add(self, node: Any, key: Any, fld: str, message: str, hint: str = "", *,
+            at_value: bool = True) -> None:
+        """A problem at ``node[key]`` (its value, or its key); at ``node`` for None."""
+        line, col = position(node, key, at_value=at_value)
+        self.problems.append(Problem(self.path, line, col, fld, message, hint))
+
+    def unknown(self, node: Mapping[str, Any], prefix: str, valid: Sequence[str]) -> None:
+        """A problem for every key of ``node`` not in ``valid``."""
+        for key in node:
+            if key not in valid:
+                self.add(node, key, f"{prefix}{key}", f"unknown field {key!r}",
+                         suggest(str(key), valid), at_value=False)
+
+    def text(self, node: Mapping[str, Any], key: str, prefix: str) -> str | None:
+        """``node[key]`` stripped; None when absent or empty in YAML; a problem (and
+        None) unless it is non-blank text."""
+        value = node.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.add(node, key, f"{prefix}{key}", f"must be text, not {value!r}")
+            return None
+        return value.strip()
+
+    def flag(self, node: Mapping[str, Any], key: str, prefix: str) -> bool | None:
+        """``node[key]`` as true/false; None when absent; a problem unless a boolean."""
+        if key not in node:
+            return None
+        value = node[key]
+        if not isinstance(value, bool):
+            self.add(node, key, f"{prefix}{key}", f"must be true or false, not {value!r}")
+            return None
+        return value
+
+    def score(self, node: Mapping[str, Any], key: str, prefix: str) -> float | None:
+        """``node[key]`` as a score 0-100; None when absent; a problem otherwise (an
+        empty value too: a score left blank is a mistake, not a choice)."""
+        if key not in node:
+            return None
+        value = node[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not 0 <= value <= 100:
+            self.add(node, key, f"{prefix}{key}", f"must be a number 0-100, not {value!r}")
+            return None
+        return float(value)

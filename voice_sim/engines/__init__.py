@@ -97,7 +97,8 @@ ENGINES: dict[str, Callable[[str | None], Engine]] = {
 }
 """Engine name -> loader taking a model folder (None: the engine's default)."""
 
-ENGINE_NAMES = ("auto", "vosk", "whisper")
+ENGINE_NAMES = ("auto", *ENGINES)
+"""Every name ``--engine`` (and a call spec's ``engine:``) accepts: the one table of them."""
 
 _PACKAGES = {"vosk": ("vosk", "pip install vosk"),
              "whisper": ("faster_whisper", "pip install 'voice-sim[whisper]'")}
@@ -171,7 +172,7 @@ def engine_status() -> list[EngineStatus]:
     from voice_sim import models
 
     out = []
-    for name in ("vosk", "whisper", "auto"):
+    for name in (*ENGINES, "auto"):
         try:
             kind, path = select_engine(name)
         except VoiceSimError as e:

@@ -373,7 +373,7 @@ class FakeSoundDevice:
 
     def get_portaudio_version(self) -> tuple[int, str]:
         """A version tuple that says it is the fake."""
-        return (0, "fake PortAudio (voice_sim.fake_audio)")
+        return (0, "fake PortAudio (tests/fake_audio.py)")
 
     def close_all(self) -> None:
         """Stop every stream still running (called when the fake is uninstalled)."""
