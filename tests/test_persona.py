@@ -939,15 +939,14 @@ def test_random_persona_choice(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_scorecard_prints_the_seed() -> None:
-    from voice_sim.scorecard import format_scorecard
-
     from voice_sim.record import SessionRecord
+    from voice_sim.scorecard import format_scorecard
 
     record = {"persona": "mini", "outcome": "resolved", "score": 80, "turns": [],
               "status": "complete", "seed": 1234, "session_dir": "/tmp/x",
               "started_at": "2026-12-01T10:00:00+00:00"}
     assert "Seed: 1234" in format_scorecard(SessionRecord.from_json(record))
-    assert SessionRecord.from_json(record).to_json()["seed"] == 1234
+    assert SessionRecord.from_json(record).to_json()["seed"] == 1234  # kept through
     del record["seed"]
     assert "Seed" not in format_scorecard(SessionRecord.from_json(record))
 

@@ -393,14 +393,12 @@ class Closing:
     line: str
     text: str
     audio: str | None
-    variant: int = 0
-    """Which phrasing of the line was said (0: its ``text``)."""
     extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False, repr=False)
     """Keys this version does not read, written back unchanged."""
 
     def to_json(self) -> dict[str, Any]:
         return {"line": self.line, "text": self.text, "audio": self.audio,
-                "variant": self.variant, **_thawed(self.extra)}
+                **_thawed(self.extra)}
 
 
 # --- the session ----------------------------------------------------------------------
@@ -443,8 +441,6 @@ class SessionRecord:
     interrupted: bool
     """Stopped by Ctrl-C."""
     format: int = FORMAT
-    seed: int | None = None
-    """Picked the customer's phrasings; the same seed (``--seed``) replays them."""
     extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False, repr=False)
     """Keys this version does not read, written back unchanged."""
 
@@ -456,7 +452,6 @@ class SessionRecord:
         """Exactly what ``session.json`` holds."""
         return {
             "format": self.format, "status": self.status, "mode": self.mode,
-            "seed": self.seed,
             "persona": self.persona, "persona_title": self.persona_title,
             "persona_path": self.persona_path, "session_dir": self.session_dir,
             "outcome": self.outcome, "score": self.score, "engine": self.engine,
@@ -499,12 +494,11 @@ class SessionRecord:
             turns=turns,
             closing=None if not c.data else Closing(
                 line=c.text("line", "") or "", text=c.text("text", "") or "",
-                audio=c.text("audio"), variant=int(c.get("variant", int, 0)),
-                extra=_frozen(c.rest(("line", "text", "audio", "variant")))),
+                audio=c.text("audio"), extra=_frozen(c.rest(("line", "text", "audio")))),
             hints=tuple(str(h) for h in f.list("hints")),
             practise_next=tuple(str(h) for h in f.list("practise_next")),
             error=f.text("error"), interrupted=bool(f.get("interrupted", bool, False)),
-            format=version, seed=f.get("seed", int, None), extra=_frozen(f.rest(known)))
+            format=version, extra=_frozen(f.rest(known)))
 
     def with_dir(self, session_dir: str | os.PathLike[str]) -> SessionRecord:
         """The same record, placed in ``session_dir`` (a folder that was moved)."""

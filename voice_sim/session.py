@@ -573,7 +573,6 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
             format=SESSION_FORMAT,
             status=status,
             mode=options.mode,
-            seed=call.seed,
             persona=persona.id,
             persona_title=persona.title,
             persona_path=str(persona.path),
@@ -594,6 +593,7 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
             practise_next=tuple(practise_next(done)) if options.coach != "off" else (),
             error=error,
             interrupted=interrupted,
+            extra={"seed": call.seed},  # the phrasings' seed: `--seed` replays the call
         )
 
     def save_soon() -> None:
@@ -646,7 +646,7 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
                     latency = started - pending_end
                 if call.outcome is not None:
                     closing = Closing(line=next_line.id, text=next_line.text, audio=name,
-                                      variant=next_line.variant)
+                                      extra={"variant": next_line.variant})
             turn = turns[-1] = _with_latency(turn, latency, started)
             if options.coach == "live" and turn.hint:
                 hints.append(f"turn {n}: {turn.hint}")
