@@ -388,6 +388,7 @@ def _cells() -> list[Cell]:
 
     persona_rows = [
         ("persona check", ("persona", "check", "{yaml}"), "real", "report"),
+        ("rubric check", ("rubric", "check", "{yaml}"), "real", "report"),
         ("persona graph", ("persona", "graph", "{yaml}"), "real", "refused"),
         ("persona speak", ("persona", "speak", "{yaml}", "--out", "{out}"), "real", "refused"),
         ("persona record", ("persona", "record", "{yaml}", "--line", "opening"), "fake",

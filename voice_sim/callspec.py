@@ -175,16 +175,19 @@ def run_answers(persona: str | os.PathLike[str], answers: str | os.PathLike[str]
     ``engine`` is a name (``auto``, ``vosk``, ``whisper``) or a loaded engine; a missing
     model raises :class:`~voice_sim.errors.ModelError`. ``baseline`` is a calm reading by
     the same speaker. The session folder goes under ``out_root`` (default: the sessions
-    folder). ``seed`` picks the customer's phrasings: fixed by default, so a test hears
-    the same lines on every run (None draws one, as ``voice-sim run`` does).
+    folder). With no ``rubric``, a ``rubric.yaml`` beside the persona file is used.
+    ``seed`` picks the customer's phrasings: fixed by default, so a test hears the same
+    lines on every run (None draws one, as ``voice-sim run`` does).
     """
     from voice_sim.engines import get_engine
     from voice_sim.persona import load_persona
-    from voice_sim.rubric import load_rubric
+    from voice_sim.rubric import load_rubric, rubric_beside
     from voice_sim.session import CallOptions, FileTrainee, SilentSpeaker, run_call
 
     trainee = FileTrainee(answers)
     p = load_persona(persona)
+    if rubric is None:
+        rubric = rubric_beside(p.path)  # a trainer's rubric.yaml beside the persona
     eng = get_engine(engine, model) if isinstance(engine, str) else engine
     calm = _baseline(baseline, eng) if baseline is not None else None
     options = CallOptions(engine=eng, baseline=calm,

@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
 
     # --- content ------------------------------------------------------------------
-    p = cmd("check-reply", "voice_sim.rubric:cmd_check_reply",
+    p = cmd("check-reply", "voice_sim.rubric_cli:cmd_check_reply",
             "find the de-escalation steps and pitfalls in a reply")
     p.add_argument("text", nargs="?", help="the reply (omit with --jsonl)")
     p.add_argument("--customer", metavar="TEXT", help="the customer line it answers")
@@ -135,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help='score one {"reply", "customer"} object per line (- for stdin)')
     p.add_argument("--rubric", metavar="FILE", help="extra rubric file overriding the built-in one")
     p.add_argument("--expect", metavar="IDS", help="comma-separated steps this reply should hold")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = cmd("rubric", GROUP_HELP, "check a trainer's rubric file")
+    rsub = p.add_subparsers(dest="rubric_command", metavar="ACTION")
+    p = cmd("check", "voice_sim.rubric_cli:cmd_rubric_check",
+            "validate a rubric file (every problem as file:line:col)", parent=rsub)
+    p.add_argument("file", metavar="FILE", help="the rubric file (e.g. personas/rubric.yaml)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     # --- personas -----------------------------------------------------------------

@@ -34,11 +34,16 @@ DEMO_PERSONA = "double-billing"
 def _scripts(args: argparse.Namespace, persona_spec: str) -> tuple[Persona, Any]:
     """The persona and the rubric (the rubric first: checking the persona's voice
     starts the TTS engine)."""
+    from voice_sim.embedding import model_dir
     from voice_sim.persona import load_persona
-    from voice_sim.rubric import load_rubric
+    from voice_sim.rubric import load_rubric, rubric_beside
 
-    rubric = load_rubric(getattr(args, "rubric", None))
-    return load_persona(persona_spec), rubric
+    model_dir()  # the scorer's model is installed (one line naming the package if not)
+    given = getattr(args, "rubric", None)
+    rubric = load_rubric(given) if given else None
+    persona = load_persona(persona_spec)
+    # a rubric.yaml beside the persona file is the trainer's, unless --rubric says otherwise
+    return persona, rubric or load_rubric(rubric_beside(persona.path))
 
 
 def _seed(args: argparse.Namespace) -> int:

@@ -523,10 +523,12 @@ class _Writes:
 
 
 def _warm_up() -> threading.Thread:
-    """Pay librosa's imports and numba compile before the trainee's first turn."""
+    """Pay librosa's imports and numba compile, and load the content scorer's
+    embedding model, before the trainee's first turn (while the opening line plays)."""
     def run() -> None:
-        from voice_sim import delivery
+        from voice_sim import delivery, embedding
 
+        embedding.warm_up()
         delivery.warm_up()
 
     t = threading.Thread(target=run, daemon=True, name="voice-sim-warmup")

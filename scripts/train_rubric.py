@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""Train the content scorer's semantic layer on the labelled corpus (the one command).
+
+Usage: ``scripts/train_rubric.py [--no-exemplars]``. Reads the tuning data — the
+corpus in ``tests/data/corpus/`` minus its held-out situations (:data:`HELDOUT`), plus
+``tests/data/replies.jsonl`` — and writes:
+
+* ``voice_sim/rubric_model.npz``: the TF-IDF vocabulary and one logistic model per id
+  over the features of :mod:`voice_sim.rubric_semantic`;
+* per id in ``voice_sim/rubric.yaml``, mined ``exemplars`` (clauses of the tuning
+  replies nearest their own id and furthest from every other: the evidence shown with
+  a detection); hand-written exemplars are kept;
+* ``voice_sim/rubric_vectors.npz``: the vectors of every built-in exemplar.
+
+scikit-learn (installed with librosa) fits the models; scoring needs only NumPy.
+Same data, same files: every step is deterministic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from voice_sim.paths import atomic_file  # noqa: E402
+from voice_sim.rubric import CONTENT_IDS, load_rubric, rule_content  # noqa: E402
+from voice_sim.rubric_semantic import (  # noqa: E402
+    MODEL_PATH,
+    VECTORS_PATH,
+    dense_features,
+    tfidf,
+    unit_spans,
+)
+from voice_sim.rubric_units import units  # noqa: E402
+from voice_sim.steps import PITFALL_IDS  # noqa: E402
+from voice_sim.textnorm import normalize  # noqa: E402
+
+CORPUS = ROOT / "tests" / "data" / "corpus"
+REPLIES = ROOT / "tests" / "data" / "replies.jsonl"
+RUBRIC = ROOT / "voice_sim" / "rubric.yaml"
+HELDOUT = frozenset({"hotel_overbooked", "medical_billing", "b2b_software_outage",
+                     "landlord_repair"})
+"""Situations kept out of all tuning: the figure reported is measured on them."""
+C = 10.0
+"""Inverse regularisation of each logistic model (chosen by cross-validation)."""
+TFIDF_WEIGHT = 2.0
+"""Scale of the TF-IDF block against the dense features (chosen by cross-validation)."""
+STEP_THRESHOLD = 0.5
+PITFALL_THRESHOLD = 0.7
+"""Probabilities at which a step / a pitfall counts (cross-validated: a higher bar for
+pitfalls keeps false alarms on polite replies down)."""
+EXEMPLARS_PER_ID = 24
+
+
+def load_corpus(heldout: bool = False) -> list[dict[str, Any]]:
+    """Corpus rows of the tuning situations (or, with ``heldout``, only the held-out)."""
+    rows = []
+    for path in sorted(CORPUS.glob("*.jsonl")):
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    row = json.loads(line)
+                    if (row["situation"] in HELDOUT) == heldout:
+                        rows.append(row)
+    return rows
+
+
+def tuning_rows() -> list[dict[str, Any]]:
+    """Everything the scorer may learn from: tuning situations + the project's replies."""
+    rows = load_corpus()
+    with REPLIES.open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                row = json.loads(line)
+                row["situation"] = "project"
+                rows.append(row)
+    return rows
+
+
+def featurize(rows: list[dict[str, Any]], log: bool = True) -> list[dict[str, Any]]:
+    """Units, unit vectors, customer vector and built-in rule ids of each row."""
+    import numpy as np
+
+    from voice_sim.embedding import load_model
+
+    model = load_model()
+    base = load_rubric()
+    t = time.perf_counter()
+    out = []
+    for n, row in enumerate(rows):
+        norm = normalize(row["reply"])
+        us = units(norm)
+        vecs = (model.embed_spans(norm.text, unit_spans(norm, us)) if us
+                else np.zeros((1, 384), dtype=np.float32))
+        cn = normalize(row.get("customer") or "").text
+        cvec = model.embed([cn])[0] if cn else None
+        rule_ids = rule_content(row["reply"], row.get("customer"), rubric=base).ids
+        out.append({**row, "norm": norm, "units": us, "vecs": vecs, "cvec": cvec,
+                    "dense": dense_features(vecs, cvec, rule_ids), "text": norm.text})
+        if log and n % 500 == 499:
+            print(f"  {n + 1} replies embedded ({time.perf_counter() - t:.0f} s)", flush=True)
+    return out
+
+
+def labels(row: dict[str, Any]) -> set[str]:
+    return set(row["steps"]) | set(row["pitfalls"])
+
+
+def fit(feats: list[dict[str, Any]]) -> dict[str, Any]:
+    """TF-IDF + one logistic model per id; returns the arrays of ``rubric_model.npz``."""
+    import numpy as np
+    from scipy.sparse import csr_matrix, hstack
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    tv = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    tf = tv.fit_transform([f["text"] for f in feats])
+    vocab_list = tv.get_feature_names_out()
+    vocab = {str(t): k for k, t in enumerate(vocab_list)}
+    idf = tv.idf_
+    for f in feats[:50]:  # our arithmetic must be scikit-learn's
+        keys, vals = tfidf(f["text"], vocab, idf)
+        ref = tv.transform([f["text"]])
+        assert keys == sorted(ref.indices.tolist()), "TF-IDF vocabulary lookup differs"
+        assert np.allclose(vals, ref[0, keys].toarray().ravel(), atol=1e-6), "TF-IDF differs"
+    dense = np.stack([f["dense"] for f in feats])
+    x = hstack([csr_matrix(dense), tf * TFIDF_WEIGHT]).tocsr()
+    weights = np.zeros((len(CONTENT_IDS), x.shape[1]), dtype=np.float32)
+    bias = np.zeros(len(CONTENT_IDS), dtype=np.float32)
+    for k, id_ in enumerate(CONTENT_IDS):
+        y = np.array([id_ in labels(f) for f in feats], dtype=int)
+        clf = LogisticRegression(C=C, max_iter=5000, class_weight="balanced")
+        clf.fit(x, y)
+        weights[k] = clf.coef_[0]
+        bias[k] = clf.intercept_[0]
+    weights[:, dense.shape[1]:] *= TFIDF_WEIGHT  # fold the block scale into the weights
+    thresholds = np.array([PITFALL_THRESHOLD if i in PITFALL_IDS else STEP_THRESHOLD
+                           for i in CONTENT_IDS], dtype=np.float32)
+    return {"ids": np.array(CONTENT_IDS), "vocab": np.array([str(t) for t in vocab_list]),
+            "idf": idf,
+            "weights": weights, "bias": bias, "thresholds": thresholds,
+            "n_dense": np.array(dense.shape[1])}
+
+
+def mine_exemplars(feats: list[dict[str, Any]], arrays: dict[str, Any]) -> dict[str, list[str]]:
+    """Per id, the clauses of its replies that the trained model, reading each clause on
+    its own, is surest hold the id (short, distinct ones): the evidence bank."""
+    from voice_sim.rubric_semantic import Classifier
+
+    clf = Classifier(tuple(str(x) for x in arrays["ids"]),
+                     {str(v): k for k, v in enumerate(arrays["vocab"])}, arrays["idf"],
+                     arrays["weights"], arrays["bias"], arrays["thresholds"],
+                     int(arrays["n_dense"]))
+    base = load_rubric()
+    scored: dict[str, list[tuple[float, str, str]]] = {i: [] for i in CONTENT_IDS}
+    for f in feats:
+        gold = labels(f)
+        if not gold:
+            continue
+        for u, v in zip(f["units"], f["vecs"], strict=False):
+            s, e = f["norm"].original_span(u.i, u.j)
+            text = f["reply"][s:e].strip(" ,;:-—.")
+            if not 2 <= len(text.split()) <= 14:
+                continue
+            rule_ids = rule_content(text, f.get("customer"), rubric=base).ids
+            dense = dense_features(v[None, :], f["cvec"], rule_ids)
+            p = clf.probabilities(dense, u.text)
+            for k, id_ in enumerate(clf.ids):
+                if id_ in gold and p[k] >= 0.9:
+                    scored[id_].append((float(p[k]), u.text, text))
+    out: dict[str, list[str]] = {}
+    for id_, items in scored.items():
+        items.sort(key=lambda t: (-round(t[0], 4), t[1]))
+        chosen: list[str] = []
+        seen: set[str] = set()
+        for _, key, text in items:
+            words = frozenset(key.split())
+            if key in seen or any(len(words & frozenset(c.split())) >= 0.7 * len(words)
+                                  for c in seen):
+                continue
+            seen.add(key)
+            chosen.append(text)
+            if len(chosen) == EXEMPLARS_PER_ID:
+                break
+        out[id_] = chosen
+    return out
+
+
+MARKER = "      # mined by scripts/train_rubric.py (do not edit by hand):"
+
+
+def write_exemplars(mined: dict[str, list[str]]) -> None:
+    """Put the mined exemplars into each id's ``exemplars:`` list in rubric.yaml, after
+    the hand-written ones, replacing those of an earlier run."""
+    lines = RUBRIC.read_text(encoding="utf-8").splitlines()
+    starts = [k for k, ln in enumerate(lines) if re.fullmatch(r"  [a-z_]+:", ln)]
+    out = lines[:starts[0]] if starts else lines
+    for n, a in enumerate(starts):
+        block = lines[a:starts[n + 1] if n + 1 < len(starts) else len(lines)]
+        id_ = block[0].strip()[:-1]
+        cleaned, skip = [], False
+        for ln in block:
+            if ln == MARKER:
+                skip = True
+                continue
+            if skip and ln.startswith("      - "):
+                continue
+            skip = False
+            cleaned.append(ln)
+        block = cleaned
+        items = [f"      - {json.dumps(t, ensure_ascii=False)}" for t in mined.get(id_, [])]
+        if items:
+            key = next((k for k, ln in enumerate(block) if ln == "    exemplars:"), None)
+            if key is None:
+                end = len(block)
+                while end > 1 and not block[end - 1].strip():
+                    end -= 1
+                block[end:end] = ["    exemplars:", MARKER, *items]
+            else:
+                j = key + 1
+                while j < len(block) and block[j].startswith("      "):
+                    j += 1
+                block[j:j] = [MARKER, *items]
+        out.extend(block)
+    with atomic_file(RUBRIC) as f:
+        f.write("\n".join(out) + "\n")
+
+
+def write_vectors() -> None:
+    import numpy as np
+
+    from voice_sim import rubric_file
+    from voice_sim.embedding import load_model
+
+    rubric_file._CACHE.clear()
+    rubric_file._BASE.clear()
+    rb = load_rubric()
+    model = load_model()
+    keys = sorted({normalize(ex.text).text for i in CONTENT_IDS for ex in rb.specs[i].examples}
+                  - {""})
+    vecs = model.embed(keys)
+    with atomic_file(VECTORS_PATH, "wb") as f:
+        np.savez_compressed(f, texts=np.array(keys), vectors=vecs.astype(np.float32))
+    print(f"wrote {VECTORS_PATH.name}: {len(keys)} exemplar vectors")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--no-exemplars", action="store_true",
+                    help="keep rubric.yaml's exemplars as they are")
+    args = ap.parse_args()
+    import numpy as np
+
+    rows = tuning_rows()
+    print(f"training on {len(rows)} replies "
+          f"({len({r['situation'] for r in rows}) - 1} corpus situations + the project's)")
+    feats = featurize(rows)
+    arrays = fit(feats)
+    with atomic_file(MODEL_PATH, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    print(f"wrote {MODEL_PATH.name}: {len(arrays['vocab'])} TF-IDF terms, "
+          f"{arrays['weights'].shape[1]} features per id")
+    if not args.no_exemplars:
+        write_exemplars(mine_exemplars(feats, arrays))
+        print(f"wrote mined exemplars into {RUBRIC.name}")
+    write_vectors()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

