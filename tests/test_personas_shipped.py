@@ -9,6 +9,7 @@ synthesised and heard through Whisper.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -139,7 +140,7 @@ BAD: dict[str, list[str]] = {
         "Calm down, sir. You must have sent the wrong details.",
     ],
     "bereavement": [
-        "It's our policy, you need to send the certificate again.",
+        "That's our policy, there's nothing I can do. You'll have to send the certificate again.",
         "You should have called us sooner. There's nothing I can do about the fee.",
     ],
     "card-blocked-abroad": [
@@ -175,8 +176,6 @@ def drive(persona: Persona | Call, replies: list[str] | None, *, calm: bool | No
     """Play a call (a new one from ``seed``, or go on with ``persona`` when it is a Call)
     with text replies (None: each line's own sample reply until the call ends); return
     the call and the lines it went through, each with what was heard."""
-    from voice_sim.rubric import score_reply
-
     call = persona if isinstance(persona, Call) else Call(persona, seed=seed)
     if start is not None:
         call.go_to(start)
@@ -184,10 +183,19 @@ def drive(persona: Persona | Call, replies: list[str] | None, *, calm: bool | No
     queue = list(replies) if replies is not None else None
     while not call.ended and (queue is None or queue):
         reply = queue.pop(0) if queue is not None else call.line.sample_reply
-        detected = score_reply(reply, call.line.text).ids - {"stay_calm"}
+        detected = heard_in(reply, call.line.text)
         move = call.advance(detected, calm=calm)
         path.append(f"{move.next_line or move.outcome} [{', '.join(sorted(move.heard))}]")
     return call, path
+
+
+@functools.cache
+def heard_in(reply: str, customer: str) -> frozenset[str]:
+    """The ids the real scorer finds in a reply to a line (each pair scored once per
+    run: the walks with other seeds meet the same pairs again)."""
+    from voice_sim.rubric import score_reply
+
+    return frozenset(score_reply(reply, customer).ids - {"stay_calm"})
 
 
 def test_at_least_twenty_personas_all_valid() -> None:
