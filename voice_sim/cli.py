@@ -36,6 +36,19 @@ def _device_args(p: argparse.ArgumentParser, *, inp: bool = True, out: bool = Tr
                        help="speaker: index or part of the name (see `voice-sim devices`)")
 
 
+def _seed_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, metavar="N",
+                   help="pick the customer's phrasings from this seed (printed after every "
+                        "call; the same seed replays it)")
+
+
+def _choice_args(p: argparse.ArgumentParser) -> None:
+    _seed_arg(p)
+    p.add_argument("--random", action="store_true", help="a persona picked at random")
+    p.add_argument("--difficulty", choices=("easy", "medium", "hard"),
+                   help="with --random: only personas of this difficulty")
+
+
 def _voice_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--voice", metavar="ID", help="voice id (see `voice-sim voices`)")
     p.add_argument("--rate", type=int, metavar="WPM", help="speaking rate, words per minute")
@@ -168,7 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     # --- the call -----------------------------------------------------------------
     p = cmd("practice", "voice_sim.practice:cmd_practice",
             "a live practice call: the customer speaks, you answer aloud")
-    p.add_argument("persona", help="persona id or file (see `voice-sim personas`)")
+    p.add_argument("persona", nargs="?",
+                   help="persona id or file (see `voice-sim personas`); or --random")
+    _choice_args(p)
     _device_args(p)
     _engine_args(p)
     p.add_argument("--baseline", metavar="FILE", help="a calm reading of yours to compare with")
@@ -176,8 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the calm reading at the start (population defaults)")
     p.add_argument("--coach", choices=("live", "after", "off"), default="after",
                    help="hints after each turn (live), at the end (after, default), or none")
-    p.add_argument("--silence-end", type=float, default=0.8, metavar="S",
-                   help="seconds of silence that end your answer (default 0.8)")
+    p.add_argument("--silence-end", type=float, default=None, metavar="S",
+                   help="most seconds of silence before your answer counts as finished "
+                        "(default: --turn-end's longest wait)")
+    p.add_argument("--turn-end", choices=("fast", "normal", "patient"), default="normal",
+                   help="how soon a pause ends your answer: fast answers sooner and cuts "
+                        "you off more often; patient waits out long pauses "
+                        "(default normal)")
     p.add_argument("--max-answer", type=float, default=60.0, metavar="S",
                    help="longest answer in seconds (default 60)")
     p.add_argument("--rubric", metavar="FILE", help="extra rubric file")
@@ -188,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("persona", help="persona id or file")
     p.add_argument("--answers", metavar="DIR", required=True,
                    help="folder of answer audio files, taken in name order")
+    _seed_arg(p)
     _engine_args(p)
     p.add_argument("--baseline", metavar="FILE", help="a calm reading by the same speaker")
     p.add_argument("--min-score", type=float, metavar="N",
@@ -198,11 +219,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("demo", "voice_sim.practice:cmd_demo",
             "a whole call with a synthetic trainee: no microphone, no download")
     p.add_argument("--persona", metavar="ID", help="persona id or file (default: double-billing)")
+    _choice_args(p)
     _engine_args(p)
     p.add_argument("--play", action="store_true", help="play the call on the speaker too")
     _device_args(p, inp=False)
     p.add_argument("--out", metavar="DIR", help="where session folders go")
     p.add_argument("--json", action="store_true", help="print the session as JSON")
+    p = cmd("serve", "voice_sim.serve:cmd_serve",
+            "practise in the browser: a local web app for agents and trainers")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; any "
+                        "other needs the token printed at start)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    p.add_argument("--token", metavar="TOKEN",
+                   help="access token to require (default: made up when --host is not local)")
+    p.add_argument("--open", action="store_true", help="open the home page in a browser")
+    _engine_args(p)
+    p.add_argument("--rubric", metavar="FILE", help="extra rubric file")
+    p.add_argument("--out", metavar="DIR", help="where session folders go")
     p = cmd("fixtures", GROUP_HELP,
             "answer audio for automated tests of personas")
     fsub = p.add_subparsers(dest="fixtures_command", metavar="ACTION")

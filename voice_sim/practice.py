@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,47 @@ def _scripts(args: argparse.Namespace, persona_spec: str) -> tuple[Persona, Any]
     persona = load_persona(persona_spec)
     # a rubric.yaml beside the persona file is the trainer's, unless --rubric says otherwise
     return persona, rubric or load_rubric(rubric_beside(persona.path))
+
+
+def _seed(args: argparse.Namespace) -> int:
+    """``--seed``, checked, or a fresh one (recorded in session.json for a replay)."""
+    from voice_sim.call import SEED_MAX, new_seed
+
+    seed = getattr(args, "seed", None)
+    if seed is None:
+        return new_seed()
+    if not 0 <= seed <= SEED_MAX:
+        raise InputError(f"--seed {seed}: must be 0-{SEED_MAX}",
+                         hint="use the seed a scorecard printed, or leave it out")
+    return int(seed)
+
+
+def _persona_spec(args: argparse.Namespace, named: str | None, seed: int,
+                  default: str | None = None) -> str:
+    """The persona a call plays: the one named, or with ``--random`` one drawn from
+    ``seed`` among the installed personas (of ``--difficulty``, when given)."""
+    import random
+
+    from voice_sim.persona import find_personas
+
+    if not getattr(args, "random", False):
+        if getattr(args, "difficulty", None):
+            raise InputError("--difficulty needs --random",
+                             hint=f"`--random --difficulty {args.difficulty}`, or name a persona")
+        if named is None and default is None:
+            raise InputError("no persona named", hint="name one (see `voice-sim personas`), "
+                             "or use --random [--difficulty easy|medium|hard]")
+        return named or str(default)
+    if named is not None:
+        raise InputError(f"a persona ({named}) and --random together",
+                         hint="name a persona, or use --random, not both")
+    pool = sorted((p for p in find_personas()
+                   if args.difficulty in (None, p.difficulty)), key=lambda p: p.id)
+    if not pool:
+        level = f" of difficulty {args.difficulty}" if args.difficulty else ""
+        raise InputError(f"no valid persona{level} installed",
+                         hint="see `voice-sim personas`")
+    return str(random.Random(seed).choice(pool).path)
 
 
 def _engine(args: argparse.Namespace) -> Engine:
@@ -113,11 +155,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise InputError(f"--min-score {args.min_score:g}: must be 0-100", hint="e.g. 70")
     trainee = FileTrainee(args.answers)
     calm = _read_baseline(args.baseline)
+    seed = _seed(args)
     persona, rubric = _scripts(args, args.persona)
     engine = _engine(args)
     baseline = _baseline_of(calm, engine) if calm is not None else None
     options = CallOptions(engine=engine, baseline=baseline, baseline_source=args.baseline,
-                          rubric=rubric, coach="after", out_root=_out_root(args), mode="run")
+                          rubric=rubric, coach="after", out_root=_out_root(args), mode="run",
+                          seed=seed)
     return _finish(run_call(persona, trainee, SilentSpeaker(), options), args)
 
 
@@ -141,7 +185,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from voice_sim.speak import Voice, cached_render
 
     speaker = DeviceSpeaker(args.output_device) if args.play else SilentSpeaker()
-    persona, rubric = _scripts(args, args.persona or DEMO_PERSONA)
+    seed = _seed(args)
+    persona, rubric = _scripts(args, _persona_spec(args, args.persona, seed, DEMO_PERSONA))
     missing = [line.id for line in persona.lines.values() if not line.end and not
                line.sample_reply]
     if missing:
@@ -157,29 +202,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     baseline = Baseline.from_audio(calm, engine.transcribe(calm))
     options = CallOptions(engine=engine, baseline=baseline,
                           baseline_source="synthetic calm reading", rubric=rubric,
-                          coach="after", out_root=_out_root(args), mode="demo")
+                          coach="after", out_root=_out_root(args), mode="demo", seed=seed)
     events = None if args.json else _terminal_events()
     result = run_call(persona, ScriptedTrainee(demo_reply, trainee_voice), speaker, options,
                       events)
     return _finish(result, args)
 
 
-def live_turn_config(silence_end_s: float = 0.8, max_answer_s: float = 60.0) -> TurnConfig:
-    """How ``practice`` ends the trainee's turn.
-
-    The early final decode (``TurnConfig.early_final``) stays off: the engines' streams
-    finalise as the trainee speaks (Whisper's commits each pause in the background), so
-    at the end only the last words are left, while a whole-answer decode at the pause
-    competes with them for the two cores. Measured by ``scripts/bench_latency.py``
-    (double-billing, late-sofa, perfectionist: 11 answers of 7-13 s, load average ~4 on
-    2 cores): end of answer to next line median 0.57 s, p95 1.8 s with it; 0.33 s and
-    1.2 s without. Its whole-answer decode read names slightly better ("Priya" where the
-    stream heard "period"); the calls' outcomes were the same.
-    """
+def live_turn_config(silence_end_s: float | None = None, max_answer_s: float = 60.0,
+                     turn_end: str = "normal") -> TurnConfig:
+    """How ``practice`` ends the trainee's turn: the end-of-turn rule's ``turn_end``
+    profile (voice_sim.endpoint), with ``silence_end_s`` as the upper bound."""
     from voice_sim.listen import TurnConfig
 
     return TurnConfig(silence_end_s=silence_end_s, max_answer_s=max_answer_s,
-                      early_final=False)
+                      turn_end=turn_end)  # type: ignore[arg-type]
 
 
 class LiveTrainee:
@@ -209,32 +246,45 @@ class LiveTrainee:
         print("  (your turn — speak; Enter ends your answer, q + Enter quits)",
               file=sys.stderr)
         prepared: list[Future[Prepared]] = []
+        # The final transcript is not waited for here: the session plans the next line
+        # on the words so far and confirms it on the final (session.CONFIRM_S).
         got = capture_answer(self.mic, self.engine, self.config, sink=wav,
                              on_caption=self.live_line.caption, on_level=self.live_line.level,
                              keys=self.keys,
-                             on_end=lambda x: prepared.append(self._analysis.submit(prepare, x)))
+                             on_end=lambda x: prepared.append(self._analysis.submit(prepare, x)),
+                             wait_final=False)
         self.live_line.clear()
         if got.reason == "quit":
             raise Quit()
-        return Answer(samples=got.samples, wav=wav, transcript=got.transcript,
-                      ended_at=got.ended_at, final_at=got.final_at, end_reason=got.reason,
-                      source="microphone", prepared=prepared[0] if prepared else None)
+        transcript, final_at, pending = got.transcript, got.final_at, got.pending
+        if pending is not None and not got.partial_covers:
+            # The words so far stop short of the answer's end (a slow decode, a key
+            # press): nothing to plan on, so the final transcript is waited for.
+            transcript, final_at, pending = pending.result(), time.perf_counter(), None
+        return Answer(samples=got.samples, wav=wav, transcript=transcript,
+                      ended_at=got.ended_at, final_at=final_at, end_reason=got.reason,
+                      source="microphone", prepared=prepared[0] if prepared else None,
+                      pending=pending, partial=got.partial)
 
 
 def cmd_practice(args: argparse.Namespace) -> int:
     """``voice-sim practice PERSONA``: a live call through the microphone and speaker."""
+    from voice_sim.bargein import ListeningSpeaker
     from voice_sim.devices import resolve_device
     from voice_sim.listen import KeyWatcher, LiveLine, Microphone, capture_answer
-    from voice_sim.session import BASELINE_SENTENCE, CallOptions, DeviceSpeaker, run_call
+    from voice_sim.session import BASELINE_SENTENCE, CallOptions, run_call
 
     if args.baseline and args.no_baseline:
         raise InputError("--baseline and --no-baseline together",
                          hint="give one of them, or neither to record a baseline now")
-    config = live_turn_config(args.silence_end, args.max_answer)
+    seed = _seed(args)
+    spec = _persona_spec(args, args.persona, seed)  # a wrong choice is told before devices
+    config = live_turn_config(args.silence_end, args.max_answer,
+                              getattr(args, "turn_end", "normal"))
     calm = _read_baseline(args.baseline)
-    speaker = DeviceSpeaker(args.output_device)
+    resolve_device(args.output_device, "output")
     resolve_device(args.input_device, "input")
-    persona, rubric = _scripts(args, args.persona)
+    persona, rubric = _scripts(args, spec)
     _warm_analysis()  # its imports and compile run while the model loads
     engine = _engine(args)
     _print_briefing(persona)
@@ -260,8 +310,11 @@ def cmd_practice(args: argparse.Namespace) -> int:
                       file=sys.stderr)
         options = CallOptions(engine=engine, baseline=baseline, baseline_source=source,
                               rubric=rubric, coach=args.coach, out_root=_out_root(args),
-                              mode="practice")
+                              mode="practice", seed=seed)
         trainee = LiveTrainee(mic, engine, config, keys, live_line)
+        # The persona listens while it talks: the trainee can interrupt (voice_sim.bargein).
+        speaker = ListeningSpeaker(mic, args.output_device,
+                                   when_interrupted=persona.when_interrupted)
         result = run_call(persona, trainee, speaker, options, _terminal_events())
     return _finish(result, args)
 

@@ -35,10 +35,12 @@ from voice_sim.steps import OUTCOMES
 if TYPE_CHECKING:
     import numpy as np
 
+    from voice_sim.bargein import Interruption
     from voice_sim.delivery import Baseline, Delivery, Prepared
     from voice_sim.engines import Engine, Transcript
     from voice_sim.persona import Line, Move, Persona
     from voice_sim.rubric import Content, Rubric, TurnScore
+    from voice_sim.speak import Voice
 
 BASELINE_SENTENCE = (
     "Thank you for calling. I have your account open in front of me, and I will "
@@ -107,6 +109,35 @@ class Answer:
     """``silence``, ``max_length``, ``key`` (live), ``file`` or ``synthetic``."""
     source: str = ""
     """Where it came from: a file name, or the synthetic reply's text."""
+    pending: Future[Transcript] | None = field(default=None, repr=False, compare=False)
+    """The final transcript still being decoded when the answer ended (live only); the
+    next line is then planned on ``partial`` and confirmed on this."""
+    partial: str = ""
+    """The engine's text when the answer ended (live only)."""
+
+
+TALKED_OVER = "you talked over the customer"
+"""The delivery reason a barge-in adds."""
+CONFIRM_S = 0.1
+"""Seconds after the end of a live answer that the final transcript is waited for; later,
+the next line is spoken as planned on the partial words and confirmed afterwards."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The next line was chosen on the words heard so far, before the final transcript."""
+
+    partial: str
+    """The text it was chosen on."""
+    changed: bool | None = None
+    """Whether the final transcript would have chosen another line or mood (None: not
+    confirmed yet)."""
+    snapshot: Any = field(default=None, repr=False, compare=False)
+    """The call's state before the planned move, for the confirmation."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The turn's ``planned`` object in ``session.json``."""
+        return {"partial": self.partial, "final_changed_outcome": self.changed}
 
 
 @dataclass(frozen=True)
@@ -131,6 +162,10 @@ class Turn:
     """The one short coaching hint for this turn."""
     timing: TurnTiming | None = field(default=None, compare=False, repr=False)
     """Where the time went between the end of the answer and the next line."""
+    interruption: Interruption | None = None
+    """The trainee talked over the customer's line (live only)."""
+    plan: Plan | None = None
+    """Set when the next line was chosen on the partial words (live only)."""
 
     @cached_property
     def record(self) -> TurnRecord:
@@ -142,6 +177,7 @@ class Turn:
         return {
             "index": self.index,
             "customer": {"line": self.line.id, "text": self.line.text,
+                         "variant": self.line.variant,
                          "audio": self.customer_audio, "expects": list(self.line.expects)},
             "answer_audio": self.answer.wav.name,
             "answer_source": self.answer.source,
@@ -157,6 +193,8 @@ class Turn:
             "move": self.move.to_json(),
             "latency_s": None if self.latency_s is None else round(self.latency_s, 4),
             "hint": self.hint,
+            "interruption": None if self.interruption is None else self.interruption.to_json(),
+            "planned": None if self.plan is None else self.plan.to_json(),
         }
 
 
@@ -366,6 +404,9 @@ class CallOptions:
     out_root: Path | None = None
     mode: str = "run"
     """``practice``, ``run`` or ``demo``: recorded in ``session.json``."""
+    seed: int | None = None
+    """Picks the persona's phrasings (``--seed``); None draws one. Recorded in
+    ``session.json``: the same seed and answers replay the call exactly."""
 
 
 @dataclass(frozen=True)
@@ -404,49 +445,83 @@ class _LineVoice:
 
     def __init__(self, persona: Persona) -> None:
         self.persona = persona
-        self._ready: dict[str, Path] = {}
-        self._audio: dict[str, tuple[np.ndarray, int]] = {}
+        # Keyed by line, phrasing and voice: a line's words and voice vary between calls
+        # (variants) and with the mood (``per_mood``, a line's own voice).
+        self._ready: dict[tuple[str, str, Voice], Path] = {}
+        self._audio: dict[tuple[str, str, Voice], tuple[np.ndarray, int]] = {}
         self._lock = threading.Lock()
+        self._generation = 0
         self._thread = threading.Thread(target=self._prerender, daemon=True,
                                         name="voice-sim-prerender")
         self._thread.start()
 
     def _prerender(self) -> None:
-        # Lines in file order: the opening line first. A failure here is not lost: the
-        # same render is tried again (and raises properly) when the line is due.
-        for line in self.persona.lines.values():
-            try:
-                self.samples(line)
-            except Exception:
-                continue
+        # Lines in file order, every phrasing, in the voice at the opening mood: the
+        # opening line first. A failure here is not lost: the same render is tried again
+        # (and raises properly) when the line is due.
+        from dataclasses import replace
 
-    def path(self, line: Line) -> Path:
-        """The line's audio file (recorded, or rendered and cached)."""
-        if line.audio is not None:
-            return line.audio
+        from voice_sim.call import Call
+
+        at_start = Call(self.persona, seed=0)
+        for line in self.persona.lines.values():
+            for k, text in enumerate(line.texts):
+                try:
+                    phrased = replace(line, text=text, variant=k)
+                    self.samples(phrased, at_start.voice_for(phrased))
+                except Exception:
+                    continue
+
+    def ahead(self, pairs: Sequence[tuple[Line, Voice]]) -> None:
+        """Render these (line, voice) pairs in the background, in order: the lines that
+        may come next while the trainee answers. A newer call supersedes an older one."""
         with self._lock:
-            hit = self._ready.get(line.id)
+            self._generation += 1
+            mine = self._generation
+
+        def run() -> None:
+            for line, voice in pairs:
+                with self._lock:
+                    if self._generation != mine:
+                        return
+                try:
+                    self.samples(line, voice)
+                except Exception:
+                    continue  # rendered again, and raised properly, when the line is due
+
+        threading.Thread(target=run, daemon=True, name="voice-sim-ahead").start()
+
+    def path(self, line: Line, voice: Voice | None = None) -> Path:
+        """The line's audio file (recorded, or rendered in ``voice``, default the
+        persona's, and cached)."""
+        if line.audio is not None and line.variant == 0:
+            return line.audio
+        voice = voice or self.persona.voice
+        key = (line.id, line.text, voice)
+        with self._lock:
+            hit = self._ready.get(key)
         if hit is not None:
             return hit
         from voice_sim.speak import cached_render
 
-        p = cached_render(line.text, self.persona.voice)
+        p = cached_render(line.text, voice)
         with self._lock:
-            self._ready[line.id] = p
+            self._ready[key] = p
         return p
 
-    def samples(self, line: Line) -> tuple[np.ndarray, int]:
+    def samples(self, line: Line, voice: Voice | None = None) -> tuple[np.ndarray, int]:
         """The line's audio at its own rate (no resampling before playback)."""
+        key = (line.id, line.text, voice or self.persona.voice)
         with self._lock:
-            hit = self._audio.get(line.id)
+            hit = self._audio.get(key)
         if hit is not None:
             return hit
         import soundfile as sf
 
-        data, sr = sf.read(str(self.path(line)), dtype="float32", always_2d=True)
+        data, sr = sf.read(str(self.path(line, voice)), dtype="float32", always_2d=True)
         audio = (data.mean(axis=1, dtype="float32"), int(sr))
         with self._lock:
-            self._audio[line.id] = audio
+            self._audio[key] = audio
         return audio
 
 
@@ -515,7 +590,7 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
     warm = _warm_up()
     voice = _LineVoice(persona)
     writer = SessionWriter(options.out_root or sessions_dir(), persona.id)
-    call = Call(persona, options.rubric)
+    call = Call(persona, options.rubric, seed=options.seed)
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
     turns: list[Turn] = []
@@ -556,6 +631,7 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
             practise_next=tuple(practise_next(done)) if options.coach != "off" else (),
             error=error,
             interrupted=interrupted,
+            extra={"seed": call.seed},  # the phrasings' seed: `--seed` replays the call
         )
 
     def save_soon() -> None:
@@ -567,7 +643,9 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
     def say(line: Line, name: str) -> tuple[str, float]:
         # Nothing slow here: the line's audio is decoded in memory already, and its copy
         # in the session folder is written while it plays.
-        samples, sr = voice.samples(line)
+        samples, sr = voice.samples(line, call.voice_for(line))
+        if not call.ended:
+            voice.ahead(call.upcoming())  # rendered while this line plays and the answer comes
         writes.submit(write_wav, writer.path(name), samples, sr)
         if ev.on_line is not None:
             ev.on_line(line, call.mood)
@@ -577,6 +655,7 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
     writes = _Writes()
     try:
         customer_audio, _ = say(call.line, "turn-01-customer.wav")
+        talked_over = getattr(speaker, "last", None)  # a ListeningSpeaker's barge-in
         while True:
             n = call.turn + 1
             line = call.line
@@ -589,7 +668,8 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
             # Normally long done while the opening line and the first answer went by; never
             # waited for between the persona's line and the microphone.
             warm.join()
-            turn, next_line = _score_turn(n, line, customer_audio, answer, call, options)
+            turn, next_line = _score_turn(n, line, customer_audio, answer, call, options,
+                                          interruption=talked_over)
             pending_end = answer.ended_at
             latency = started = None
             # The scored turn is saved while the persona's reply plays (its latency is
@@ -602,10 +682,14 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
                 name = (f"turn-{n + 1:02d}-customer.wav" if call.outcome is None
                         else "closing-customer.wav")
                 customer_audio, started = say(next_line, name)
+                talked_over = getattr(speaker, "last", None)
                 if pending_end is not None:
                     latency = started - pending_end
                 if call.outcome is not None:
-                    closing = Closing(line=next_line.id, text=next_line.text, audio=name)
+                    closing = Closing(line=next_line.id, text=next_line.text, audio=name,
+                                      extra={"variant": next_line.variant})
+            if turn.plan is not None:
+                turn = _confirm(turn, options)
             turn = turns[-1] = _with_latency(turn, latency, started)
             if options.coach == "live" and turn.hint:
                 hints.append(f"turn {n}: {turn.hint}")
@@ -646,14 +730,37 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
 
 
 def _score_turn(n: int, line: Line, customer_audio: str, answer: Answer, call: Any,
-                options: CallOptions) -> tuple[Turn, Line | None]:
-    """Transcribe (if needed), score words and delivery, and move the call on."""
+                options: CallOptions, interruption: Interruption | None = None
+                ) -> tuple[Turn, Line | None]:
+    """Transcribe (if needed), score words and delivery, and move the call on.
+
+    A live answer whose final transcript is still being decoded is waited for up to
+    :data:`CONFIRM_S`; after that the next line is chosen on the partial words (the
+    :class:`Plan`) and the turn is completed from the final transcript by
+    :func:`_confirm` while that line plays."""
+    from concurrent.futures import TimeoutError as Late
+
+    from voice_sim.audio import SAMPLE_RATE
     from voice_sim.delivery import analyze
+    from voice_sim.engines import Transcript
     from voice_sim.rubric import score_reply, turn_score
 
     clock = time.perf_counter
     final_at = answer.final_at
     transcript = answer.transcript
+    plan = None
+    if transcript is None and answer.pending is not None:
+        waited = clock() - (answer.ended_at or clock())
+        try:
+            transcript = answer.pending.result(timeout=max(0.0, CONFIRM_S - waited))
+            final_at = clock()
+        except Late:
+            import copy
+
+            plan = Plan(partial=answer.partial, snapshot=_snapshot(call, copy))
+            transcript = Transcript(engine=options.engine.name, model=options.engine.model,
+                                    text=answer.partial,
+                                    duration_s=len(answer.samples) / SAMPLE_RATE)
     if transcript is None:
         transcript = options.engine.transcribe(answer.samples)
         final_at = clock()
@@ -661,18 +768,63 @@ def _score_turn(n: int, line: Line, customer_audio: str, answer: Answer, call: A
                           rubric=options.rubric)
     content_at = clock()
     prepared = answer.prepared.result() if answer.prepared is not None else None
-    delivery = analyze(answer.samples, transcript, options.baseline, prepared=prepared)
+    # Planned on partial words (no word times): the voice's measures without the pace.
+    delivery = analyze(answer.samples, None if plan is not None else transcript,
+                       options.baseline, prepared=prepared)
+    delivery = _talked_over(delivery, interruption)
     delivery_at = clock()
     move = call.advance(content.ids, calm=delivery.calm)
     score = turn_score(content, line.expects, calm=delivery.calm, rubric=options.rubric)
-    next_line = call.persona.lines[move.next_line] if move.next_line else None
+    next_line = call.line if move.next_line else None  # the phrasing the call chose
     timing = TurnTiming(ended=answer.ended_at, final=final_at, content=content_at,
                         delivery=delivery_at, moved=clock())
     turn = Turn(index=n, line=line, customer_audio=customer_audio, answer=answer,
                 transcript=transcript, content=content, delivery=delivery, score=score,
                 move=move, latency_s=None, hint=coach_hint(line, content, delivery),
-                timing=timing)
+                timing=timing, interruption=interruption, plan=plan)
     return turn, next_line
+
+
+def _snapshot(call: Any, copy: Any) -> Any:
+    """A copy of the call's state that can be advanced without touching the call."""
+    twin = copy.copy(call)
+    twin.moves = list(call.moves)
+    return twin
+
+
+def _talked_over(delivery: Delivery, interruption: Interruption | None) -> Delivery:
+    """A barge-in is a delivery fault: the reason first, and not calm."""
+    if interruption is None:
+        return delivery
+    from dataclasses import replace
+
+    return replace(delivery, calm=False, reasons=(TALKED_OVER, *delivery.reasons))
+
+
+def _confirm(turn: Turn, options: CallOptions) -> Turn:
+    """Complete a turn planned on partial words from its final transcript: the words,
+    delivery, score and hint become the final's; the move (already heard by the trainee
+    as the customer's reply) stays, and ``plan.changed`` says whether the final words
+    would have chosen another line or mood."""
+    from dataclasses import replace
+
+    from voice_sim.delivery import analyze
+    from voice_sim.rubric import score_reply, turn_score
+
+    assert turn.plan is not None and turn.answer.pending is not None
+    transcript = turn.answer.pending.result()
+    content = score_reply(transcript.text, turn.line.text, words=transcript.words,
+                          rubric=options.rubric)
+    prepared = turn.answer.prepared.result() if turn.answer.prepared is not None else None
+    delivery = _talked_over(analyze(turn.answer.samples, transcript, options.baseline,
+                                    prepared=prepared), turn.interruption)
+    would = turn.plan.snapshot.advance(content.ids, calm=delivery.calm)
+    changed = (would.next_line != turn.move.next_line
+               or abs(would.mood_after - turn.move.mood_after) > 1e-6)
+    score = turn_score(content, turn.line.expects, calm=delivery.calm, rubric=options.rubric)
+    return replace(turn, transcript=transcript, content=content, delivery=delivery,
+                   score=score, hint=coach_hint(turn.line, content, delivery),
+                   plan=replace(turn.plan, changed=changed, snapshot=None))
 
 
 def _with_latency(turn: Turn, latency: float | None, started: float | None) -> Turn:
