@@ -964,3 +964,20 @@ def test_speak_out_writes_every_phrasing(tmp_path: Path,
         "bye.wav", "opening.2.wav", "opening.3.wav", "opening.wav", "thanks.wav"]
     slow = render_wav("Bye.", Voice(id="en-us", rate=170), tmp_path / "slow.wav")
     assert info(out / "bye.wav").duration_s < info(slow).duration_s
+
+
+def test_a_rubric_beside_the_personas_is_not_a_persona(tmp_path: Path) -> None:
+    """The README tells trainers to keep rubric.yaml beside their personas: `persona
+    check` and the persona listing take it for what it is, not a broken persona."""
+    import shutil
+
+    from voice_sim.persona import check_paths, scan_personas
+    from voice_sim.rubric_file import check_rubric
+
+    shutil.copy(Path(__file__).parents[1] / "personas" / "double-billing.yaml", tmp_path)
+    (tmp_path / "rubric.yaml").write_text(
+        "ids:\n  empathize:\n    exemplars: [\"what a rotten week you've had\"]\n",
+        encoding="utf-8")
+    assert check_rubric(tmp_path / "rubric.yaml") == []
+    assert [p for p in check_paths([tmp_path]) if p.severity == "error"] == []
+    assert [pf.path.name for pf in scan_personas([tmp_path])] == ["double-billing.yaml"]

@@ -354,7 +354,11 @@ def _build(data: Mapping[str, Any], path: Path, warnings: tuple[Problem, ...]) -
 # --- finding and loading ------------------------------------------------------------
 
 def _persona_files(folder: Path) -> list[Path]:
-    return sorted(f for f in folder.iterdir() if f.suffix in SUFFIXES and f.is_file())
+    # A trainer's rubric.yaml lives beside the personas it scores; it is not one of them.
+    from voice_sim.rubric_file import RUBRIC_BESIDE
+
+    return sorted(f for f in folder.iterdir()
+                  if f.suffix in SUFFIXES and f.is_file() and f.name != RUBRIC_BESIDE)
 
 
 def check_paths(paths: Iterable[str | os.PathLike[str]], *,

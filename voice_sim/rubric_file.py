@@ -492,8 +492,12 @@ def load_rubric(extra: str | os.PathLike[str] | None = None) -> Rubric:
     return rubric
 
 
+RUBRIC_BESIDE = "rubric.yaml"
+"""The name of a trainer's rubric file kept in a personas folder (not a persona)."""
+
+
 def rubric_beside(persona_path: str | os.PathLike[str]) -> Path | None:
     """``rubric.yaml`` in the folder of a persona file, if a trainer put one there."""
     p = Path(persona_path)
-    candidate = (p if p.is_dir() else p.parent) / "rubric.yaml"
+    candidate = (p if p.is_dir() else p.parent) / RUBRIC_BESIDE
     return candidate if candidate.is_file() else None
