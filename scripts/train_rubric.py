@@ -93,19 +93,23 @@ def featurize(rows: list[dict[str, Any]], log: bool = True) -> list[dict[str, An
     model = load_model()
     base = load_rubric()
     t = time.perf_counter()
+    norms = [normalize(row["reply"]) for row in rows]
+    uss = [units(norm) for norm in norms]
+    todo = [n for n, us in enumerate(uss) if us]
+    vecs_of = dict(zip(todo, model.embed_spans_many(
+        [(norms[n].text, unit_spans(norms[n], uss[n])) for n in todo]), strict=True))
+    cns = [normalize(row.get("customer") or "").text for row in rows]
+    model.embed([c for c in cns if c])  # batched, into the cache
+    if log:
+        print(f"  {len(rows)} replies embedded ({time.perf_counter() - t:.0f} s)", flush=True)
     out = []
     for n, row in enumerate(rows):
-        norm = normalize(row["reply"])
-        us = units(norm)
-        vecs = (model.embed_spans(norm.text, unit_spans(norm, us)) if us
-                else np.zeros((1, 384), dtype=np.float32))
-        cn = normalize(row.get("customer") or "").text
+        norm, us, cn = norms[n], uss[n], cns[n]
+        vecs = vecs_of.get(n, np.zeros((1, 384), dtype=np.float32))
         cvec = model.embed([cn])[0] if cn else None
         rule_ids = rule_content(row["reply"], row.get("customer"), rubric=base).ids
         out.append({**row, "norm": norm, "units": us, "vecs": vecs, "cvec": cvec,
                     "dense": dense_features(vecs, cvec, rule_ids), "text": norm.text})
-        if log and n % 500 == 499:
-            print(f"  {n + 1} replies embedded ({time.perf_counter() - t:.0f} s)", flush=True)
     return out
 
 
