@@ -197,7 +197,6 @@ def main() -> int:
 
     from voice_sim.embedding import load_model
     from voice_sim.rubric import load_rubric, score_reply
-
     from voice_sim.textnorm import normalize
 
     rb = load_rubric()

@@ -143,8 +143,10 @@ class Model:
         todo = list(dict.fromkeys(t for t in texts if t not in self.cache))
         if todo:
             encs = self._tokenize(todo)
-            for t, st in zip(todo, self._states_many([e[0] for e in encs]), strict=True):
-                self._remember(t, _unit(st.mean(axis=0)))
+            states = self._states_many([e[0] for e in encs])
+            with one_blas_thread():
+                for t, st in zip(todo, states, strict=True):
+                    self._remember(t, _unit(st.mean(axis=0)))
         out = np.empty((len(texts), DIM), dtype=np.float32)
         for i, t in enumerate(texts):
             out[i] = self.cache[t]
@@ -164,7 +166,8 @@ class Model:
         texts = list(dict.fromkeys(t for t, _ in items))
         encs = dict(zip(texts, self._tokenize(texts), strict=True))
         states = dict(zip(texts, self._states_many([encs[t][0] for t in texts]), strict=True))
-        return [_pool(states[t], encs[t][1], spans) for t, spans in items]
+        with one_blas_thread():
+            return [_pool(states[t], encs[t][1], spans) for t, spans in items]
 
     def _remember(self, text: str, v: np.ndarray) -> None:
         with self.lock:
@@ -199,7 +202,7 @@ class Model:
         by_len: dict[int, list[int]] = {}
         for k, s in enumerate(seqs):
             by_len.setdefault(len(s), []).append(k)
-        with _blas().limit(limits=1, user_api="blas"):
+        with one_blas_thread():
             for n, ks in sorted(by_len.items()):
                 per = max(1, BATCH_TOKENS // n)
                 for a in range(0, len(ks), per):
@@ -271,6 +274,13 @@ def _blas() -> Any:
 
         _CONTROLLER = ThreadpoolController()
     return _CONTROLLER
+
+
+def one_blas_thread() -> Any:
+    """A context in which BLAS runs on one thread: the products here are small, and
+    BLAS threads cost more than they bring (on a busy machine they spin for many times
+    the work)."""
+    return _blas().limit(limits=1, user_api="blas")
 
 
 def _norm(x: np.ndarray, ln: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

@@ -29,6 +29,7 @@ Everything here is deterministic: one text is always one pass of the same arithm
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import re
@@ -231,6 +232,25 @@ def exemplar_bank(rb: Rubric, model: Model) -> Bank:
     return bank
 
 
+def prepare_customer(line: str) -> threading.Thread:
+    """Embed a customer line in a daemon thread (a call starts it while the line plays,
+    so scoring the answer pays for the answer's pass only). The vector goes into the
+    model's cache; it is the same vector scoring would compute, so a line not ready in
+    time is simply embedded again. Errors surface when scoring needs the model."""
+
+    def run() -> None:
+        from voice_sim.embedding import load_model
+
+        text = normalize(line).text
+        if text:
+            with contextlib.suppress(ModelError):
+                load_model().embed([text])
+
+    t = threading.Thread(target=run, name="voice-sim-customer-line", daemon=True)
+    t.start()
+    return t
+
+
 def judge(reply: str, customer: str | None, rule_ids: frozenset[str], rb: Rubric) -> Judgement:
     """Probabilities and evidence of every content id for one reply (see the module
     docstring). ``rule_ids``: what the built-in rules found in the reply."""
@@ -243,7 +263,7 @@ def judge_many(rows: Sequence[tuple[str, str | None, frozenset[str]]], rb: Rubri
     replies and customer lines are embedded in batches, each distinct text once. Every
     verdict is exactly the one :func:`judge` gives the reply alone (the vectors are the
     same bit for bit, see :meth:`voice_sim.embedding.Model.embed_spans_many`)."""
-    from voice_sim.embedding import load_model
+    from voice_sim.embedding import load_model, one_blas_thread
 
     model = load_model()
     clf = load_classifier()
@@ -256,12 +276,14 @@ def judge_many(rows: Sequence[tuple[str, str | None, frozenset[str]]], rb: Rubri
     cnorms = [normalize(customer).text if customer else "" for _, customer, _ in rows]
     model.embed([c for c in cnorms if c])  # the distinct ones, batched, into the cache
     out = []
-    for k, (_reply, _customer, rule_ids) in enumerate(rows):
-        if k not in vecs:
-            out.append(Judgement(norms[k], (), {}, {}))
-            continue
-        cvec = model.embed([cnorms[k]])[0] if cnorms[k] else None
-        out.append(_decide(norms[k], uss[k], vecs[k], cvec, rule_ids, rb, model, clf, bank))
+    with one_blas_thread():
+        for k, (_reply, _customer, rule_ids) in enumerate(rows):
+            if k not in vecs:
+                out.append(Judgement(norms[k], (), {}, {}))
+                continue
+            cvec = model.embed([cnorms[k]])[0] if cnorms[k] else None
+            out.append(_decide(norms[k], uss[k], vecs[k], cvec, rule_ids, rb, model, clf,
+                               bank))
     return out
 
 
