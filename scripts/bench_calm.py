@@ -8,8 +8,10 @@ baseline is that speaker's neutral repetitions 1-2 of all six words joined; each
 repetition's six words joined is an answer: neutral 3-5 calm, anger 1-5 and fear 1-5
 agitated.
 
-* ours: the calibrated calm model, refitted per fold by scripts/fit_calm.py's procedure
-  (on the two other speakers and the synthetic fixtures);
+* ours: the calibrated calm model, refitted per fold by scripts/fit_calm.py's nested
+  procedure: penalty and cue set chosen by leave-one-speaker-out between the two other
+  speakers, then fitted on them and the synthetic fixtures; the held-out speaker is
+  seen only when judged;
 * anchor: eleven openSMILE eGeMAPS v02 functionals (F0 mean and range, loudness, alpha
   ratio, Hammarberg index, spectral slopes 0-500 and 500-1500 Hz, HNR, jitter, shimmer,
   MFCC1, all over voiced frames where eGeMAPS has that variant) of the answer minus
@@ -94,10 +96,8 @@ def main() -> int:
     print(f"load average {os.getloadavg()[0]:.2f}")
     real, synth = fit_calm.real_examples(), fit_calm.synthetic_examples()
     ours = [(s, np.array([e.label for e in t]), p >= fit_calm.calm.AGITATED_P)
-            for s, t, p in fit_calm.loso(real, synth)]
-    nested = [(s, np.array([e.label for e in t]), p >= fit_calm.calm.AGITATED_P)
-              for s, t, p in fit_calm.loso(real, synth, nested=True)]
-    for label, rows in (("ours", ours), ("ours, penalty chosen in each fold", nested),
+            for s, t, p, _ in fit_calm.loso(real, synth)]
+    for label, rows in (("ours, nested (penalty and cue set chosen inside each fold)", ours),
                         ("anchor: eGeMAPS 11 functionals + logistic regression", anchor())):
         acc, bal, per = summary(rows)
         print(f"LOSO {label}: accuracy {acc:.3f}, balanced accuracy {bal:.3f}; per speaker "
@@ -106,7 +106,7 @@ def main() -> int:
         for k in (3, 6, 9, 12):
             real_k = fit_calm.real_examples(base_words=k)
             rows = [(s, np.array([e.label for e in t]), p >= fit_calm.calm.AGITATED_P)
-                    for s, t, p in fit_calm.loso(real_k, synth)]
+                    for s, t, p, _ in fit_calm.loso(real_k, synth)]
             acc, bal, per = summary(rows)
             speech = np.mean(fit_calm.BASELINE_SPEECH_S[-len(fit_calm.SPEAKERS):])
             print(f"baseline of {k:2d} words ({speech:.1f} s of speech on average): LOSO "

@@ -4,37 +4,46 @@
 Session mode (the default) drives the whole live call as ``voice-sim practice`` runs
 it: :func:`voice_sim.session.run_call` with a :class:`voice_sim.practice.LiveTrainee`
 on a :class:`voice_sim.listen.Microphone` (the ALSA virtual microphone ``vsim_mic``,
-fed in real time by scripts/virtual_mic.py), a :class:`voice_sim.session.DeviceSpeaker`
+fed in real time by scripts/virtual_mic.py), a :class:`voice_sim.bargein.ListeningSpeaker`
 on the virtual speaker ``vsim_spk``, Whisper (or ``--engine``), the shipped personas
 (``--persona``, one call each, ``--calls``) and a synthetic calm baseline, as
 ``practice`` records one. The trainee's answers are TTS renders of each line's
 ``sample_reply``, spoken ``--delay`` seconds after the persona's line is heard to end
 at the speaker. Per turn it prints, in milliseconds:
 
-  latency   Turn.latency_s: the end of the answer detected -> the next line handed to
-            the speaker (the target: median <= 300 ms on 2 cores), split into
-            final     -> the final transcript ready
+  perceived the true end of the trainee's speech (known from the rendered answer) ->
+            the first sound of the persona's reply at the speaker: the gap the trainee
+            hears (targets: median <= 500 ms, p95 <= 900 ms)
+  detect    the true end of the speech -> the end detected (the pause the end-of-turn
+            rule waited, device buffering included)
+  latency   Turn.latency_s: the end detected -> the next line handed to the speaker,
+            split into
+            final     -> the final transcript ready (absent when the line was planned
+                         on the partial words: session.CONFIRM_S)
             content   -> the words scored
             delivery  -> the delivery analysed
             moved     -> the mood moved and the next line chosen
             started   -> the line handed to the speaker
-  audible   the end of the answer detected -> the line's first sound at the speaker
+  audible   the end detected -> the line's first sound at the speaker
   deaf      the line finished playing -> the microphone capturing the next answer
-            (audio before that only teaches the noise floor: it must stay tiny)
-  detect    how late the end was detected: minus (the speech's true end + the
-            silence setting), device buffering included
 
-and the distribution (median, p95, max) of each over all turns.
+and the distribution (median, p95, max) of each over all turns, with the load average
+at the start and the end (the machine may be shared).
 
 Capture mode (``--mode capture``) measures only capture_answer + playback of a fixed
-line, on short espeak-ng sentences: detect, final, play (final transcript -> sound at
-the speaker) and turn (end detected -> sound).
+line, on short espeak-ng sentences: perceived, detect, final, play (final transcript ->
+sound at the speaker) and turn (end detected -> sound).
+
+Barge-in mode (``--mode barge-in``, ALSA only) plays persona lines with a simulated
+echo path and counts false barge-ins, then interrupts lines and times the stop (see
+:func:`run_barge_in`).
 
 ``--device fake`` runs either through the tests' fake sound card (tests/fake_audio.py,
 no PortAudio) instead, at ``--speed`` times real time, labelled as such in the output.
 
-    .venv/bin/python scripts/bench_latency.py --engine whisper [--calls 3] [--json]
+    .venv/bin/python scripts/bench_latency.py --engine whisper [--turn-end fast] [--json]
     .venv/bin/python scripts/bench_latency.py --mode capture --answers 10 --engine whisper
+    .venv/bin/python scripts/bench_latency.py --mode barge-in [--trials 20] [--echo-trials 50]
 """
 
 from __future__ import annotations
@@ -48,7 +57,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +136,7 @@ def run_alsa(args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
                 print(f"  answer {i}: ended by {got.reason}, sound={sound}: skipped",
                       file=sys.stderr)
                 continue
-            rows.append(row(i, got, u.speech_end_at, sound, cfg.silence_end_s))
+            rows.append(row(i, got, u.speech_end_at, sound))
             print_row(rows[-1])
     va.close()
     return rows
@@ -161,7 +169,7 @@ def run_fake(args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
                 continue
             # Fake-clock seconds to perf_counter (speed 1: the same scale).
             speech_end_at = fake._t0 + start + speech_end_index(ans) / 16_000
-            rows.append(row(i, got, speech_end_at, pb.sound_at, cfg.silence_end_s))
+            rows.append(row(i, got, speech_end_at, pb.sound_at))
             print_row(rows[-1])
     return rows
 
@@ -192,10 +200,15 @@ class _Observed:
         self.spoke_until.append(time.perf_counter())
         return float(started)
 
+    @property
+    def last(self) -> Any:
+        """The speaker's barge-in of the latest line (the session reads it)."""
+        return self.speaker.last
+
 
 def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
                 va: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The real call engine: run_call + LiveTrainee(Microphone) + DeviceSpeaker, answers
+    """The real call engine: run_call + LiveTrainee(Microphone) + ListeningSpeaker, answers
     (TTS renders of each line's sample_reply) spoken into the microphone in real time,
     each ``--delay`` seconds after the persona's line has finished playing."""
     import threading
@@ -205,6 +218,7 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
     mic_dev, spk_dev = (MIC, SPEAKER) if va is not None else (None, None)
 
     from voice_sim.audio import load_audio
+    from voice_sim.bargein import ListeningSpeaker
     from voice_sim.delivery import Baseline
     from voice_sim.listen import Microphone
     from voice_sim.persona import load_persona
@@ -214,7 +228,6 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
         BASELINE_SENTENCE,
         CallEvents,
         CallOptions,
-        DeviceSpeaker,
         run_call,
     )
     from voice_sim.speak import Voice, cached_render
@@ -276,9 +289,7 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
         return load_audio(line.audio or cached_render(line.text, persona.voice))
 
     out_root = folder / "sessions"
-    cfg = live_turn_config(args.silence_end)  # exactly what `practice` uses
-    if args.early_final is not None:
-        cfg = replace(cfg, early_final=args.early_final)
+    cfg = live_turn_config(args.silence_end, turn_end=args.turn_end)  # as `practice` does
     ctx: Any
     if args.device == "fake":
         from fake_audio import installed
@@ -295,7 +306,9 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
             thread = threading.Thread(target=feeder, daemon=True, name="bench-feeder")
             thread.start()
         with Microphone(mic_dev) as mic:
-            obs = _Observed(LiveTrainee(mic, engine, cfg), DeviceSpeaker(spk_dev))
+            obs = _Observed(LiveTrainee(mic, engine, cfg),
+                            ListeningSpeaker(mic, spk_dev,
+                                             when_interrupted=persona.when_interrupted))
             options = CallOptions(engine=engine, baseline=baseline,
                                   baseline_source=None if baseline is None else "synthetic",
                                   rubric=load_rubric(), coach="after", out_root=out_root,
@@ -313,7 +326,10 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
     for i, t in enumerate(result.turns):
         tm = t.timing
         r: dict[str, Any] = {"answer": i, "end_reason": t.answer.end_reason,
-                             "latency": t.latency_s, "text": t.transcript.text}
+                             "latency": t.latency_s, "text": t.transcript.text,
+                             "planned": t.plan is not None,
+                             "plan_changed": t.plan is not None and bool(t.plan.changed),
+                             "interrupted": t.interruption is not None}
         if tm is not None:
             r.update(tm.stages())
         if t.latency_s is None or tm is None or tm.ended is None:
@@ -326,12 +342,16 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
             sound = next((x for x in va.sound_starts if x >= (tm.moved or tm.ended)), None)
             u = f["utterance"] if f else None
             if u is not None and u.speech_end_at is not None:
-                r["detect"] = tm.ended - (u.speech_end_at + args.silence_end)
+                r["detect"] = tm.ended - u.speech_end_at
+                if sound is not None:
+                    r["perceived"] = sound - u.speech_end_at
         elif f is not None and i < len(fed_times) and fed_times[i][0] is not None:
             speech_end = fake_t0 + (fed_times[i][0] + f["speech_end_index"] / 16_000) / args.speed
-            r["detect"] = tm.ended - (speech_end + args.silence_end / args.speed)
+            r["detect"] = tm.ended - speech_end
             pb = played[i + 1] if i + 1 < len(played) else None
             sound = pb.sound_at if pb is not None else None
+            if sound is not None:
+                r["perceived"] = sound - speech_end
         if sound is not None:
             r["audible"] = sound - tm.ended
         if i + 1 < len(obs.listening_at) and i + 1 < len(obs.spoke_until):
@@ -347,23 +367,100 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
     return rows, meta
 
 
+def run_barge_in(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """Interruptions and echo, on the ALSA virtual devices in real time with a simulated
+    echo path (the speaker's audio back into the microphone, ``--echo`` gain, 80 ms late).
+
+    Echo trials: persona lines played with nobody talking; any barge-in is false.
+    Interruption trials: a trainee answer starts 0.8-2.0 s into a line (seeded); the stop
+    time is from the answer's first sound at the microphone to the line's stream being
+    stopped (``stop``), and to its last sound at the virtual speaker (``heard_stop``,
+    which adds the speaker pipe's ~0.13 s of buffering, a property of this virtual
+    device rather than of the product)."""
+    import random
+
+    from virtual_mic import MIC, SPEAKER, VirtualAudio
+
+    va = VirtualAudio(folder / "vmic", echo_gain=0.4 if args.echo is None else args.echo,
+                      echo_delay_s=0.08).activate()
+    from voice_sim.audio import load_audio
+    from voice_sim.bargein import ListeningSpeaker
+    from voice_sim.listen import Microphone, TurnConfig, capture_answer
+    from voice_sim.persona import load_persona
+    from voice_sim.speak import Voice, cached_render
+
+    lines = []
+    for pid in DEFAULT_PERSONAS.split(","):
+        persona = load_persona(pid)
+        for line in persona.lines.values():
+            x = load_audio(line.audio or cached_render(line.text, persona.voice))
+            if len(x) >= 3.0 * 16_000:
+                lines.append(x)
+    voice = Voice(**TRAINEE_VOICE)  # type: ignore[arg-type]
+    answers = [load_audio(cached_render(s, voice)) for s in SENTENCES]
+    rng = random.Random(15)
+    false, stops, heard, detects, overlaps = 0, [], [], [], []
+    missed = 0
+    with Microphone(MIC) as mic:
+        speaker = ListeningSpeaker(mic, SPEAKER)
+        for i in range(args.echo_trials):
+            speaker.speak(lines[i % len(lines)], 16_000)
+            false += speaker.last is not None
+            print(f"  echo {i + 1:2d}: {'FALSE BARGE-IN' if speaker.last else 'ok'}  "
+                  f"echo gain {speaker.echo_gain_db:.1f} dB", file=sys.stderr)
+        for i in range(args.trials):
+            line = lines[rng.randrange(len(lines))]
+            ans = answers[i % len(answers)]
+            u = va.say(ans, delay_s=rng.uniform(0.8, 2.0))
+            speaker.speak(line, 16_000)
+            cut = speaker.last
+            time.sleep(0.4)  # the speaker pipe drains
+            onset = None
+            if u.start_at is not None:
+                from virtual_mic import speech_start_index
+
+                onset = u.start_at + speech_start_index(ans) / 16_000
+            if cut is None or onset is None or speaker.last_player.stopped_at is None:
+                missed += 1
+                print(f"  trial {i + 1:2d}: NOT STOPPED", file=sys.stderr)
+            else:
+                stops.append(speaker.last_player.stopped_at - onset)
+                heard.append(va.last_sound_at - onset)
+                detects.append(cut.detect_s)
+                overlaps.append(cut.overlap_s)
+                print(f"  trial {i + 1:2d}: at {cut.at_s:.2f} s, stopped "
+                      f"{stops[-1] * 1000:4.0f} ms after the onset (heard "
+                      f"{heard[-1] * 1000:4.0f} ms)", file=sys.stderr)
+            capture_answer(mic, None, TurnConfig(silence_end_s=0.5))  # the rest of it
+    va.close()
+    within = sum(s <= 0.150 for s in stops)
+    return {"echo_trials": args.echo_trials, "false_barge_ins": false,
+            "interruption_trials": args.trials, "not_stopped": missed,
+            "stopped_within_150ms": f"{within}/{args.trials}",
+            "stopped_within_150ms_pct": round(100 * within / max(1, args.trials), 1),
+            "figures": {"stop": stats(stops), "heard_stop": stats(heard),
+                        "detect": stats(detects), "overlap": stats(overlaps)},
+            "echo_gain": 0.4 if args.echo is None else args.echo}
+
+
 QUIET_END_S = 0.15
 """Seconds of silence at the virtual speaker that mark the end of the persona's line."""
 
 
 def print_session_row(r: dict[str, Any]) -> None:
     parts = " ".join(f"{k} {r[k] * 1000:5.0f}" for k in STAGES if k in r)
-    extra = "".join(f"  {k} {r[k] * 1000:5.0f} ms" for k in ("audible", "deaf", "detect")
-                    if k in r)
+    extra = "".join(f"  {k} {r[k] * 1000:5.0f} ms" for k in ("audible", "deaf", "detect",
+                                                              "perceived") if k in r)
+    extra += "  (planned)" if r.get("planned") else ""
+    extra += "  (INTERRUPTED)" if r.get("interrupted") else ""
     print(f"  turn {r['answer'] + 1:2d}: latency {r['latency'] * 1000:5.0f} ms = {parts}"
           f"{extra}  {r['text'][:40]!r}", file=sys.stderr)
 
 
 def turn_config(args: argparse.Namespace) -> Any:
-    from voice_sim.listen import TurnConfig
+    from voice_sim.practice import live_turn_config
 
-    extra = {} if args.hold_after is None else {"hold_after_s": args.hold_after}
-    return TurnConfig(silence_end_s=args.silence_end, early_final=args.early_final, **extra)
+    return live_turn_config(args.silence_end, turn_end=args.turn_end)
 
 
 def load_engine(name: str) -> Any:
@@ -378,25 +475,33 @@ def load_engine(name: str) -> Any:
     return engine
 
 
-def row(i: int, got: Any, speech_end_at: float, sound_at: float, silence: float) -> dict[str, Any]:
-    return {"answer": i, "detect": got.ended_at - (speech_end_at + silence),
+def row(i: int, got: Any, speech_end_at: float, sound_at: float) -> dict[str, Any]:
+    return {"answer": i, "detect": got.ended_at - speech_end_at,
             "final": got.finalize_s, "play": sound_at - got.final_at,
-            "turn": sound_at - got.ended_at, "early_final": got.early_final,
-            "text": got.text}
+            "turn": sound_at - got.ended_at, "perceived": sound_at - speech_end_at,
+            "why": got.end_why, "text": got.text}
 
 
 def print_row(r: dict[str, Any]) -> None:
     print(f"  answer {r['answer']:2d}: detect {r['detect'] * 1000:+6.0f} ms  final "
           f"{r['final'] * 1000:5.0f} ms  play {r['play'] * 1000:4.0f} ms  turn "
-          f"{r['turn'] * 1000:5.0f} ms  {'(early final) ' if r['early_final'] else ''}"
-          f"{r['text'][:50]!r}", file=sys.stderr)
+          f"{r['turn'] * 1000:5.0f} ms  perceived {r['perceived'] * 1000:5.0f} ms  "
+          f"({r['why']}) {r['text'][:40]!r}", file=sys.stderr)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description="live turn latency through a virtual microphone")
-    p.add_argument("--mode", choices=("session", "capture"), default="session",
+    p.add_argument("--mode", choices=("session", "capture", "barge-in"), default="session",
                    help="session: the whole live call (run_call + LiveTrainee + "
-                        "DeviceSpeaker, default); capture: capture_answer + playback only")
+                        "ListeningSpeaker, default); capture: capture_answer + playback "
+                        "only; barge-in: interruption and echo trials (alsa only)")
+    p.add_argument("--trials", type=int, default=20,
+                   help="barge-in mode: interruptions (default 20)")
+    p.add_argument("--echo-trials", type=int, default=50,
+                   help="barge-in mode: lines played with only their echo (default 50)")
+    p.add_argument("--echo", type=float, default=None,
+                   help="gain of the simulated echo path, speaker -> microphone (default: "
+                        "0.4 in barge-in mode, none otherwise)")
     p.add_argument("--persona", default=DEFAULT_PERSONAS,
                    help="session mode: shipped personas to call, comma-separated, taken in "
                         f"turn (default {DEFAULT_PERSONAS})")
@@ -416,22 +521,28 @@ def main() -> int:
     p.add_argument("--play", choices=("devices", "low"), default="devices",
                    help="capture mode: devices: voice_sim.devices.play (the product path, "
                         "default); low: sounddevice.play with latency='low' (alsa only)")
-    p.add_argument("--silence-end", type=float, default=0.8)
-    p.add_argument("--early-final", choices=("auto", "on", "off"), default="auto",
-                   help="the early final transcript (default auto: session mode as "
-                        "`practice` sets it, off; capture mode TurnConfig's, on except Vosk)")
-    p.add_argument("--hold-after", type=float, default=None,
-                   help="capture mode: seconds of trailing silence still fed to the engine "
-                        "(TurnConfig.hold_after_s)")
+    p.add_argument("--silence-end", type=float, default=None,
+                   help="upper bound on the pause that ends a turn (default: --turn-end's)")
+    p.add_argument("--turn-end", choices=("fast", "normal", "patient"), default="normal")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = p.parse_args()
-    args.early_final = {"auto": None, "on": True, "off": False}[args.early_final]
     if args.device == "alsa" and args.speed != 1.0:
         p.error("--speed is for --device fake (the ALSA virtual microphone runs in real time)")
     label = ("PortAudio + ALSA virtual microphone (real time)" if args.device == "alsa"
              else f"fake sounddevice at {args.speed:g}x real time (NOT PortAudio)")
     load = os.getloadavg()
     meta: dict[str, Any] = {}
+    if args.mode == "barge-in":
+        if args.device != "alsa":
+            p.error("--mode barge-in runs on the ALSA virtual devices")
+        with tempfile.TemporaryDirectory(prefix="vsim-bench-") as tmp:
+            result = run_barge_in(args, Path(tmp))
+        result.update({"mode": args.mode, "nproc": os.cpu_count(),
+                       "loadavg": [round(x, 2) for x in load],
+                       "loadavg_end": [round(x, 2) for x in os.getloadavg()]})
+        print(json.dumps(result, indent=2) if args.json else
+              "\n".join(f"{k}: {v}" for k, v in result.items()))
+        return 0
     with tempfile.TemporaryDirectory(prefix="vsim-bench-") as tmp:
         folder = Path(tmp)
         if args.mode == "session":
@@ -444,7 +555,7 @@ def main() -> int:
                 from virtual_mic import VirtualAudio
 
                 # Once per process: ALSA reads its config when PortAudio starts.
-                va = VirtualAudio(folder / "vmic").activate()
+                va = VirtualAudio(folder / "vmic", echo_gain=args.echo or 0.0).activate()
             for c in range(args.calls):
                 got, m = run_session(args, folder / f"call{c}", personas[c % len(personas)],
                                      va)
@@ -455,11 +566,22 @@ def main() -> int:
             if va is not None:
                 va.close()
             meta["calls"] = calls
-            keys: tuple[str, ...] = ("latency", "audible", *STAGES, "deaf", "detect")
+            keys: tuple[str, ...] = ("perceived", "latency", "audible", *STAGES, "deaf",
+                                     "detect")
+            meta["planned_turns"] = sum(bool(r.get("planned")) for r in rows)
+            meta["plan_changed_outcome"] = sum(bool(r.get("plan_changed")) for r in rows)
+            meta["false_interruptions"] = sum(bool(r.get("interrupted")) for r in rows)
+            # An end detected before the speech's true end cut the trainee off: counted,
+            # and kept out of the gap figures (a negative gap is no gap).
+            cut = [r for r in rows if r.get("detect") is not None and r["detect"] < 0]
+            meta["premature_ends"] = len(cut)
+            for r in cut:
+                r.pop("perceived", None)
+                r.pop("detect", None)
         else:
             print(f"bench_latency: {args.answers} answers through {label}", file=sys.stderr)
             rows = (run_alsa if args.device == "alsa" else run_fake)(args, folder)
-            keys = ("detect", "final", "play", "turn")
+            keys = ("perceived", "detect", "final", "play", "turn")
     if not rows:
         print("bench_latency: no turn ended on silence with a next line", file=sys.stderr)
         return 1
@@ -467,8 +589,10 @@ def main() -> int:
                if any(r.get(k) is not None for r in rows)}
     result = {"mode": args.mode, "device": args.device, "speed": args.speed,
               "engine": args.engine, "answers": len(rows), "silence_end_s": args.silence_end,
-              "early_final": args.early_final, "nproc": os.cpu_count(),
-              "loadavg": [round(x, 2) for x in load], "figures": figures, **meta}
+              "turn_end": args.turn_end, "nproc": os.cpu_count(),
+              "loadavg": [round(x, 2) for x in load],
+              "loadavg_end": [round(x, 2) for x in os.getloadavg()], "figures": figures,
+              **meta}
     if args.mode == "capture":
         result["play"] = args.play
     if args.json:

@@ -22,15 +22,19 @@ How the model is made from a set of groups (speakers or synthetic sources):
    noise, variance ~ ``a / n`` for ``n`` units of speech; the agitated answers give the
    variance of real change ``tau^2``;
 3. the weights come from a class-balanced logistic regression with non-negative weights
-   and an L2 penalty (L2_PENALTY) on the confidence-weighted, scaled changes;
-4. a cue is kept only when it earns its place: every candidate cue of voice_sim.calm
-   goes in, and the non-negative fit gives a cue that adds nothing a weight of 0 (it
-   is then left out); the script prints, for each kept cue, the leave-one-speaker-out
-   figure without it.
+   and an L2 penalty on the confidence-weighted, scaled changes;
+4. the penalty (PENALTIES) and the cue set (CUE_SETS) are chosen by leave-one-speaker-
+   out among the speakers being fitted on (see choose); within the chosen set the
+   non-negative fit gives a cue that adds nothing a weight of 0, and the packaged model
+   leaves it out.
 
-The figure: leave-one-speaker-out on emotion-pl. For each speaker, steps 1-3 run on
-the other two speakers and the synthetic sources, and the model judges the held-out
-speaker's answers.
+The figure, nested leave-one-speaker-out on emotion-pl (the protocol): for each
+speaker in turn, held out, every choice is made without it: step 4 picks the penalty
+and cue set by leave-one-speaker-out between the two other speakers (fit on one of them
+plus the synthetic sources, judge the other, both ways round), steps 1-3 then fit on
+those two and the synthetic sources, and only that model judges the held-out speaker's
+answers. The packaged model makes the same choice over all three speakers. No figure
+this script prints was picked after looking at a held-out speaker.
 
     .venv/bin/python scripts/fit_calm.py            # LOSO table, then write the model
     .venv/bin/python scripts/fit_calm.py --check    # LOSO table only; exit 1 if the
@@ -56,7 +60,10 @@ from voice_sim import calm, delivery  # noqa: E402
 from voice_sim.audio import load_audio  # noqa: E402
 from voice_sim.delivery import Baseline, analyze  # noqa: E402
 
-EMOTION_PL = Path(__file__).resolve().parents[2] / "shared" / "data" / "emotion-pl"
+EMOTION_PL = next((p / "shared" / "data" / "emotion-pl"
+                   for p in Path(__file__).resolve().parents[1:]
+                   if (p / "shared" / "data" / "emotion-pl").is_dir()),
+                  Path(__file__).resolve().parents[2] / "shared" / "data" / "emotion-pl")
 WORDS = ("nie", "oddaj", "podaj", "stop", "tak", "trzymaj")
 SPEAKERS = ("m1", "m2", "m3")
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
@@ -68,13 +75,17 @@ AGITATED_FX = (("pitch", "350"), ("pitch", "500"), ("tempo", "1.25"), ("tempo", 
                ("gain", "7"), ("gain", "10"))
 CALM_FX = (("pitch", "50"), ("pitch", "-50"), ("tempo", "0.95"), ("tempo", "1.05"),
            ("gain", "1.5"), ("gain", "-1.5"), ())
-L2_PENALTY = 2.0
-"""Ridge on the weights (in units of calm-repetition spread): keeps the fit from
-leaning on any one cue where the training speakers happen to separate perfectly.
-Chosen after looking at the leave-one-speaker-out figure at 1.0 (accuracy 0.897), 2.0
-(0.923) and 3.0 (0.923), so that figure is optimistic; the script also prints the
-figure with the penalty chosen inside each fold from PENALTIES, which is not (0.897)."""
-PENALTIES = (0.3, 1.0, 2.0, 3.0)
+PENALTIES = (0.3, 1.0, 2.0, 3.0, 5.0)
+"""Candidate ridge penalties on the weights (in units of calm-repetition spread): keep
+the fit from leaning on one cue where the training speakers happen to separate
+perfectly. Which one is used is chosen from the training speakers only (see choose)."""
+CUE_SETS = {
+    "every cue": (),
+    "without HNR": ("hnr",),
+    "without voice quality": ("alpha_ratio", "hammarberg", "slope_0_500", "slope_500_1500",
+                              "hnr"),
+}
+"""Candidate cue sets (name -> cues left out), chosen like the penalty."""
 WEIGHT_FLOOR = 0.01
 """A cue whose fitted (non-negative) weight is no more than this has not earned its
 place and is left out of the packaged model."""
@@ -90,8 +101,8 @@ class Example:
     label: bool
     """True: agitated."""
     what: str
-    cues: dict[str, tuple[float, float, float]]
-    """calm.measure(): name -> (change, raw value, amount of speech)."""
+    cues: calm.Measured
+    """calm.measure(): name -> (change, raw value, amount of speech, drift noise)."""
 
 
 def emotion_pl(speaker: str, emotion: str, rep: int) -> np.ndarray:
@@ -176,8 +187,7 @@ def _features(examples: list[Example], m: calm.CalmModel) -> np.ndarray:
     for i, e in enumerate(examples):
         for j, c in enumerate(m.cues):
             if c.name in e.cues:
-                _, raw, n = e.cues[c.name]
-                x[i, j] = (n / (n + c.half)) * raw / c.scale
+                x[i, j] = calm.confidence(c, e.cues[c.name]) * e.cues[c.name][1] / c.scale
     return x
 
 
@@ -196,7 +206,8 @@ def _balance(examples: list[Example]) -> np.ndarray:
     return w
 
 
-def _logistic(x: np.ndarray, y: np.ndarray, sw: np.ndarray) -> tuple[float, np.ndarray]:
+def _logistic(x: np.ndarray, y: np.ndarray, sw: np.ndarray, penalty: float
+              ) -> tuple[float, np.ndarray]:
     """Weighted logistic regression, weights >= 0, L2 on the weights."""
     from scipy.optimize import minimize
 
@@ -205,9 +216,9 @@ def _logistic(x: np.ndarray, y: np.ndarray, sw: np.ndarray) -> tuple[float, np.n
         p = 1.0 / (1.0 + np.exp(-z))
         eps = 1e-12
         ll = -np.sum(sw * (y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)))
-        pen = 0.5 * L2_PENALTY * float(w[1:] @ w[1:]) / len(y)
+        pen = 0.5 * penalty * float(w[1:] @ w[1:]) / len(y)
         g = sw * (p - y)
-        return ll + pen, np.r_[g.sum(), x.T @ g + L2_PENALTY * w[1:] / len(y)]
+        return ll + pen, np.r_[g.sum(), x.T @ g + penalty * w[1:] / len(y)]
 
     bounds = [(None, None)] + [(0.0, None)] * x.shape[1]
     res = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B",
@@ -215,8 +226,8 @@ def _logistic(x: np.ndarray, y: np.ndarray, sw: np.ndarray) -> tuple[float, np.n
     return float(res.x[0]), res.x[1:]
 
 
-def fit(examples: list[Example], names: tuple[str, ...]) -> calm.CalmModel:
-    """Steps 1-3 for the given cues."""
+def fit(examples: list[Example], names: tuple[str, ...], penalty: float) -> calm.CalmModel:
+    """Steps 1-3 for the given cues and penalty."""
     real_calm = [e for e in examples if not e.label and e.group in SPEAKERS]
     calm_set = real_calm or [e for e in examples if not e.label]
     cues = []
@@ -233,7 +244,7 @@ def fit(examples: list[Example], names: tuple[str, ...]) -> calm.CalmModel:
         cues.append(calm.CueModel(name, 1.0, scale, half))
     m = calm.CalmModel(0.0, tuple(cues), "")
     y = np.array([e.label for e in examples], dtype=float)
-    b, w = _logistic(_features(examples, m), y, _balance(examples))
+    b, w = _logistic(_features(examples, m), y, _balance(examples), penalty)
     return calm.CalmModel(b, tuple(calm.CueModel(c.name, float(wi), c.scale, c.half)
                                    for c, wi in zip(m.cues, w, strict=True)), "")
 
@@ -244,38 +255,52 @@ def predict(m: calm.CalmModel, examples: list[Example]) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def _logo_accuracy(examples: list[Example], names: tuple[str, ...]) -> float:
-    """Leave-one-group-out over the groups present: mean accuracy over held-out groups
-    (real speakers and synthetic sources alike)."""
-    accs = []
-    for g in sorted({e.group for e in examples}):
-        train = [e for e in examples if e.group != g]
-        test = [e for e in examples if e.group == g]
-        p = predict(fit(train, names), test)
-        accs.append(float(np.mean((p >= calm.AGITATED_P) == np.array([e.label for e in test]))))
-    return float(np.mean(accs))
+Choice = tuple[float, str]
+"""(L2 penalty, name in CUE_SETS)."""
 
 
-def loso(real: list[Example], synth: list[Example], names: tuple[str, ...] = tuple(calm.CUES),
-         nested: bool = False) -> list[tuple[str, list[Example], np.ndarray]]:
-    """Per held-out speaker: (speaker, its answers, P(agitated)) from a model fitted on
-    the other speakers and the synthetic sources. ``nested``: the L2 penalty is chosen
-    inside each fold (leave-one-group-out on the training groups) from PENALTIES."""
-    global L2_PENALTY
+def cue_names(choice: Choice) -> tuple[str, ...]:
+    return tuple(n for n in calm.CUES if n not in CUE_SETS[choice[1]])
+
+
+def choose(real: list[Example], synth: list[Example]) -> tuple[Choice, float]:
+    """The penalty and cue set, chosen on ``real`` alone by leave-one-speaker-out among
+    the speakers in it (each fitted on the others and the synthetic sources): the best
+    mean balanced accuracy, ties to the larger penalty, then the smaller cue set. Returns
+    the choice and its inner figure."""
+    speakers = sorted({e.group for e in real})
+    best: tuple[float, float, int] | None = None
+    chosen: Choice = (PENALTIES[0], next(iter(CUE_SETS)))
+    for k, cue_set in enumerate(CUE_SETS):
+        for pen in PENALTIES:
+            bals = []
+            for h in speakers:
+                train = [e for e in real if e.group != h] + synth
+                test = [e for e in real if e.group == h]
+                p = predict(fit(train, cue_names((pen, cue_set)), pen), test)
+                y = np.array([e.label for e in test])
+                bals.append(scores(y, p >= calm.AGITATED_P)[1])
+            key = (float(np.mean(bals)), pen, k)
+            if best is None or key > best:
+                best, chosen = key, (pen, cue_set)
+    assert best is not None
+    return chosen, best[0]
+
+
+def loso(real: list[Example], synth: list[Example]
+         ) -> list[tuple[str, list[Example], np.ndarray, Choice]]:
+    """Nested leave-one-speaker-out. Per held-out speaker: the penalty and cue set are
+    chosen (:func:`choose`) on the two other speakers only, the model is fitted on them
+    and the synthetic sources, and it judges the held-out speaker's answers: (speaker,
+    its answers, P(agitated), the choice). Nothing of the held-out speaker is seen
+    before its answers are judged."""
     out = []
-    keep = L2_PENALTY
     for spk in SPEAKERS:
-        train = [e for e in real if e.group != spk] + synth
-        if nested:
-            trials = []
-            for pen in PENALTIES:
-                L2_PENALTY = pen
-                trials.append((_logo_accuracy(train, names), -pen))
-            L2_PENALTY = -max(trials)[1]
-        m = fit(train, names)
-        L2_PENALTY = keep
+        train = [e for e in real if e.group != spk]
+        choice, _ = choose(train, synth)
+        m = fit(train + synth, cue_names(choice), choice[0])
         test = [e for e in real if e.group == spk]
-        out.append((spk, test, predict(m, test)))
+        out.append((spk, test, predict(m, test), choice))
     return out
 
 
@@ -286,24 +311,27 @@ def scores(y: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     return acc, bal
 
 
-def loso_figures(rows: list[tuple[str, list[Example], np.ndarray]]
+def loso_figures(rows: list[tuple[str, list[Example], np.ndarray, Choice]]
                  ) -> tuple[float, float, dict[str, float], list[str]]:
     """(accuracy, balanced accuracy, per-speaker accuracy, the answers judged wrongly)."""
-    ys = np.array([e.label for _, test, _ in rows for e in test])
-    ps = np.concatenate([p for *_, p in rows]) >= calm.AGITATED_P
+    ys = np.array([e.label for _, test, *_ in rows for e in test])
+    ps = np.concatenate([p for _, _, p, _ in rows]) >= calm.AGITATED_P
     acc, bal = scores(ys, ps)
     per = {spk: float(np.mean((p >= calm.AGITATED_P) == np.array([e.label for e in test])))
-           for spk, test, p in rows}
-    wrong = [e.what for _, test, p in rows for e, q in zip(test, p, strict=True)
+           for spk, test, p, _ in rows}
+    wrong = [e.what for _, test, p, _ in rows for e, q in zip(test, p, strict=True)
              if (q >= calm.AGITATED_P) != e.label]
     return acc, bal, per, wrong
 
 
-def print_loso(rows: list[tuple[str, list[Example], np.ndarray]], label: str) -> None:
+def print_loso(rows: list[tuple[str, list[Example], np.ndarray, Choice]], label: str
+               ) -> None:
     acc, bal, per, wrong = loso_figures(rows)
     speakers = " ".join(f"{k} {v:.2f}" for k, v in per.items())
     print(f"LOSO {label}: accuracy {acc:.3f}, balanced accuracy {bal:.3f}, per speaker "
           f"{speakers}; wrong: {', '.join(wrong) or 'none'}")
+    for spk, _, _, (pen, cue_set) in rows:
+        print(f"  {spk} held out: chosen on the other two: L2 {pen:g}, {cue_set}")
 
 
 def main() -> int:
@@ -315,19 +343,15 @@ def main() -> int:
         print(f"fit_calm: {EMOTION_PL} not found (the development data)", file=sys.stderr)
         return 2
     real, synth = real_examples(), synthetic_examples()
-    every = tuple(calm.CUES)
-    print_loso(loso(real, synth), f"ours (calibrated calm model, L2 {L2_PENALTY:g})")
-    print_loso(loso(real, synth, nested=True),
-               "ours, L2 penalty chosen inside each fold")
-    full = fit(real + synth, every)
+    print_loso(loso(real, synth), "nested (penalty and cue set chosen inside each fold)")
+    choice, inner = choose(real, synth)
+    print(f"packaged model: L2 {choice[0]:g}, {choice[1]} (leave-one-speaker-out balanced "
+          f"accuracy {inner:.3f} over all three speakers)")
+    full = fit(real + synth, cue_names(choice), choice[0])
     kept = tuple(c.name for c in full.cues if c.weight > WEIGHT_FLOOR)
-    print(f"cues with weight > {WEIGHT_FLOOR:g} on all the data: {', '.join(kept)}; "
-          f"weight 0: {', '.join(c.name for c in full.cues if c.weight <= WEIGHT_FLOOR)}")
-    for name in kept:
-        acc, bal, per, _ = loso_figures(loso(real, synth, tuple(n for n in kept if n != name)))
-        print(f"  without {name}: LOSO accuracy {acc:.3f}, balanced {bal:.3f}, worst "
-              f"speaker {min(per.values()):.2f}")
-    m = fit(real + synth, kept)
+    print(f"cues with weight > {WEIGHT_FLOOR:g}: {', '.join(kept)}; weight 0: "
+          f"{', '.join(c.name for c in full.cues if c.weight <= WEIGHT_FLOOR) or 'none'}")
+    m = fit(real + synth, kept, choice[0])
     data = {
         "source": "scripts/fit_calm.py: emotion-pl m1-m3 (Mięsikowska & Świsulski 2020, "
                   "doi:10.34808/h46c-hb44, CC BY) and the synthetic LibriVox/espeak "

@@ -103,11 +103,30 @@ def speech_end_index(x: np.ndarray, thr_dbfs: float = -40.0) -> int:
     return int((loud[-1] + 1) * BLOCK) if loud.size else 0
 
 
+def speech_start_index(x: np.ndarray, thr_dbfs: float = -40.0) -> int:
+    """Index of the first 20 ms frame louder than ``thr_dbfs``."""
+    import numpy as np
+
+    n = len(x) // BLOCK
+    frames = x[: n * BLOCK].reshape(n, BLOCK).astype(np.float64)
+    rms = np.sqrt(np.mean(frames**2, axis=1)) + 1e-12
+    loud = np.flatnonzero(20 * np.log10(rms) > thr_dbfs)
+    return int(loud[0] * BLOCK) if loud.size else 0
+
+
 class VirtualAudio:
     """The pipes, the ALSA config, and the threads that pace them in real time."""
 
-    def __init__(self, folder: str | os.PathLike[str]) -> None:
+    def __init__(self, folder: str | os.PathLike[str], *, echo_gain: float = 0.0,
+                 echo_delay_s: float = 0.05) -> None:
         self.folder = Path(folder)
+        self.echo_gain = echo_gain
+        """Fraction of what the speaker plays mixed back into the microphone (a simulated
+        echo path: a laptop's speaker next to its microphone, no echo cancelling) ..."""
+        self.echo_delay_s = echo_delay_s
+        """... this many seconds after the speaker received it (the room, the device)."""
+        self._echo: deque[tuple[float, np.ndarray]] = deque()
+        self._echo_buf: np.ndarray | None = None
         self.mic_fifo = self.folder / "mic.fifo"
         self.spk_fifo = self.folder / "speaker.fifo"
         self.conf = self.folder / "asoundrc"
@@ -194,6 +213,11 @@ class VirtualAudio:
             time.sleep(0.002)
         return None
 
+    @property
+    def last_sound_at(self) -> float:
+        """``perf_counter()`` when the speaker last received sound."""
+        return self._last_sound
+
     def speaker_quiet_for(self) -> float:
         """Seconds since the speaker last received sound."""
         return time.perf_counter() - self._last_sound
@@ -232,17 +256,24 @@ class VirtualAudio:
                         current, pos = self._queue.popleft(), 0
                         due = time.perf_counter() + current.delay_s
             data = silence
-            if current is not None and time.perf_counter() >= due:
+            echo = self._echo_block() if self.echo_gain else None
+            speaking = current is not None and time.perf_counter() >= due
+            if speaking:
+                assert current is not None
                 chunk = current.samples[pos:pos + BLOCK]
-                pcm = np.zeros(BLOCK, np.int16)
-                pcm[:len(chunk)] = np.clip(chunk * 32767, -32768, 32767).astype(np.int16)
-                data = pcm.tobytes()
+                mix = np.zeros(BLOCK, np.float32)
+                mix[:len(chunk)] = chunk
+                if echo is not None:
+                    mix += echo
+                data = np.clip(mix * 32767, -32768, 32767).astype(np.int16).tobytes()
+            elif echo is not None and echo.any():
+                data = np.clip(echo * 32767, -32768, 32767).astype(np.int16).tobytes()
             try:
                 os.write(fd, data)
             except OSError:
                 return
             now = time.perf_counter()
-            if data is not silence and current is not None:
+            if speaking and current is not None:
                 if pos == 0:
                     current.start_at = now
                 if pos <= current.speech_end <= pos + BLOCK:
@@ -255,6 +286,23 @@ class VirtualAudio:
                     current = None
             self.mic_blocks += 1
             k += 1
+
+    def _echo_block(self) -> np.ndarray:
+        """BLOCK samples of the echo due now: speaker audio ``echo_delay_s`` old."""
+        import numpy as np
+
+        due = time.perf_counter() - self.echo_delay_s
+        parts = [self._echo_buf] if self._echo_buf is not None else []
+        while self._echo and self._echo[0][0] <= due:
+            parts.append(self._echo.popleft()[1])
+        buf = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        # The two pipes' threads are paced apart: never let a backlog build up, or the
+        # echo's delay would drift (a real echo path's delay is steady).
+        buf = buf[-2 * BLOCK:]
+        out = np.zeros(BLOCK, np.float32)
+        out[:min(BLOCK, len(buf))] = buf[:BLOCK]
+        self._echo_buf = buf[BLOCK:] if len(buf) > BLOCK else None
+        return out
 
     def _drain(self) -> None:
         """Read the speaker pipe at 16 kHz, noting when each line's sound begins."""
@@ -275,6 +323,8 @@ class VirtualAudio:
             now = time.perf_counter()
             x = np.frombuffer(data[: len(data) // 2 * 2], np.int16)
             self.speaker_blocks += 1
+            if self.echo_gain:
+                self._echo.append((now, x.astype(np.float32) / 32768 * self.echo_gain))
             if self.keep_speaker:
                 self.spoken.append(x.copy())
             if np.abs(x).max(initial=0) > 30:  # above -60 dBFS: sound, not dither

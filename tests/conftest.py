@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +38,19 @@ def espeak_wav(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
+def whisper() -> Any:
+    """The Whisper engine (skipped with the reason when it cannot load)."""
+    from voice_sim.errors import ModelError
+
+    try:
+        from voice_sim.engines import get_engine
+
+        return get_engine("whisper")
+    except (ImportError, ModelError) as e:
+        pytest.skip(f"Whisper engine unavailable: {e}")
+
+
+@pytest.fixture(scope="session")
 def sox() -> Callable[..., Path]:
     """Transform a WAV with sox: ``sox(src, dst, *effects)``."""
     exe = shutil.which("sox")
@@ -63,6 +77,18 @@ def _private_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
         os.environ.pop("VOICE_SIM_HISTORY", None)
     else:
         os.environ["VOICE_SIM_HISTORY"] = old
+
+
+@pytest.fixture(scope="session")
+def whisper_engine() -> Any:
+    """The Whisper engine, loaded once per test run; the test is skipped without a model."""
+    from voice_sim.engines import get_engine
+    from voice_sim.errors import ModelError
+
+    try:
+        return get_engine("whisper")
+    except ModelError as e:
+        pytest.skip(f"no Whisper model: {e.line()}")
 
 
 RECORDED_REPLIES = (

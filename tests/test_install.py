@@ -61,6 +61,8 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> Non
     assert {f"voice_sim/personas/{n}" for n in shipped} <= names
     assert "voice_sim/persona.schema.json" in names and "voice_sim/rubric.yaml" in names
     assert not [n for n in names if "fake_audio" in n]  # a test double, not shipped
+    assert {"voice_sim/web/call.js", "voice_sim/web/mic-worklet.js",
+            "voice_sim/web/app.css"} <= names  # `voice-sim serve` needs no network
     print(f"wheel {wheel.name}: {wheel.stat().st_size / 1e3:.0f} kB, {len(names)} files")
 
     venv = tmp_path / "venv"

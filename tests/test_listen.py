@@ -22,7 +22,8 @@ from fake_audio import FakeSoundDevice, installed
 
 from voice_sim import devices
 from voice_sim.audio import SAMPLE_RATE, load_audio
-from voice_sim.errors import DeviceError, InputError, ModelError
+from voice_sim.endpoint import PATIENCE
+from voice_sim.errors import DeviceError, InputError
 from voice_sim.listen import (
     KeyWatcher,
     LiveLine,
@@ -58,16 +59,6 @@ def fake() -> Iterator[FakeSoundDevice]:
         yield f
 
 
-@pytest.fixture(scope="module")
-def whisper() -> Any:
-    try:
-        from voice_sim.engines import get_engine
-
-        return get_engine("whisper")
-    except (ImportError, ModelError) as e:
-        pytest.skip(f"Whisper engine unavailable: {e}")
-
-
 def speech_bounds(x: np.ndarray, thr_dbfs: float = -40.0) -> tuple[float, float]:
     """First and last 20 ms frame louder than ``thr_dbfs``, in seconds."""
     frames = x[: len(x) // 320 * 320].reshape(-1, 320)
@@ -95,7 +86,8 @@ def run_detector(x: np.ndarray, config: TurnConfig) -> tuple[str | None, TurnDet
 
 # --- the detector on its own ------------------------------------------------------------
 
-def test_turn_ends_after_the_configured_silence(answer: np.ndarray) -> None:
+def test_turn_ends_after_the_pause_the_rule_asks_for(answer: np.ndarray) -> None:
+    """No engine, so no words: the rule's unsure wait, capped by ``silence_end_s``."""
     x = np.concatenate([noise(0.5, -65), answer + noise(len(answer) / SAMPLE_RATE, -65, 2),
                         noise(3.0, -65, 3)])
     start, end = speech_bounds(x)
@@ -105,7 +97,8 @@ def test_turn_ends_after_the_configured_silence(answer: np.ndarray) -> None:
         assert det.speech_start is not None and det.speech_end is not None
         assert abs(det.speech_start / SAMPLE_RATE - start) <= 0.06
         assert abs(det.speech_end / SAMPLE_RATE - end) <= 0.1
-        assert abs(det.pos / SAMPLE_RATE - (det.speech_end / SAMPLE_RATE + silence)) <= 0.021
+        want = min(silence, PATIENCE["normal"].unsure_s)
+        assert abs(det.pos / SAMPLE_RATE - (det.speech_end / SAMPLE_RATE + want)) <= 0.021
 
 
 def test_pauses_between_phrases_do_not_end_the_turn(answer: np.ndarray) -> None:
@@ -143,8 +136,8 @@ def test_turn_config_rejects_bad_values() -> None:
         TurnConfig(silence_end_s=-1)
     with pytest.raises(InputError, match="max_answer_s"):
         TurnConfig(max_answer_s=0)
-    with pytest.raises(InputError, match="min_speech_dbfs"):
-        TurnConfig(min_speech_dbfs=10)
+    with pytest.raises(InputError, match="turn_end='slow'"):
+        TurnConfig(turn_end="slow")  # type: ignore[arg-type]
 
 
 # --- through the fake device -------------------------------------------------------------
@@ -159,7 +152,9 @@ def test_turn_ends_on_silence_through_the_device(fake: FakeSoundDevice, answer: 
                              on_level=levels.append)
     assert got.reason == "silence" and got.heard_speech
     assert got.speech_end_s is not None and got.speech_start_s is not None
+    # No engine, so no words: the end-of-turn rule's unsure wait.
     assert got.duration_s - got.speech_end_s == pytest.approx(0.8, abs=0.021)
+    assert got.pause_s == pytest.approx(0.8, abs=0.021) and "words unknown" in got.end_why
     assert 0.0 < got.speech_start_s <= 0.6  # the answer began 0.4 s after the mic opened
     assert max(levels) > -30 and min(levels) < -60
     saved = load_audio(tmp_path / "a.wav")
@@ -216,7 +211,9 @@ def test_interrupt_keeps_what_was_captured(fake: FakeSoundDevice, answer: np.nda
                                           tmp_path: Path) -> None:
     """Ctrl-C mid-answer: the exception propagates and the WAV holds every block so far."""
     fake.noise_dbfs = None
-    fake.add_answer(answer, delay_s=0.0, after_playback=False)
+    # A moment after the microphone opens: audio before the capture starts is not the
+    # answer's (it teaches the noise floor).
+    fake.add_answer(answer, delay_s=0.2, after_playback=False)
     n = 0
 
     def on_level(_db: float) -> None:
@@ -232,7 +229,9 @@ def test_interrupt_keeps_what_was_captured(fake: FakeSoundDevice, answer: np.nda
         assert w.getnframes() == 75 * 320
     saved = load_audio(wav)
     lead = int(np.argmax(np.abs(saved) > 1e-3))
-    assert np.allclose(saved[lead:], answer[lead:lead + len(saved) - lead], atol=1e-3)
+    first = int(np.argmax(np.abs(answer) > 1e-3))
+    assert lead > 0
+    assert np.allclose(saved[lead:], answer[first:first + len(saved) - lead], atol=1e-3)
 
 
 @pytest.mark.audio_device
@@ -323,8 +322,8 @@ def test_live_turn_end_to_end(fake: FakeSoundDevice, whisper: Any, answer: np.nd
     captions: list[str] = []
     with Microphone() as mic:
         devices.play(line1, SAMPLE_RATE)
-        got = capture_answer(mic, whisper, TurnConfig(), sink=tmp_path / "turn1.wav",
-                             on_caption=captions.append)
+        got = capture_answer(mic, whisper, TurnConfig(turn_end="fast"),
+                             sink=tmp_path / "turn1.wav", on_caption=captions.append)
         devices.play(line2, SAMPLE_RATE)
 
     played = fake.played
@@ -338,45 +337,18 @@ def test_live_turn_end_to_end(fake: FakeSoundDevice, whisper: Any, answer: np.nd
 
     assert got.reason == "silence"
     assert got.speech_end_s is not None
-    assert got.duration_s - got.speech_end_s == pytest.approx(0.8, abs=0.021)
+    # A finished sentence ends on a short pause once the words reach it; at 4x speed
+    # the decode's lag may run into the upper bound.
+    assert got.end_why in ("a finished sentence", "waiting for the words")
+    assert got.pause_s is not None
+    assert got.pause_s <= PATIENCE["fast"].incomplete_s + 0.021
     words = got.text.lower()
     for w in ("understand", "upset", "order"):
         assert w in words, got.text
     assert captions and captions == list(got.captions)
     assert got.transcript is not None
-    # The engine heard from just before the speech to a moment into the final silence.
-    cfg = TurnConfig()
-    assert got.transcript.duration_s == pytest.approx(
-        got.speech_end_s - got.offset_s + cfg.hold_after_s, abs=0.045)
+    # The engine heard from just before the speech to the end of the turn.
+    assert got.transcript.duration_s == pytest.approx(got.duration_s - got.offset_s,
+                                                      abs=0.045)
+    assert got.final_at is not None
     assert played[1].started_at >= got.final_at >= got.ended_at
-
-
-@pytest.mark.audio_device
-@pytest.mark.model
-@pytest.mark.slow
-def test_early_final_matches_the_streamed_final(
-        fake: FakeSoundDevice, whisper: Any, answer: np.ndarray,
-        line_audio: tuple[np.ndarray, np.ndarray]) -> None:
-    """The early final decode gives the words that finishing the stream would."""
-    fake.add_answer(answer, delay_s=0.2)
-    fake.add_answer(answer, delay_s=0.2)
-    with Microphone() as mic:
-        devices.play(line_audio[0], SAMPLE_RATE)
-        streamed = capture_answer(mic, whisper.stream(), TurnConfig())
-        devices.play(line_audio[0], SAMPLE_RATE)
-        early = capture_answer(mic, whisper, TurnConfig(early_final=True))
-    assert not streamed.early_final and early.early_final
-    # Whisper may cut the streamed answer at a pause, so a word can differ; the
-    # substance may not.
-    def words(t: str) -> list[str]:
-        return [w.strip(".,!?").lower() for w in t.split()]
-
-    a, b = words(streamed.text), words(early.text)
-    assert sum(w in b for w in a) >= 0.8 * len(a), (streamed.text, early.text)
-    for w in ("understand", "upset", "order"):
-        assert w in b, early.text
-    assert early.transcript is not None and streamed.transcript is not None
-    # A bare stream is fed 0.5 s of the final silence (so it can commit at its pause);
-    # the early final decode has 0.2 s of it.
-    assert streamed.transcript.duration_s - early.transcript.duration_s == pytest.approx(
-        0.3, abs=0.045)

@@ -1,203 +1,28 @@
-"""The HTML report in a real headless browser (Debian's chromium).
+"""The HTML report in a real headless browser (Debian's chromium, tests/browser.py).
 
-Chromium is driven over the DevTools protocol (a tiny client on ``websockets``): the
-page loads from a ``file://`` URL, every console error, uncaught exception and
-browser log error (Content-Security-Policy violations, failed loads) is collected,
-the SVG plots are measured in the DOM, and a full-page screenshot is decoded (a small
-PNG decoder on numpy) to check that each plot region really has a drawing in it.
+The page loads from a ``file://`` URL; every console error, uncaught exception and
+browser log error is collected, the SVG plots are measured in the DOM, and a
+full-page screenshot is decoded to check that each plot region really has a drawing.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 import struct
-import subprocess
 import time
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from browser import NEEDS_CHROMIUM, Browser, chromium, decode_png
 
 from voice_sim import history
 from voice_sim.report import write_report
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed "
-                       "(apt-get install chromium; scripts/setup does it)"),
-]
-
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", "--window-size=1200,900", "--remote-debugging-port=0"]
-
-
-# --- a tiny DevTools client --------------------------------------------------------------
-
-
-class Browser:
-    """One page in a headless chromium, over the DevTools protocol."""
-
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.n = 0
-        self.events: list[dict[str, Any]] = []
-        self.session: str | None = None
-
-    def call(self, method: str, params: dict[str, Any] | None = None, *,
-             page: bool = True, timeout: float = 30.0) -> dict[str, Any]:
-        """Send a command and wait for its answer, keeping the events seen meanwhile."""
-        self.n += 1
-        msg: dict[str, Any] = {"id": self.n, "method": method, "params": params or {}}
-        if page and self.session:
-            msg["sessionId"] = self.session
-        self.ws.send(json.dumps(msg))
-        deadline = time.monotonic() + timeout
-        while True:
-            got = json.loads(self.ws.recv(timeout=max(0.1, deadline - time.monotonic())))
-            if got.get("id") == self.n:
-                if "error" in got:
-                    raise RuntimeError(f"{method}: {got['error']}")
-                result: dict[str, Any] = got["result"]
-                return result
-            self.events.append(got)
-
-    def open(self, url: str) -> None:
-        """Open ``url`` in a fresh tab and wait for its load event."""
-        target = self.call("Target.createTarget", {"url": "about:blank"}, page=False)
-        self.session = self.call("Target.attachToTarget", {"targetId": target["targetId"],
-                                                           "flatten": True},
-                                 page=False)["sessionId"]
-        for domain in ("Page", "Runtime", "Log"):
-            self.call(f"{domain}.enable")
-        self.events.clear()
-        self.call("Page.navigate", {"url": url})
-        deadline = time.monotonic() + 30
-        while not any(e.get("method") == "Page.loadEventFired" for e in self.events):
-            self.events.append(json.loads(self.ws.recv(timeout=max(0.1, deadline
-                                                                   - time.monotonic()))))
-        self.call("Runtime.evaluate", {"expression": "1"})  # flushes queued events
-
-    def errors(self) -> list[str]:
-        """Console errors, uncaught exceptions and browser log errors seen so far."""
-        out = []
-        for e in self.events:
-            m, p = e.get("method"), e.get("params", {})
-            if m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-                out.append("console: " + " ".join(str(a.get("value", a.get("description")))
-                                                  for a in p.get("args", [])))
-            elif m == "Runtime.exceptionThrown":
-                out.append("exception: " + str(p.get("exceptionDetails", {}).get("text")))
-            elif m == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
-                out.append(f"log ({p['entry'].get('source')}): {p['entry'].get('text')}")
-        return out
-
-    def js(self, expression: str, *, awaited: bool = False) -> Any:
-        """Evaluate JavaScript in the page (DevTools is not bound by the page's CSP)."""
-        r = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True,
-                                           "awaitPromise": awaited})
-        if "exceptionDetails" in r:
-            raise RuntimeError(r["exceptionDetails"].get("text"))
-        return r["result"].get("value")
-
-    def screenshot(self) -> np.ndarray:
-        """The whole page as an RGB array (height, width, 3)."""
-        w, h = self.js("[document.documentElement.scrollWidth,"
-                       " document.documentElement.scrollHeight]")
-        shot = self.call("Page.captureScreenshot", {
-            "format": "png", "optimizeForSpeed": True, "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": w, "height": h, "scale": 1}})
-        return decode_png(base64.b64decode(shot["data"]))
-
-
-@contextmanager
-def chromium(tmp: Path) -> Iterator[Browser]:
-    """A headless chromium with its own throwaway profile."""
-    from websockets.sync.client import connect
-
-    profile = tmp / "profile"
-    assert CHROMIUM is not None
-    proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not (port_file.is_file() and len(port_file.read_text().split()) >= 2):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"chromium did not start (exit {proc.poll()})")
-            time.sleep(0.05)
-        port, path = port_file.read_text().split()[:2]
-        with connect(f"ws://127.0.0.1:{port}{path}", max_size=None,
-                     open_timeout=20) as ws:
-            browser = Browser(ws)
-            yield browser
-            browser.call("Browser.close", page=False)
-        proc.wait(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-# --- PNG --------------------------------------------------------------------------------
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    """Decode an 8-bit RGB or RGBA, non-interlaced PNG (what chromium writes) to RGB."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    pos, idat = 8, []
-    width = height = channels = 0
-    while pos < len(data):
-        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + length]
-        pos += 12 + length
-        if kind == b"IHDR":
-            width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", body)
-            assert depth == 8 and color in (2, 6) and interlace == 0, (depth, color, interlace)
-            channels = 3 if color == 2 else 4
-        elif kind == b"IDAT":
-            idat.append(body)
-    raw = np.frombuffer(zlib.decompress(b"".join(idat)), dtype=np.uint8)
-    rows = raw.reshape(height, 1 + width * channels)
-    out = np.zeros((height, width * channels), dtype=np.uint8)
-    prev = np.zeros(width * channels, dtype=np.uint8)
-    bpp = channels
-    for y in range(height):
-        f, line = rows[y, 0], rows[y, 1:]
-        if f == 0:
-            cur = line.copy()
-        elif f == 1:  # Sub: a running sum per channel, mod 256
-            cur = (np.cumsum(line.reshape(width, bpp).astype(np.int64), axis=0) % 256
-                   ).astype(np.uint8).ravel()
-        elif f == 2:  # Up
-            cur = line + prev
-        else:  # Average and Paeth depend on the pixel just decoded: byte by byte
-            cur_l = [0] * len(line)
-            lp = prev.tolist()
-            for i, v in enumerate(line.tolist()):
-                a = cur_l[i - bpp] if i >= bpp else 0
-                b = lp[i]
-                if f == 3:
-                    cur_l[i] = (v + (a + b) // 2) & 0xFF
-                else:
-                    c = lp[i - bpp] if i >= bpp else 0
-                    p = a + b - c
-                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                    pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-                    cur_l[i] = (v + pred) & 0xFF
-            cur = np.array(cur_l, dtype=np.uint8)
-        out[y] = cur
-        prev = cur
-    return out.reshape(height, width, channels)[:, :, :3]
-
+pytestmark = [pytest.mark.slow, NEEDS_CHROMIUM]
 
 def test_png_decoder_matches_every_filter() -> None:
     # The decoder is checked against an image encoded here with each filter type.

@@ -13,11 +13,17 @@ own baseline and the scores are fused:
   (seconds of voicing, syllables, seconds of speech) and ``half`` the amount at which
   measurement noise and real change weigh the same (measured: see
   ``scripts/fit_calm.py``). A two-second answer has a noisy syllable count, so its pace
-  counts for little; a long reading counts nearly in full;
+  counts for little; a long reading counts nearly in full. For pitch and loudness
+  ``half`` is at least what the baseline's own drift gives (Baseline.pitch_drift,
+  Baseline.level_drift: how far one second of the calm reading wanders from the whole,
+  e.g. high at each sentence start): the amount of speech at which that wander is as
+  large as the calm spread ``scale``. A reader whose pitch falls through each sentence
+  is not judged on two seconds of pitch; a steady speaker can be;
 * **fusion**: a logistic model, ``P(agitated) = 1 / (1 + exp(-(b + sum w * conf * x)))``,
   weights non-negative (each cue can only add evidence of agitation), fitted on the
-  development data. Its coefficients live in ``voice_sim/data/calm_model.json``; the
-  script that derives them regenerates that file.
+  development data, its penalty and cue set chosen by leave-one-speaker-out. Its
+  coefficients live in ``voice_sim/data/calm_model.json``; the script that derives them
+  regenerates that file.
 
 The answer is agitated when ``P >= 0.5``. The reasons name the cues that drove it,
 biggest evidence first (related cues grouped, see FAMILIES). Without a baseline the
@@ -281,18 +287,52 @@ def amount(d: Delivery, what: str) -> float:
     return d.speech_s
 
 
-def measure(d: Delivery, b: Baseline) -> dict[str, tuple[float, float, float]]:
-    """Every measurable cue: name -> (change, raw value to scale, amount of speech).
-    Used by :func:`judge` and by the script that fits the model."""
-    out = {}
+DRIFTING = frozenset({"pitch_shift", "pitch_rise"})
+"""Cues whose noise on a short answer the baseline's own pitch drift tells
+(Baseline.pitch_drift): a median or a peak over a few seconds of a reading moves with
+where in the sentence those seconds fall. The level's drift (Baseline.level_drift)
+does the same for loudness."""
+
+
+def drift_noise(name: str, b: Baseline) -> float:
+    """The baseline's own wander of a cue, in (raw unit)^2 x amount: n units of speech
+    give a raw value off by about sqrt(noise / n) with nothing changed. 0 when unknown."""
+    if name == "loudness":
+        return b.level_drift or 0.0
+    if name not in DRIFTING or b.pitch_drift is None:
+        return 0.0
+    return b.pitch_drift / _spread(b) ** 2
+
+
+Measured = dict[str, tuple[float, ...]]
+"""calm.measure(): name -> (change, raw value to scale, amount of speech[, drift noise])."""
+
+
+def measure(d: Delivery, b: Baseline) -> Measured:
+    """Every measurable cue: name -> (change, raw value to scale, amount of speech,
+    drift noise). Used by :func:`judge` and by the script that fits the model."""
+    out: Measured = {}
     for name, c in CUES.items():
         m = c.measure(d, b)
         if m is not None and all(math.isfinite(v) for v in m):
-            out[name] = (m[0], m[1], amount(d, c.amount))
+            out[name] = (m[0], m[1], amount(d, c.amount), drift_noise(name, b))
     return out
 
 
-def combine(m: CalmModel, measured: dict[str, tuple[float, float, float]]
+def confidence(cm: CueModel, cue: tuple[float, ...]) -> float:
+    """``n / (n + half)`` for ``n`` units of speech behind the cue. ``half`` is the
+    model's, or, when larger, the amount at which the baseline's own drift (the fourth
+    element, see :func:`drift_noise`) is as large as the calm spread ``scale``: a
+    reader whose pitch falls through each sentence cannot be judged on two seconds of
+    pitch, a speaker with a steady pitch can."""
+    n = cue[2]
+    if n <= 0:
+        return 0.0
+    half = max(cm.half, cue[3] / cm.scale ** 2) if len(cue) > 3 else cm.half
+    return n / (n + half)
+
+
+def combine(m: CalmModel, measured: Measured
             ) -> tuple[float, list[tuple[str, float, float, float]]]:
     """The log-odds of agitation and each cue's (name, change, confidence, evidence).
 
@@ -310,8 +350,8 @@ def combine(m: CalmModel, measured: dict[str, tuple[float, float, float]]
     for cm in m.cues:
         if cm.name not in measured:
             continue
-        change, raw, n = measured[cm.name]
-        conf = n / (n + cm.half) if n > 0 else 0.0
+        change, raw = measured[cm.name][:2]
+        conf = confidence(cm, measured[cm.name])
         ev = cm.weight * conf * raw / cm.scale
         if cm.name in limits and m.intercept < 0 and conf >= LIMIT_MIN_CONFIDENCE:
             lim = limits[cm.name]

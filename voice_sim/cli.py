@@ -176,8 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the calm reading at the start (population defaults)")
     p.add_argument("--coach", choices=("live", "after", "off"), default="after",
                    help="hints after each turn (live), at the end (after, default), or none")
-    p.add_argument("--silence-end", type=float, default=0.8, metavar="S",
-                   help="seconds of silence that end your answer (default 0.8)")
+    p.add_argument("--silence-end", type=float, default=None, metavar="S",
+                   help="most seconds of silence before your answer counts as finished "
+                        "(default: --turn-end's longest wait)")
+    p.add_argument("--turn-end", choices=("fast", "normal", "patient"), default="normal",
+                   help="how soon a pause ends your answer: fast answers sooner and cuts "
+                        "you off more often; patient waits out long pauses "
+                        "(default normal)")
     p.add_argument("--max-answer", type=float, default=60.0, metavar="S",
                    help="longest answer in seconds (default 60)")
     p.add_argument("--rubric", metavar="FILE", help="extra rubric file")
@@ -203,6 +208,18 @@ def build_parser() -> argparse.ArgumentParser:
     _device_args(p, inp=False)
     p.add_argument("--out", metavar="DIR", help="where session folders go")
     p.add_argument("--json", action="store_true", help="print the session as JSON")
+    p = cmd("serve", "voice_sim.serve:cmd_serve",
+            "practise in the browser: a local web app for agents and trainers")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; any "
+                        "other needs the token printed at start)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    p.add_argument("--token", metavar="TOKEN",
+                   help="access token to require (default: made up when --host is not local)")
+    p.add_argument("--open", action="store_true", help="open the home page in a browser")
+    _engine_args(p)
+    p.add_argument("--rubric", metavar="FILE", help="extra rubric file")
+    p.add_argument("--out", metavar="DIR", help="where session folders go")
     p = cmd("fixtures", GROUP_HELP,
             "answer audio for automated tests of personas")
     fsub = p.add_subparsers(dest="fixtures_command", metavar="ACTION")

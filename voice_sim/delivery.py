@@ -282,6 +282,11 @@ session's calm sentence read at 160-200 wpm gives 5.8-6.6 s."""
 BASELINE_MIN_VOICED_S = 1.0
 """Seconds of voicing a calm baseline needs for a stable median pitch."""
 
+DRIFT_BLOCK_S = 1.0
+"""Seconds of voicing per block when measuring a baseline's pitch drift (about one
+phrase's worth of vowels: long enough for a stable median, short enough for the
+baseline to hold several)."""
+
 # --- verdict -----------------------------------------------------------------------
 
 CALM_MIN_SCORE = 60
@@ -377,6 +382,11 @@ class Loudness:
     too_quiet: bool
     shift_db: float | None = None
     """rms_dbfs over the baseline's, in dB; None without a baseline."""
+    drift: float | None = None
+    """dB squared times seconds: how far the level of each DRIFT_BLOCK_S of speech
+    wanders from the whole (mean squared deviation times DRIFT_BLOCK_S); None under two
+    blocks. A baseline's drift tells how little a short answer's level proves (see
+    Baseline.pitch_drift)."""
 
 
 @dataclass(frozen=True)
@@ -483,6 +493,15 @@ class Baseline:
     slope_500_1500: float | None = None
     hnr_db: float | None = None
     articulation_rate: float | None = None
+    level_drift: float | None = None
+    """Loudness.drift of the baseline (dB squared times seconds); None when too short."""
+    pitch_drift: float | None = None
+    """Semitones squared times seconds: how far the median pitch of each DRIFT_BLOCK_S
+    of the baseline's voicing wanders from the whole baseline's (mean squared deviation
+    times DRIFT_BLOCK_S). A reader's pitch starts a sentence high and falls (declination),
+    so n seconds of voicing give a median pitch that is off by about sqrt(drift / n)
+    semitones even when nothing changed: voice_sim.calm trusts a short answer's pitch
+    only that far. None when the baseline is too short to tell (or older)."""
 
     @classmethod
     def from_audio(cls, samples: np.ndarray, transcript: Transcript | None = None, *,
@@ -510,7 +529,8 @@ class Baseline:
                    voiced_s=d.pitch.voiced_s, syllables=d.pace.syllables,
                    alpha_ratio_db=v.alpha_ratio_db, hammarberg_db=v.hammarberg_db,
                    slope_0_500=v.slope_0_500, slope_500_1500=v.slope_500_1500,
-                   hnr_db=v.hnr_db, articulation_rate=v.articulation_rate)
+                   hnr_db=v.hnr_db, articulation_rate=v.articulation_rate,
+                   level_drift=d.loudness.drift, pitch_drift=_pitch_drift(d.contour.f0_hz, p))
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON (stored in session.json)."""
@@ -533,8 +553,23 @@ class Baseline:
 
 
 _OPTIONAL = ("wpm", "high_hz", "voiced_s", "alpha_ratio_db", "hammarberg_db", "slope_0_500",
-             "slope_500_1500", "hnr_db", "articulation_rate")
+             "slope_500_1500", "hnr_db", "articulation_rate", "level_drift",
+             "pitch_drift")
 """Baseline fields that may be missing from older saved baselines (all floats)."""
+
+
+def _pitch_drift(f0_hz: tuple[float | None, ...], median_hz: float) -> float | None:
+    """Baseline.pitch_drift from the baseline's contour: its voiced frames in time order,
+    cut into blocks of DRIFT_BLOCK_S; None with fewer than two blocks."""
+    import numpy as np
+
+    st = np.array([12.0 * math.log2(v / median_hz) for v in f0_hz if v is not None])
+    size = round(DRIFT_BLOCK_S / HOP_S)
+    blocks = len(st) // size
+    if blocks < 2:
+        return None
+    med = np.median(st[:blocks * size].reshape(blocks, size), axis=1)
+    return float(np.mean(med ** 2)) * DRIFT_BLOCK_S
 
 
 @dataclass(frozen=True)
@@ -683,9 +718,9 @@ def analyze(samples: np.ndarray, transcript: Transcript | None = None,
                 syllables=nuclei, seconds=pace_s)
 
     voice = _voice(fr, voiced, nuclei, speech_s)
-    rms_db, clipped = _loudness(x, segs)
+    rms_db, clipped, level_drift = _loudness(x, segs)
     loud = Loudness(rms_dbfs=rms_db, clipped_fraction=clipped,
-                    too_quiet=rms_db is not None and rms_db < QUIET_DBFS)
+                    too_quiet=rms_db is not None and rms_db < QUIET_DBFS, drift=level_drift)
 
     latency = onset if segs else None
     dead = sum(g >= DEAD_AIR_S for g in gaps) + int(latency is not None
@@ -1004,17 +1039,29 @@ def _syllable_nuclei(fr: _Frames, voiced: np.ndarray) -> int:
     return int(np.sum(near[peaks]))
 
 
-def _loudness(x: np.ndarray, segs: list[tuple[int, int]]) -> tuple[float | None, float]:
-    """RMS level in dBFS and the clipped fraction, over the speech segments."""
+def _loudness(x: np.ndarray, segs: list[tuple[int, int]]
+              ) -> tuple[float | None, float, float | None]:
+    """RMS level in dBFS, the clipped fraction and the level's drift (Loudness.drift),
+    over the speech segments."""
     import numpy as np
 
     parts = [x[s * HOP:min(e * HOP, len(x))] for s, e in segs]
     seg = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
     if seg.size == 0:
-        return None, 0.0
+        return None, 0.0, None
     rms = float(np.sqrt(np.mean(np.square(seg, dtype=np.float64))))
     clipped = float(np.mean(np.abs(seg) >= CLIP_LEVEL))
-    return (20.0 * math.log10(rms) if rms > 0 else None), clipped
+    if rms <= 0:
+        return None, clipped, None
+    size = round(DRIFT_BLOCK_S * SAMPLE_RATE)
+    blocks = len(seg) // size
+    drift = None
+    if blocks >= 2:
+        ms = np.mean(np.square(seg[:blocks * size].reshape(blocks, size), dtype=np.float64),
+                     axis=1)
+        dev = 10.0 * np.log10(np.maximum(ms, 1e-20)) - 20.0 * math.log10(rms)
+        drift = float(np.mean(dev ** 2)) * DRIFT_BLOCK_S
+    return 20.0 * math.log10(rms), clipped, drift
 
 
 def _words(transcript: Transcript | None) -> list[str]:

@@ -7,6 +7,7 @@ and the fix. Fakes for tests replace ``sys.modules["sounddevice"]`` before first
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -153,6 +154,102 @@ def play(samples: np.ndarray, sr: int, device: str | int | None = None) -> None:
     except sd.PortAudioError as e:
         raise DeviceError(f"cannot play on {_label(sd, index, 'output')} ({e})",
                           hint=f"try another --output-device; {_SEE}") from e
+
+
+class Player:
+    """One line playing on an output stream fed by a callback, so it can be cut short:
+    :meth:`stop` aborts the stream (the device drops what it had buffered), and
+    :meth:`stop_at` ends it at a later sample. :attr:`pos` is how far it has been handed
+    to the device, in samples of the line."""
+
+    def __init__(self, samples: np.ndarray, sr: int, device: str | int | None = None) -> None:
+        import threading
+
+        import numpy as np
+
+        data = np.asarray(samples, dtype=np.float32)
+        if data.ndim != 1 or sr <= 0:
+            raise InputError(f"cannot play audio of shape {data.shape} at {sr} Hz",
+                             hint="pass mono samples and a positive sample rate")
+        self._sd = sd = load_sounddevice()
+        self.index = resolve_device(device, "output")
+        rate = _usable_rate(sd, self.index, "output", int(sr))
+        if rate != sr:
+            from voice_sim.audio import resample
+
+            data = resample(data, int(sr), rate)
+        self.data, self.sr = data, rate
+        self.pos = 0
+        self._end = len(data)
+        self.done = threading.Event()
+        self.stopped_at: float | None = None
+        """``perf_counter()`` when playback was cut short (None: it ran to its end)."""
+        self._stream: Any = None
+
+    def start(self) -> Player:
+        """Start playing; returns at once."""
+        sd = self._sd
+        if not len(self.data):
+            self.done.set()
+            return self
+        try:
+            self._stream = sd.OutputStream(samplerate=self.sr, device=self.index, channels=1,
+                                           dtype="float32", latency="low",
+                                           callback=self._callback,
+                                           finished_callback=self.done.set)
+            self._stream.start()
+        except sd.PortAudioError as e:
+            raise DeviceError(f"cannot play on {_label(sd, self.index, 'output')} ({e})",
+                              hint=f"try another --output-device; {_SEE}") from e
+        return self
+
+    def _callback(self, outdata: Any, frames: int, t: Any, status: Any) -> None:
+        n = max(0, min(frames, self._end - self.pos))
+        outdata[:n, 0] = self.data[self.pos:self.pos + n]
+        outdata[n:] = 0
+        self.pos += n
+        if n < frames:
+            raise self._sd.CallbackStop
+
+    @property
+    def position_s(self) -> float:
+        """Seconds of the line handed to the device so far."""
+        return self.pos / self.sr
+
+    def stop(self) -> None:
+        """Cut the line off now."""
+        import time
+
+        self._end = min(self._end, self.pos)
+        if self.stopped_at is None and not self.done.is_set():
+            self.stopped_at = time.perf_counter()
+        s = self._stream
+        if s is not None:
+            with contextlib.suppress(self._sd.PortAudioError):
+                s.abort()
+        self.done.set()
+
+    def stop_at(self, sample: int) -> None:
+        """End the line at ``sample`` (of the line at its own rate) instead of its end."""
+        import time
+
+        if sample < self._end:
+            self._end = max(self.pos, sample)
+            self.stopped_at = time.perf_counter()  # refined by the caller if it matters
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the line is over; True when it is."""
+        return self.done.wait(timeout)
+
+    def close(self) -> None:
+        """Release the stream (safe to call twice)."""
+        s, self._stream = self._stream, None
+        if s is not None:
+            try:
+                s.stop()
+                s.close()
+            except self._sd.PortAudioError:
+                pass
 
 
 def record(seconds: float, device: str | int | None = None, sr: int = SAMPLE_RATE) -> np.ndarray:

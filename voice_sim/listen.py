@@ -2,10 +2,12 @@
 
 The microphone callback only queues blocks (it must never block). The caller's
 thread runs :func:`capture_answer`: it writes every block to the answer's WAV at
-once (so Ctrl-C or a crash loses nothing), runs an energy voice-activity detector
-with an adaptive noise floor, and hands speech to an engine thread that turns the
-engine's partial results into live captions. The turn ends on silence after speech,
-at the maximum length, or on a key (Enter ends it, ``q`` + Enter quits).
+once (so Ctrl-C or a crash loses nothing), detects speech (energy over an adaptive
+noise floor, confirmed by the Silero voice model: voice_sim.vad), and hands speech to
+an engine thread that turns the engine's partial results into live captions. The turn
+ends on a pause whose length the end-of-turn rule (voice_sim.endpoint) reads from the
+words so far and the final pitch, at the maximum length, or on a key (Enter ends it,
+``q`` + Enter quits).
 """
 
 from __future__ import annotations
@@ -18,11 +20,22 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 
 from voice_sim.audio import FRAME_S, SAMPLE_RATE
+from voice_sim.endpoint import (
+    PATIENCE,
+    TURN_ENDS,
+    Pitch,
+    TurnEnd,
+    Words,
+    final_pitch,
+    pause_needed,
+    words_state,
+)
 from voice_sim.errors import AudioError, DeviceError, InputError
 
 if TYPE_CHECKING:
@@ -30,6 +43,7 @@ if TYPE_CHECKING:
     import soundfile
 
     from voice_sim.engines import Engine, Stream, Transcript
+    from voice_sim.vad import SpeechProbability
 
 EndReason = Literal["silence", "max_length", "key", "quit"]
 END_REASONS: tuple[EndReason, ...] = ("silence", "max_length", "key", "quit")
@@ -38,59 +52,62 @@ _SFC_SET_UPDATE_HEADER_AUTO = 0x1061
 """libsndfile command: rewrite the WAV header after every write (see WavSink)."""
 
 
+MIN_SPEECH_S = 0.2
+"""Seconds of speech before a pause may end the turn (a cough or a click does not)."""
+MARGIN_DB = 12.0
+"""dB above the noise floor that count as speech."""
+HYSTERESIS_DB = 3.0
+"""dB: once speaking, the level may drop this far below the threshold and still count."""
+MIN_SPEECH_DBFS = -50.0
+"""dBFS: nothing quieter is speech, however quiet the room."""
+FLOOR_WINDOW_S = 4.0
+"""Seconds: the noise floor is the quietest block level over this window."""
+FLOOR_LEARN_S = 0.5
+"""Seconds of audio before the measured floor replaces the quiet-room assumption;
+blocks heard meanwhile are classified again once the floor is known."""
+PREROLL_S = 0.3
+"""Seconds of audio before the first speech given to the engine (soft onsets)."""
+BREATH_S = 0.1
+"""Seconds of sound without a voice in a pause that count as a breath (see TurnDetector)."""
+COVER_SLACK_S = 0.05
+"""Seconds: the engine's text counts as covering the speech when it reaches this close
+to the speech's end."""
+
+
 @dataclass(frozen=True)
 class TurnConfig:
-    """How the end of the trainee's turn is detected."""
+    """How the end of the trainee's turn is detected (see voice_sim.endpoint)."""
 
-    silence_end_s: float = 0.8
-    """Seconds of silence after speech that end the turn."""
+    silence_end_s: float | None = None
+    """Upper bound: seconds of pause after speech that end the turn whatever the words
+    and pitch say; None: the ``turn_end`` profile's longest wait."""
     max_answer_s: float = 60.0
     """Seconds: the turn ends here whatever is happening."""
-    min_speech_s: float = 0.2
-    """Seconds of speech before silence may end the turn (a cough or a click does not)."""
     no_answer_s: float | None = None
     """Seconds to wait for speech to begin before ending with ``silence``; None: up to
     ``max_answer_s``."""
-    margin_db: float = 12.0
-    """dB above the noise floor that count as speech."""
-    hysteresis_db: float = 3.0
-    """dB: once speaking, the level may drop this far below the threshold and still count."""
-    min_speech_dbfs: float = -50.0
-    """dBFS: nothing quieter is speech, however quiet the room."""
-    floor_window_s: float = 4.0
-    """Seconds: the noise floor is the quietest block level over this window."""
-    floor_learn_s: float = 0.5
-    """Seconds of audio before the measured floor replaces the quiet-room assumption;
-    blocks heard meanwhile are classified again once the floor is known."""
-    preroll_s: float = 0.3
-    """Seconds of audio before the first speech given to the engine (soft onsets)."""
-    hold_after_s: float = 0.2
-    """Seconds of silence after speech from which blocks are held back from the engine
-    (it is idle, and quick to finish, when the turn ends) and an early final transcript
-    is started. Without an early final at least 0.5 s is fed, so a stream that commits
-    its words at pauses (Whisper's, at 0.3 s) still sees the last one."""
-    early_final: bool | None = None
-    """Transcribe the answer whole at each pause, so the final result is ready when the
-    turn ends. None: on for engines other than Vosk (which finalises as it goes)."""
+    turn_end: TurnEnd = "normal"
+    """The trade-off between answering fast and never cutting the trainee off."""
     stall_s: float = 2.0
     """Seconds without a block from the microphone before it counts as lost."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
-            if v is None or f.name in ("min_speech_dbfs",):
+            if v is None or f.name == "turn_end":
                 continue
             if not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
                 raise InputError(f"turn setting {f.name}={v!r}: must be a number >= 0",
-                                 hint="e.g. --silence-end 0.8")
-        if self.silence_end_s < FRAME_S or self.max_answer_s <= 0:
+                                 hint="e.g. --silence-end 1.5")
+        if ((self.silence_end_s is not None and self.silence_end_s < FRAME_S)
+                or self.max_answer_s <= 0):
             raise InputError(
                 f"turn setting silence_end_s={self.silence_end_s}, max_answer_s="
                 f"{self.max_answer_s}: silence must be >= {FRAME_S} s and the answer > 0 s",
-                hint="e.g. --silence-end 0.8 --max-answer 60")
-        if not -120.0 <= self.min_speech_dbfs <= 0.0:
-            raise InputError(f"turn setting min_speech_dbfs={self.min_speech_dbfs}: "
-                             f"must be between -120 and 0 dBFS", hint="e.g. -50")
+                hint="e.g. --silence-end 1.5 --max-answer 60")
+        if self.turn_end not in TURN_ENDS:
+            raise InputError(f"turn setting turn_end={self.turn_end!r}: not a choice",
+                             hint=f"one of {', '.join(TURN_ENDS)}")
 
 
 @dataclass(frozen=True)
@@ -130,17 +147,26 @@ class CapturedAnswer:
     ended_at: float
     """``perf_counter()`` when the end was detected (for a silence end: when the block
     completing the silence arrived from the device)."""
-    final_at: float
-    """``perf_counter()`` when the final transcript was ready."""
+    final_at: float | None
+    """``perf_counter()`` when the final transcript was ready (None: still pending)."""
     wav: Path | None
     noise_floor_dbfs: float
-    early_final: bool = False
-    """True when the transcript came from the early final decode started at the pause."""
+    pending: Future[Transcript] | None = field(default=None, repr=False, compare=False)
+    """The final transcript still being decoded (``capture_answer(wait_final=False)``);
+    ``transcript`` is None meanwhile."""
+    partial: str = ""
+    """The engine's latest text when the turn ended."""
+    partial_covers: bool = False
+    """True when ``partial`` had decoded the speech up to its end (safe to plan on)."""
+    end_why: str = ""
+    """For a silence end: what the end of the speech said (voice_sim.endpoint)."""
+    pause_s: float | None = None
+    """For a silence end: the pause that ended the turn, in seconds."""
 
     @property
-    def finalize_s(self) -> float:
-        """Seconds from the detected end to the final transcript."""
-        return self.final_at - self.ended_at
+    def finalize_s(self) -> float | None:
+        """Seconds from the detected end to the final transcript (None: pending)."""
+        return None if self.final_at is None else self.final_at - self.ended_at
 
     @property
     def text(self) -> str:
@@ -161,15 +187,30 @@ def level_dbfs(samples: np.ndarray) -> float:
 
 
 class TurnDetector:
-    """Energy voice-activity detection with an adaptive floor; decides when a turn ends.
+    """Decides when a turn ends: voice activity, then the end-of-turn rule.
+
+    A block is speech when its energy is above an adaptive noise floor (which also
+    times the speech's start and end to the block) and the Silero model
+    (voice_sim.vad) hears a voice in that stretch of sound: a door, a cough or a fan
+    is not speech however loud. Such a sound in a pause (an in-breath, most often) does
+    hold the turn open: the pause counts again from its end. When a pause follows
+    enough speech, the pause that ends the turn comes from voice_sim.endpoint: the
+    words so far (:attr:`words`, set by the caller from the engine's text), the final
+    pitch (measured here on the last speech) and ``config.turn_end``, capped by
+    ``config.silence_end_s``.
 
     All timing is counted in samples, so it behaves the same whether audio arrives in
     real time or faster.
     """
 
-    def __init__(self, config: TurnConfig, sr: int = SAMPLE_RATE) -> None:
+    def __init__(self, config: TurnConfig, sr: int = SAMPLE_RATE, *,
+                 vad: SpeechProbability | bool = True) -> None:
+        from voice_sim.vad import SpeechProbability
+
         self.config = config
         self.sr = sr
+        self.vad: SpeechProbability | None = (SpeechProbability(sr) if vad is True
+                                               else vad or None)
         self.pos = 0
         """Samples seen since the turn started."""
         self._total = 0
@@ -177,18 +218,30 @@ class TurnDetector:
         self._window: deque[tuple[int, float]] = deque()
         # Until the room has been heard, assume it is quiet enough that the absolute
         # minimum is the threshold. The assumption is placed in the past so it leaves
-        # the window after floor_learn_s of audio.
-        span = int(config.floor_window_s * sr)
-        self._prior_index = -span + int(min(config.floor_learn_s, config.floor_window_s) * sr)
-        self._window.append((self._prior_index, config.min_speech_dbfs - config.margin_db))
-        self._learning: list[tuple[int, float, int]] | None = []
-        """(pos, level, samples) of turn blocks classified under the assumption."""
+        # the window after FLOOR_LEARN_S of audio.
+        span = int(FLOOR_WINDOW_S * sr)
+        self._prior_index = -span + int(min(FLOOR_LEARN_S, FLOOR_WINDOW_S) * sr)
+        self._window.append((self._prior_index, MIN_SPEECH_DBFS - MARGIN_DB))
+        self._learning: list[tuple[int, float, int, bool]] | None = []
+        """(pos, level, samples, voice heard) of blocks classified under the assumption."""
         self.level = -120.0
         self.voiced = False
+        """The latest block is loud enough to be speech (energy only)."""
+        self.speaking = False
+        """The latest block is speech: loud enough, in a stretch the model heard a voice in."""
         self.speech_samples = 0
         self.speech_start: int | None = None
         self.speech_end: int | None = None
-        self._turn_start = 0
+        self.words: Words = "unknown"
+        """What the engine's text says about the speech so far (set by the caller)."""
+        self.pitch: Pitch | None = None
+        """The final pitch of the speech before the current pause (None: not measured)."""
+        self.why = ""
+        self._stretch: list[tuple[int, int]] = []
+        self._heard_voice = False
+        self._recent: deque[tuple[int, np.ndarray]] = deque()
+        self._hold_until = 0
+        """Turn position before which the pause cannot end the turn (a breath was heard)."""
 
     @property
     def floor_dbfs(self) -> float:
@@ -198,18 +251,36 @@ class TurnDetector:
     @property
     def threshold_dbfs(self) -> float:
         """Level above which a block is speech (lower while already speaking)."""
-        t = max(self.floor_dbfs + self.config.margin_db, self.config.min_speech_dbfs)
-        return t - self.config.hysteresis_db if self.voiced else t
+        t = max(self.floor_dbfs + MARGIN_DB, MIN_SPEECH_DBFS)
+        return t - HYSTERESIS_DB if self.voiced else t
 
     @property
     def armed(self) -> bool:
-        """True once enough speech was heard for silence to end the turn."""
-        return self.speech_samples >= self.config.min_speech_s * self.sr
+        """True once enough speech was heard for a pause to end the turn."""
+        return self.speech_samples >= MIN_SPEECH_S * self.sr
 
     @property
     def silence_s(self) -> float:
         """Seconds since the last speech (0 while speaking or before any speech)."""
         return 0.0 if self.speech_end is None else (self.pos - self.speech_end) / self.sr
+
+    def pause_needed(self) -> float:
+        """Seconds of pause that end the turn now (measuring the final pitch once)."""
+        if self.pitch is None:
+            self.pitch = final_pitch(self.recent_speech()) if self.speech_end else "unknown"
+        need, self.why = pause_needed(self.words, self.pitch, self.config.turn_end,
+                                      self.config.silence_end_s)
+        return need
+
+    def recent_speech(self) -> np.ndarray:
+        """The last seconds of audio up to the end of the speech."""
+        import numpy as np
+
+        if not self._recent or self.speech_end is None:
+            return np.zeros(0, np.float32)
+        first = self._recent[0][0]
+        x = np.concatenate([b for _, b in self._recent])
+        return x[:max(0, self.speech_end - first)]
 
     def observe(self, samples: np.ndarray) -> None:
         """Learn the noise floor from audio that is not part of the turn."""
@@ -222,7 +293,13 @@ class TurnDetector:
         self.pos = 0
         self.speech_samples = 0
         self.speech_start = self.speech_end = None
-        self.voiced = False
+        self.voiced = self.speaking = False
+        self._stretch, self._heard_voice = [], False
+        self._recent.clear()
+        self.pitch, self.words, self.why = None, "unknown", ""
+        self._hold_until = 0
+        if self.vad is not None:
+            self.vad.reset()
 
     def push(self, samples: np.ndarray) -> EndReason | None:
         """Classify one block; return the end reason when this block ends the turn."""
@@ -230,18 +307,40 @@ class TurnDetector:
         n = len(samples)
         self.voiced = lvl > self.threshold_dbfs
         self._floor_update(lvl, n)
+        voice = True
+        if self.vad is not None:
+            self.vad.push(samples)
+            voice = self.vad.speaking
+        self._recent.append((self.pos, samples))
+        while len(self._recent) > 1 and self._recent[1][0] < self.pos - 2 * self.sr:
+            self._recent.popleft()
         if self.voiced:
-            if self.speech_start is None:
-                self.speech_start = self.pos
-            self.speech_samples += n
-            self.speech_end = self.pos + n
+            self._stretch.append((self.pos, n))
+            if voice and not self._heard_voice:
+                # The model heard a voice: the whole stretch so far was speech.
+                self._heard_voice = True
+                for p, k in self._stretch[:-1]:
+                    self._speech(p, k)
+            if self._heard_voice:
+                self._speech(self.pos, n)
+        else:
+            self._stretch, self._heard_voice = [], False
+        self.speaking = self.voiced and self._heard_voice
+        if (self.voiced and not self._heard_voice and self.speech_end is not None
+                and sum(k for _, k in self._stretch) >= BREATH_S * self.sr):
+            # A sound that is not a voice, in a pause after speech: an in-breath (or a
+            # noise); people breathe in to go on, so the pause starts again from here.
+            self._hold_until = self.pos + n + int(
+                PATIENCE[self.config.turn_end].unsure_s * self.sr)
+            self.why = "a breath in the pause"
         if self._learning is not None:
-            self._learning.append((self.pos, lvl, n))
+            self._learning.append((self.pos, lvl, n, voice))
             if self._window[0][0] != self._prior_index:
                 self._reclassify()
         self.pos += n
         c = self.config
-        if self.armed and not self.voiced and self.silence_s >= c.silence_end_s:
+        if (self.armed and not self.speaking and self.pos >= self._hold_until
+                and self.silence_s >= self.pause_needed()):
             return "silence"
         if self.pos >= c.max_answer_s * self.sr:
             return "max_length"
@@ -249,16 +348,24 @@ class TurnDetector:
             return "silence"
         return None
 
+    def _speech(self, pos: int, n: int) -> None:
+        if self.speech_start is None:
+            self.speech_start = pos
+        self.speech_samples += n
+        self.speech_end = pos + n
+        self.pitch = None  # a new pause will need measuring
+
     def _reclassify(self) -> None:
         """The floor is measured now: judge the blocks heard under the assumption again
         (in a noisy room they were noise, not speech)."""
         blocks, self._learning = self._learning or [], None
-        thr = max(self.floor_dbfs + self.config.margin_db, self.config.min_speech_dbfs)
-        voiced = [(p, n) for p, lvl, n in blocks if lvl > thr]
+        thr = max(self.floor_dbfs + MARGIN_DB, MIN_SPEECH_DBFS)
+        voiced = [(p, n) for p, lvl, n, voice in blocks if lvl > thr and voice]
         self.speech_samples = sum(n for _, n in voiced)
         self.speech_start = voiced[0][0] if voiced else None
         self.speech_end = voiced[-1][0] + voiced[-1][1] if voiced else None
-        self.voiced = bool(voiced) and voiced[-1][0] == blocks[-1][0]
+        self.voiced = self.speaking = bool(voiced) and voiced[-1][0] == blocks[-1][0]
+        self.pitch = None
 
     def _floor_update(self, lvl: float, n: int) -> None:
         self.level = lvl
@@ -267,7 +374,7 @@ class TurnDetector:
         while w and w[-1][1] >= lvl:
             w.pop()
         w.append((self._total, lvl))
-        horizon = self._total - int(self.config.floor_window_s * self.sr)
+        horizon = self._total - int(FLOOR_WINDOW_S * self.sr)
         while len(w) > 1 and w[0][0] <= horizon:
             w.popleft()
 
@@ -294,6 +401,10 @@ class Microphone:
         self._q: queue.SimpleQueue[tuple[float, Any]] = queue.SimpleQueue()
         self._stream: Any = None
         self._resampler: Any = None
+        self._back: deque[Block] = deque()
+        """Blocks given back to be read again as the next turn's start (barge-in)."""
+        self._before: list[Block] = []
+        """Blocks given back as heard before the next turn (they teach the floor)."""
 
     def open(self) -> Microphone:
         """Open and start the input stream; raises DeviceError naming the device."""
@@ -342,6 +453,8 @@ class Microphone:
         """The next block, or None when none arrived within ``timeout`` seconds."""
         import numpy as np
 
+        if self._back:
+            return self._back.popleft()
         try:
             at, raw = self._q.get(timeout=timeout)
         except queue.Empty:
@@ -352,11 +465,22 @@ class Microphone:
         return Block(x, at)
 
     def drain(self) -> list[Block]:
-        """Everything queued so far (audio heard before the turn began)."""
-        out = []
+        """Everything queued so far (audio heard before the turn began), except blocks
+        given back with :meth:`unread` as the turn's start."""
+        out, self._before = self._before, []
+        back, self._back = self._back, deque()
         while (b := self.read(0)) is not None:
             out.append(b)
+        self._back = back
         return out
+
+    def unread(self, blocks: list[Block], *, turn: bool) -> None:
+        """Give blocks already read back: as the start of the next turn (``turn``: the
+        trainee began talking over the persona), else as audio before it."""
+        if turn:
+            self._back.extend(blocks)
+        else:
+            self._before.extend(blocks)
 
     @property
     def active(self) -> bool:
@@ -445,37 +569,26 @@ class WavSink:
 
 # --- engine feeding -------------------------------------------------------------------
 
-_SPECULATE = "speculate"
 _END = "end"
 _ABANDON = "abandon"
 
 
 class _EngineFeeder:
     """Feeds an engine stream on a thread of its own, so slow partial decodes never delay
-    the voice-activity decisions; reports changed partials as captions.
+    the voice-activity decisions; reports changed partials as captions, and keeps the
+    latest text with how much of the fed audio it covers (the end-of-turn rule trusts
+    words only when they reach the pause)."""
 
-    With ``early_final`` it also transcribes the whole answer as soon as a pause
-    begins (``engine.transcribe`` on exactly the audio the stream has had). When the
-    pause turns out to be the end of the turn and nothing was fed since, that result is
-    the final transcript, ready (or nearly) when the end is detected; for batch engines
-    like Whisper this takes the final decode off the turn's latency.
-    """
-
-    def __init__(self, source: Engine | Stream, on_caption: Callable[[str], None] | None,
-                 early_final: bool) -> None:
-        # A bare stream cannot transcribe a whole clip, so it gets no early final.
-        self.engine: Engine | None = None if _is_stream(source) else source  # type: ignore[assignment]
+    def __init__(self, source: Engine | Stream,
+                 on_caption: Callable[[str], None] | None) -> None:
         self.stream: Stream = source if _is_stream(source) else source.stream()  # type: ignore[union-attr,assignment]
         self.on_caption = on_caption
-        self.early_final = early_final and self.engine is not None
         self.captions: list[str] = []
         self.error: BaseException | None = None
-        self.result: Transcript | None = None
-        self.used_early = False
-        self.early_runs = 0
-        self._fed: list[np.ndarray] = []
+        self.latest: tuple[str, int] = ("", 0)
+        """(text, samples of the fed audio it covers)."""
+        self.done: Future[Transcript] = Future()
         self._fed_n = 0
-        self._early: tuple[int, Transcript] | None = None
         self._q: queue.SimpleQueue[np.ndarray | str] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="engine-feeder", daemon=True)
         self._thread.start()
@@ -483,77 +596,54 @@ class _EngineFeeder:
     def feed(self, samples: np.ndarray) -> None:
         self._q.put(samples)
 
-    def speculate(self) -> None:
-        """Ask for an early final transcript of everything fed so far."""
-        if self.early_final:
-            self._q.put(_SPECULATE)
-
     def _run(self) -> None:
         import numpy as np
 
-        pending: np.ndarray | str | None = None
         try:
             while True:
-                item = pending if pending is not None else self._q.get()
-                pending = None
+                item = self._q.get()
                 if isinstance(item, str):
-                    if item == _ABANDON:
-                        return
                     if item == _END:
-                        self.result = self._final()
-                        return
-                    self._speculate()
-                    continue
+                        self.done.set_result(self.stream.finish())
+                    return
                 # Whatever piled up while the engine was busy goes in as one chunk.
                 parts = [item]
+                end = None
                 while True:
                     try:
                         nxt = self._q.get_nowait()
                     except queue.Empty:
                         break
                     if isinstance(nxt, str):
-                        pending = nxt
+                        end = nxt
                         break
                     parts.append(nxt)
                 chunk = np.concatenate(parts) if len(parts) > 1 else item
-                if self.early_final:
-                    self._fed.append(chunk)
                 self._fed_n += len(chunk)
                 text = (self.stream.accept(chunk) or "").strip()
+                covered = getattr(self.stream, "covered_s", None)
+                self.latest = (text, self._fed_n if covered is None
+                               else round(covered * SAMPLE_RATE))
                 if text and (not self.captions or text != self.captions[-1]):
                     self.captions.append(text)
                     if self.on_caption is not None:
                         self.on_caption(text)
+                if end is not None:
+                    self._q.put(end)
         except BaseException as e:
             self.error = e
-
-    def _speculate(self) -> None:
-        import numpy as np
-
-        if (self.engine is None or not self._fed_n
-                or (self._early is not None and self._early[0] == self._fed_n)):
-            return
-        self.early_runs += 1
-        self._early = (self._fed_n, self.engine.transcribe(np.concatenate(self._fed)))
-
-    def _final(self) -> Transcript:
-        if self._early is not None and self._early[0] == self._fed_n:
-            self.used_early = True
-            return self._early[1]
-        return self.stream.finish()
+            if not self.done.done():
+                self.done.set_exception(e)
 
     def check(self) -> None:
         """Re-raise, in the caller's thread, whatever failed in the engine thread."""
         if self.error is not None:
             raise self.error
 
-    def finish(self) -> Transcript:
-        """Wait for the queued audio to be accepted, then return the final transcript."""
+    def finish(self) -> Future[Transcript]:
+        """Finish the stream after the queued audio: the final transcript, to come."""
         self._q.put(_END)
-        self._thread.join()
-        self.check()
-        assert self.result is not None
-        return self.result
+        return self.done
 
     def abandon(self) -> None:
         """Stop the thread without a result (the capture failed)."""
@@ -715,46 +805,53 @@ def capture_answer(
     on_level: Callable[[float], None] | None = None,
     keys: KeyPoll | None = None,
     on_end: Callable[[np.ndarray], None] | None = None,
+    wait_final: bool = True,
 ) -> CapturedAnswer:
     """Capture one answer from an open microphone until the turn ends.
 
-    Audio queued before the call (the persona's line) only teaches the noise floor.
-    ``engine`` (an Engine, or one of its streams) is fed the speech as it comes and
-    finished when the turn ends; given the Engine itself, the result may come from an
-    early final decode (``TurnConfig.early_final``), which is what keeps Whisper's turn
-    latency low. Without an engine the answer is only recorded. ``sink`` (a path or a
-    :class:`WavSink`) receives every block as it arrives and is closed on return or on
-    any exception, Ctrl-C included.
+    Audio queued before the call (the persona's line) only teaches the noise floor;
+    blocks the microphone was given back as the turn's start (:meth:`Microphone.unread`,
+    a barge-in) are the answer's first. ``engine`` (an Engine, or one of its streams) is
+    fed the speech as it comes and finished when the turn ends; its latest text is what
+    the end-of-turn rule reads. Without an engine the answer is only recorded. ``sink``
+    (a path or a :class:`WavSink`) receives every block as it arrives and is closed on
+    return or on any exception, Ctrl-C included.
     ``on_caption`` gets each new partial text (on the engine thread), ``on_level``
     each block's level in dBFS. ``on_end`` gets the answer's samples (the same array as
     ``CapturedAnswer.samples``) the moment the end is detected, before the final
-    transcript is waited for: work that needs no transcript can start there. Raises
+    transcript is waited for: work that needs no transcript can start there. With
+    ``wait_final=False`` the final transcript is not waited for at all: it comes in
+    ``CapturedAnswer.pending`` and ``partial`` holds the text so far. Raises
     DeviceError when the microphone stops delivering audio.
     """
     import numpy as np
 
+    called = time.perf_counter()
     cfg = config or TurnConfig()
-    det = TurnDetector(cfg)
-    for b in mic.drain():
-        det.observe(b.samples)
+    det = TurnDetector(cfg)  # loads the voice model on first use: blocks queue meanwhile
+    before = mic.drain()
+    for b in before:
+        if b.at <= called:
+            det.observe(b.samples)
+    # Blocks that arrived since the call are the turn's (the trainee may start at once);
+    # a source that cannot take blocks back (the browser's) has them teach the floor.
+    late = [b for b in before if b.at > called]
+    if hasattr(mic, "unread"):
+        mic.unread(late, turn=True)
+    else:
+        for b in late:
+            det.observe(b.samples)
     det.start_turn()
     if keys is not None:
         keys.clear()
     wav = sink if isinstance(sink, WavSink) or sink is None else WavSink(sink)
-    early = cfg.early_final
-    if early is None:
-        early = engine is not None and getattr(engine, "name", "vosk") != "vosk"
-    feeder = _EngineFeeder(engine, on_caption, early) if engine is not None else None
-    asked_early = False
-    # Measured (bench_latency.py, Whisper, stream only): feeding 0.5 s of the final
-    # silence instead of 0.2 s cut the median final-transcript wait from ~1 s to ~0.3 s.
-    hold_after = (cfg.hold_after_s if feeder is not None and feeder.early_final
-                  else max(cfg.hold_after_s, 0.5))
+    feeder = _EngineFeeder(engine, on_caption) if engine is not None else None
 
     blocks: list[np.ndarray] = []
     fed_from: int | None = None  # index of the first block given to the engine
+    fed_at = 0  # turn position (samples) of the engine's first sample
     held: list[int] = []  # indexes of blocks held back (silence) from the engine
-    preroll = max(1, round(cfg.preroll_s / mic.block_s))
+    preroll = max(1, round(PREROLL_S / mic.block_s))
     reason: EndReason | None = None
     ended_at = time.perf_counter()
     last_block_at = ended_at
@@ -765,6 +862,12 @@ def capture_answer(
                 break
             if feeder is not None:
                 feeder.check()
+                text, covered = feeder.latest
+                if (fed_from is not None and det.speech_end is not None and fed_at + covered
+                        >= det.speech_end - COVER_SLACK_S * SAMPLE_RATE):
+                    det.words = words_state(text)
+                else:
+                    det.words = "pending" if det.speech_end is not None else "unknown"
             block = mic.read(timeout=0.05)
             if block is None:
                 if time.perf_counter() - last_block_at > cfg.stall_s:
@@ -789,24 +892,23 @@ def capture_answer(
             if feeder is None:
                 continue
             if det.voiced:
-                asked_early = False
                 if fed_from is None:
                     # Speech began: give the engine a little of what came before it.
                     held = held[-preroll:]
                     fed_from = held[0] if held else i
+                    fed_at = sum(len(b) for b in blocks[:fed_from])
                 for j in held:
                     feeder.feed(blocks[j])
                 held = []
                 feeder.feed(x)
-            elif fed_from is not None and det.silence_s < hold_after:
+            elif fed_from is not None:
+                # Pauses too: a stream that commits its words at pauses (Whisper's) is
+                # driven by what it is fed, and the end-of-turn rule waits for them.
                 feeder.feed(x)
             else:
                 held.append(i)
                 if fed_from is None and len(held) > preroll:
                     held.pop(0)
-                if fed_from is not None and det.armed and not asked_early:
-                    feeder.speculate()
-                    asked_early = True
         if feeder is not None and fed_from is None:
             # No speech at all: let the engine see the last moments, so it still
             # returns a (normally empty) transcript of its own making.
@@ -818,8 +920,16 @@ def capture_answer(
                    else np.zeros(0, np.float32)).astype(np.float32, copy=False)
         if on_end is not None:
             on_end(samples)
-        transcript = feeder.finish() if feeder is not None else None
-        final_at = time.perf_counter()
+        partial = feeder.latest[0] if feeder is not None else ""
+        pending = feeder.finish() if feeder is not None else None
+        transcript = None
+        final_at: float | None = time.perf_counter()
+        if pending is not None:
+            if wait_final:
+                transcript = pending.result()
+                final_at, pending = time.perf_counter(), None
+            else:
+                final_at = None
     except BaseException:
         if feeder is not None:
             feeder.abandon()
@@ -846,5 +956,9 @@ def capture_answer(
         final_at=final_at,
         wav=wav.path if wav is not None else None,
         noise_floor_dbfs=det.floor_dbfs,
-        early_final=feeder.used_early if feeder is not None else False,
+        pending=pending,
+        partial=partial,
+        partial_covers=det.words not in ("pending", "unknown"),
+        end_why=det.why if reason == "silence" else "",
+        pause_s=det.silence_s if reason == "silence" and det.armed else None,
     )

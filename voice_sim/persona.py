@@ -174,6 +174,8 @@ class Persona:
     always: tuple[Rule, ...] = ()
     """Rules tried after every reply before the current line's own rules."""
     warnings: tuple[Problem, ...] = ()
+    when_interrupted: str = "stop"
+    """Live calls, the trainee talking over a line: ``stop`` or ``finish_sentence``."""
 
     @property
     def start_line(self) -> Line:
@@ -931,7 +933,8 @@ def _build(data: Mapping[str, Any], path: Path, warnings: tuple[Problem, ...]) -
         per_turn=float(mood.get("per_turn", DEFAULT_PER_TURN)),
         agitated_voice=float(mood.get("agitated_voice", DEFAULT_AGITATED_VOICE)),
         always=tuple(_rule(r) for r in data.get("always") or ()),
-        warnings=warnings)
+        warnings=warnings,
+        when_interrupted=str(data["customer"].get("when_interrupted", "stop")))
 
 
 # --- finding and loading ------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -164,22 +165,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _finish(result, args)
 
 
-def live_turn_config(silence_end_s: float = 0.8, max_answer_s: float = 60.0) -> TurnConfig:
-    """How ``practice`` ends the trainee's turn.
-
-    The early final decode (``TurnConfig.early_final``) stays off: the engines' streams
-    finalise as the trainee speaks (Whisper's commits each pause in the background), so
-    at the end only the last words are left, while a whole-answer decode at the pause
-    competes with them for the two cores. Measured by ``scripts/bench_latency.py``
-    (double-billing, late-sofa, perfectionist: 11 answers of 7-13 s, load average ~4 on
-    2 cores): end of answer to next line median 0.57 s, p95 1.8 s with it; 0.33 s and
-    1.2 s without. Its whole-answer decode read names slightly better ("Priya" where the
-    stream heard "period"); the calls' outcomes were the same.
-    """
+def live_turn_config(silence_end_s: float | None = None, max_answer_s: float = 60.0,
+                     turn_end: str = "normal") -> TurnConfig:
+    """How ``practice`` ends the trainee's turn: the end-of-turn rule's ``turn_end``
+    profile (voice_sim.endpoint), with ``silence_end_s`` as the upper bound."""
     from voice_sim.listen import TurnConfig
 
     return TurnConfig(silence_end_s=silence_end_s, max_answer_s=max_answer_s,
-                      early_final=False)
+                      turn_end=turn_end)  # type: ignore[arg-type]
 
 
 class LiveTrainee:
@@ -209,30 +202,41 @@ class LiveTrainee:
         print("  (your turn — speak; Enter ends your answer, q + Enter quits)",
               file=sys.stderr)
         prepared: list[Future[Prepared]] = []
+        # The final transcript is not waited for here: the session plans the next line
+        # on the words so far and confirms it on the final (session.CONFIRM_S).
         got = capture_answer(self.mic, self.engine, self.config, sink=wav,
                              on_caption=self.live_line.caption, on_level=self.live_line.level,
                              keys=self.keys,
-                             on_end=lambda x: prepared.append(self._analysis.submit(prepare, x)))
+                             on_end=lambda x: prepared.append(self._analysis.submit(prepare, x)),
+                             wait_final=False)
         self.live_line.clear()
         if got.reason == "quit":
             raise Quit()
-        return Answer(samples=got.samples, wav=wav, transcript=got.transcript,
-                      ended_at=got.ended_at, final_at=got.final_at, end_reason=got.reason,
-                      source="microphone", prepared=prepared[0] if prepared else None)
+        transcript, final_at, pending = got.transcript, got.final_at, got.pending
+        if pending is not None and not got.partial_covers:
+            # The words so far stop short of the answer's end (a slow decode, a key
+            # press): nothing to plan on, so the final transcript is waited for.
+            transcript, final_at, pending = pending.result(), time.perf_counter(), None
+        return Answer(samples=got.samples, wav=wav, transcript=transcript,
+                      ended_at=got.ended_at, final_at=final_at, end_reason=got.reason,
+                      source="microphone", prepared=prepared[0] if prepared else None,
+                      pending=pending, partial=got.partial)
 
 
 def cmd_practice(args: argparse.Namespace) -> int:
     """``voice-sim practice PERSONA``: a live call through the microphone and speaker."""
+    from voice_sim.bargein import ListeningSpeaker
     from voice_sim.devices import resolve_device
     from voice_sim.listen import KeyWatcher, LiveLine, Microphone, capture_answer
-    from voice_sim.session import BASELINE_SENTENCE, CallOptions, DeviceSpeaker, run_call
+    from voice_sim.session import BASELINE_SENTENCE, CallOptions, run_call
 
     if args.baseline and args.no_baseline:
         raise InputError("--baseline and --no-baseline together",
                          hint="give one of them, or neither to record a baseline now")
-    config = live_turn_config(args.silence_end, args.max_answer)
+    config = live_turn_config(args.silence_end, args.max_answer,
+                              getattr(args, "turn_end", "normal"))
     calm = _read_baseline(args.baseline)
-    speaker = DeviceSpeaker(args.output_device)
+    resolve_device(args.output_device, "output")
     resolve_device(args.input_device, "input")
     persona, rubric = _scripts(args, args.persona)
     _warm_analysis()  # its imports and compile run while the model loads
@@ -262,6 +266,9 @@ def cmd_practice(args: argparse.Namespace) -> int:
                               rubric=rubric, coach=args.coach, out_root=_out_root(args),
                               mode="practice")
         trainee = LiveTrainee(mic, engine, config, keys, live_line)
+        # The persona listens while it talks: the trainee can interrupt (voice_sim.bargein).
+        speaker = ListeningSpeaker(mic, args.output_device,
+                                   when_interrupted=persona.when_interrupted)
         result = run_call(persona, trainee, speaker, options, _terminal_events())
     return _finish(result, args)
 

@@ -35,6 +35,7 @@ from voice_sim.steps import OUTCOMES
 if TYPE_CHECKING:
     import numpy as np
 
+    from voice_sim.bargein import Interruption
     from voice_sim.delivery import Baseline, Delivery, Prepared
     from voice_sim.engines import Engine, Transcript
     from voice_sim.persona import Line, Move, Persona
@@ -107,6 +108,35 @@ class Answer:
     """``silence``, ``max_length``, ``key`` (live), ``file`` or ``synthetic``."""
     source: str = ""
     """Where it came from: a file name, or the synthetic reply's text."""
+    pending: Future[Transcript] | None = field(default=None, repr=False, compare=False)
+    """The final transcript still being decoded when the answer ended (live only); the
+    next line is then planned on ``partial`` and confirmed on this."""
+    partial: str = ""
+    """The engine's text when the answer ended (live only)."""
+
+
+TALKED_OVER = "you talked over the customer"
+"""The delivery reason a barge-in adds."""
+CONFIRM_S = 0.1
+"""Seconds after the end of a live answer that the final transcript is waited for; later,
+the next line is spoken as planned on the partial words and confirmed afterwards."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The next line was chosen on the words heard so far, before the final transcript."""
+
+    partial: str
+    """The text it was chosen on."""
+    changed: bool | None = None
+    """Whether the final transcript would have chosen another line or mood (None: not
+    confirmed yet)."""
+    snapshot: Any = field(default=None, repr=False, compare=False)
+    """The call's state before the planned move, for the confirmation."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The turn's ``planned`` object in ``session.json``."""
+        return {"partial": self.partial, "final_changed_outcome": self.changed}
 
 
 @dataclass(frozen=True)
@@ -131,6 +161,10 @@ class Turn:
     """The one short coaching hint for this turn."""
     timing: TurnTiming | None = field(default=None, compare=False, repr=False)
     """Where the time went between the end of the answer and the next line."""
+    interruption: Interruption | None = None
+    """The trainee talked over the customer's line (live only)."""
+    plan: Plan | None = None
+    """Set when the next line was chosen on the partial words (live only)."""
 
     @cached_property
     def record(self) -> TurnRecord:
@@ -157,6 +191,8 @@ class Turn:
             "move": self.move.to_json(),
             "latency_s": None if self.latency_s is None else round(self.latency_s, 4),
             "hint": self.hint,
+            "interruption": None if self.interruption is None else self.interruption.to_json(),
+            "planned": None if self.plan is None else self.plan.to_json(),
         }
 
 
@@ -579,6 +615,7 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
     writes = _Writes()
     try:
         customer_audio, _ = say(call.line, "turn-01-customer.wav")
+        talked_over = getattr(speaker, "last", None)  # a ListeningSpeaker's barge-in
         while True:
             n = call.turn + 1
             line = call.line
@@ -591,7 +628,8 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
             # Normally long done while the opening line and the first answer went by; never
             # waited for between the persona's line and the microphone.
             warm.join()
-            turn, next_line = _score_turn(n, line, customer_audio, answer, call, options)
+            turn, next_line = _score_turn(n, line, customer_audio, answer, call, options,
+                                          interruption=talked_over)
             pending_end = answer.ended_at
             latency = started = None
             # The scored turn is saved while the persona's reply plays (its latency is
@@ -604,10 +642,13 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
                 name = (f"turn-{n + 1:02d}-customer.wav" if call.outcome is None
                         else "closing-customer.wav")
                 customer_audio, started = say(next_line, name)
+                talked_over = getattr(speaker, "last", None)
                 if pending_end is not None:
                     latency = started - pending_end
                 if call.outcome is not None:
                     closing = Closing(line=next_line.id, text=next_line.text, audio=name)
+            if turn.plan is not None:
+                turn = _confirm(turn, options)
             turn = turns[-1] = _with_latency(turn, latency, started)
             if options.coach == "live" and turn.hint:
                 hints.append(f"turn {n}: {turn.hint}")
@@ -648,14 +689,37 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
 
 
 def _score_turn(n: int, line: Line, customer_audio: str, answer: Answer, call: Any,
-                options: CallOptions) -> tuple[Turn, Line | None]:
-    """Transcribe (if needed), score words and delivery, and move the call on."""
+                options: CallOptions, interruption: Interruption | None = None
+                ) -> tuple[Turn, Line | None]:
+    """Transcribe (if needed), score words and delivery, and move the call on.
+
+    A live answer whose final transcript is still being decoded is waited for up to
+    :data:`CONFIRM_S`; after that the next line is chosen on the partial words (the
+    :class:`Plan`) and the turn is completed from the final transcript by
+    :func:`_confirm` while that line plays."""
+    from concurrent.futures import TimeoutError as Late
+
+    from voice_sim.audio import SAMPLE_RATE
     from voice_sim.delivery import analyze
+    from voice_sim.engines import Transcript
     from voice_sim.rubric import score_reply, turn_score
 
     clock = time.perf_counter
     final_at = answer.final_at
     transcript = answer.transcript
+    plan = None
+    if transcript is None and answer.pending is not None:
+        waited = clock() - (answer.ended_at or clock())
+        try:
+            transcript = answer.pending.result(timeout=max(0.0, CONFIRM_S - waited))
+            final_at = clock()
+        except Late:
+            import copy
+
+            plan = Plan(partial=answer.partial, snapshot=_snapshot(call, copy))
+            transcript = Transcript(engine=options.engine.name, model=options.engine.model,
+                                    text=answer.partial,
+                                    duration_s=len(answer.samples) / SAMPLE_RATE)
     if transcript is None:
         transcript = options.engine.transcribe(answer.samples)
         final_at = clock()
@@ -663,7 +727,10 @@ def _score_turn(n: int, line: Line, customer_audio: str, answer: Answer, call: A
                           rubric=options.rubric)
     content_at = clock()
     prepared = answer.prepared.result() if answer.prepared is not None else None
-    delivery = analyze(answer.samples, transcript, options.baseline, prepared=prepared)
+    # Planned on partial words (no word times): the voice's measures without the pace.
+    delivery = analyze(answer.samples, None if plan is not None else transcript,
+                       options.baseline, prepared=prepared)
+    delivery = _talked_over(delivery, interruption)
     delivery_at = clock()
     move = call.advance(content.ids, calm=delivery.calm)
     score = turn_score(content, line.expects, calm=delivery.calm, rubric=options.rubric)
@@ -673,8 +740,50 @@ def _score_turn(n: int, line: Line, customer_audio: str, answer: Answer, call: A
     turn = Turn(index=n, line=line, customer_audio=customer_audio, answer=answer,
                 transcript=transcript, content=content, delivery=delivery, score=score,
                 move=move, latency_s=None, hint=coach_hint(line, content, delivery),
-                timing=timing)
+                timing=timing, interruption=interruption, plan=plan)
     return turn, next_line
+
+
+def _snapshot(call: Any, copy: Any) -> Any:
+    """A copy of the call's state that can be advanced without touching the call."""
+    twin = copy.copy(call)
+    twin.moves = list(call.moves)
+    return twin
+
+
+def _talked_over(delivery: Delivery, interruption: Interruption | None) -> Delivery:
+    """A barge-in is a delivery fault: the reason first, and not calm."""
+    if interruption is None:
+        return delivery
+    from dataclasses import replace
+
+    return replace(delivery, calm=False, reasons=(TALKED_OVER, *delivery.reasons))
+
+
+def _confirm(turn: Turn, options: CallOptions) -> Turn:
+    """Complete a turn planned on partial words from its final transcript: the words,
+    delivery, score and hint become the final's; the move (already heard by the trainee
+    as the customer's reply) stays, and ``plan.changed`` says whether the final words
+    would have chosen another line or mood."""
+    from dataclasses import replace
+
+    from voice_sim.delivery import analyze
+    from voice_sim.rubric import score_reply, turn_score
+
+    assert turn.plan is not None and turn.answer.pending is not None
+    transcript = turn.answer.pending.result()
+    content = score_reply(transcript.text, turn.line.text, words=transcript.words,
+                          rubric=options.rubric)
+    prepared = turn.answer.prepared.result() if turn.answer.prepared is not None else None
+    delivery = _talked_over(analyze(turn.answer.samples, transcript, options.baseline,
+                                    prepared=prepared), turn.interruption)
+    would = turn.plan.snapshot.advance(content.ids, calm=delivery.calm)
+    changed = (would.next_line != turn.move.next_line
+               or abs(would.mood_after - turn.move.mood_after) > 1e-6)
+    score = turn_score(content, turn.line.expects, calm=delivery.calm, rubric=options.rubric)
+    return replace(turn, transcript=transcript, content=content, delivery=delivery,
+                   score=score, hint=coach_hint(turn.line, content, delivery),
+                   plan=replace(turn.plan, changed=changed, snapshot=None))
 
 
 def _with_latency(turn: Turn, latency: float | None, started: float | None) -> Turn:

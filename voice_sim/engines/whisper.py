@@ -50,6 +50,8 @@ MIN_COMMIT_SPEECH_S = 0.5
 """Seconds of speech a segment needs before it is committed on its own."""
 MIN_TAIL_SPEECH_S = 0.1
 """Seconds of speech the tail needs for finish() to decode it at all (a click does not)."""
+PAUSE_TAIL_S = 0.06
+"""Seconds of quiet at the end from which no partial re-decode starts (a commit comes)."""
 PARTIAL_EVERY_S = 1.0
 """Seconds of new audio between two re-decodes of the uncommitted tail for partials."""
 SHORT_WINDOW_S = 15.0
@@ -234,6 +236,8 @@ class WhisperStream:
         self._partial: tuple[int, str] = (0, "")
         """(commit point it was decoded from, text) of the latest tail re-decode."""
         self._partial_at = -1
+        self._covered = 0
+        """Samples of audio that :meth:`text` has words for (the latest decode's end)."""
         self._job: Future[None] | None = None
         self._lock = threading.Lock()
         self._done = False
@@ -286,6 +290,13 @@ class WhisperStream:
             job, self._job = self._job, None
             job.result()
             self._schedule()
+
+    @property
+    def covered_s(self) -> float:
+        """Seconds of the audio fed so far that :meth:`text` has decoded: the words say
+        nothing about speech after this (the end-of-turn rule reads them only when they
+        reach the pause)."""
+        return self._covered / SAMPLE_RATE
 
     @property
     def committed_s(self) -> float:
@@ -344,8 +355,9 @@ class WhisperStream:
         tail_quiet = _trailing(quiet)
         if (self._n - self._partial_at >= PARTIAL_EVERY_S * SAMPLE_RATE
                 and (~quiet).sum() * FRAME_S >= PAUSE_S
-                # In a pause a commit is likely next: keep the thread free for it.
-                and tail_quiet * FRAME_S < PAUSE_S / 2):
+                # In a pause a commit is likely next: keep the thread free for it (the
+                # end-of-turn rule waits for the words it lands).
+                and tail_quiet * FRAME_S < PAUSE_TAIL_S):
             self._partial_at = self._n
             self._job = self._engine.submit(self._partial_job, self._commit,
                                             self._buf[self._commit:self._n].copy())
@@ -376,11 +388,14 @@ class WhisperStream:
     def _commit_job(self, start: int, audio: np.ndarray) -> None:
         text, words = self._engine.decode(audio, start / SAMPLE_RATE)
         self._land(text, words)
+        with self._lock:
+            self._covered = max(self._covered, start + len(audio))
 
     def _partial_job(self, start: int, audio: np.ndarray) -> None:
         text = self._engine.quick_text(audio)
         with self._lock:
             self._partial = (start, text)
+            self._covered = max(self._covered, start + len(audio))
 
     def _land(self, text: str, words: list[Word]) -> None:
         with self._lock:

@@ -1,0 +1,315 @@
+#!/usr/bin/env python3
+"""End of turn: the rule (voice_sim.endpoint) against Smart Turn v3.2, on rendered answers.
+
+Two sets of trainee answers, rendered with espeak-ng in four voices and two paces:
+
+  finished  one or two complete sentences, then silence: how soon after the true end
+            of the speech is the end detected (``delay``; lower is better)?
+  paused    answers with a natural mid-answer pause of 0.5-1.2 s (seeded, uniform):
+            after a filler (``so what I can do is, um``), a holding phrase (``let me
+            see``), a conjunction, a breath between clauses, or, separately reported,
+            between two full sentences (``sentence``, the ambiguous case): how often
+            does the turn end inside the pause (``premature``; target <= 2%)?
+
+``--set held-out`` renders other answers in three other voices: the rule's
+subordinate-clause and breath cues were added after the first run on the ``dev`` set
+(the breaths of both sets are synthetic: band-limited noise, not recorded breathing).
+
+Each answer goes block by block (20 ms) through the real :class:`TurnDetector` (energy
++ Silero VAD + final pitch + breaths), faster than real time. The words it reads come from a real
+Whisper stream fed the same blocks, each decode settled at once and its text shown
+``--text-lag`` seconds of audio later (the median decode time measured live by
+bench_latency.py; 0 would flatter the rule).
+
+Smart Turn v3.2 (the ONNX model inside the PyPI package ``pipecat-ai`` 1.14.0, run with
+onnxruntime on the last 8 s of 16 kHz audio, Whisper log-mel features computed by
+pipecat's own numpy code) is asked, as pipecat asks it, once the VAD has heard
+``--smart-wait`` seconds of pause: the turn ends there when it says complete
+(probability > 0.5), else at the profile's longest wait. It needs pipecat-ai installed
+(``pip install --no-deps pipecat-ai==1.14.0``: only its model and feature code are
+used; its own dependencies are web and LLM clients this project does not need).
+
+    .venv/bin/python scripts/bench_turn_end.py [--turn-end normal] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+VOICES = [("en-us", 165, 50), ("en-gb", 155, 45), ("en-us+f3", 175, 55), ("en-us+m3", 150, 40)]
+FINISHED = [
+    "I understand why you are upset, let me look into your order right now.",
+    "I am sorry this happened. That sounds really frustrating.",
+    "I can issue a refund today, and you will see it within five days.",
+    "Could you tell me the order number, please?",
+    "You are right, we should have called you back yesterday.",
+    "I will stay on the line until this is sorted out.",
+]
+PAUSED = [
+    ("filler", "So what I can do is, um", "send you a replacement by express shipping."),
+    ("filler", "Well, uh", "I think the best option is a full refund."),
+    ("holding", "Let me see", "yes, the parcel left our warehouse on Monday."),
+    ("holding", "One moment, let me check", "right, I can see both payments here."),
+    ("conjunction", "I have checked your account and", "the second charge is a duplicate."),
+    ("conjunction", "The courier was booked for Tuesday, but", "the van broke down on the way."),
+    ("breath", "I am sorry about the wait,", "I know it has been a long morning for you."),
+    ("breath", "If you can give me the order number,", "I will pull it up straight away."),
+    ("sentence", "I completely understand.", "Let me fix this for you right now."),
+    ("sentence", "That should not have happened.", "I will refund the extra charge today."),
+]
+BREATH_DBFS = -42.0
+HELD_OUT_VOICES = [("en-gb-scotland", 160, 50), ("en-029", 170, 45),
+                   ("en-gb-x-rp+f2", 165, 60)]
+"""``--set held-out``: voices, answers and pauses the rule was never looked at with (the
+subordinate-clause and breath cues were added after the ``dev`` set's first run)."""
+HELD_OUT_FINISHED = [
+    "Thank you for waiting, I have found your booking.",
+    "We will send the new card by courier tomorrow morning.",
+    "I understand, and I am going to make this right.",
+    "Your refund has gone through this afternoon.",
+]
+HELD_OUT_PAUSED = [
+    ("filler", "Right, so, erm", "the technician can come on Friday."),
+    ("holding", "Just a second", "okay, I can see the order from June."),
+    ("conjunction", "The payment did go through, because", "the bank released it on Monday."),
+    ("breath", "When the parcel comes back to us,", "we will refund the full amount."),
+    ("breath", "I can see why that upset you,", "nobody told you about the delay."),
+    ("sentence", "I am sorry.", "I can offer you a voucher as well."),
+]
+
+
+@dataclass
+class Case:
+    kind: str
+    audio: Any
+    """16 kHz float32: 0.3 s of room noise, the answer, 2.5 s of room noise."""
+    pause: tuple[float, float] | None
+    """(start, end) seconds of the mid-answer pause, None for a finished answer."""
+    end_s: float
+    """Seconds: the true end of the speech."""
+
+
+def speech_span(x: Any) -> tuple[int, int]:
+    import numpy as np
+
+    n = len(x) // 320
+    rms = np.sqrt(np.mean(x[:n * 320].reshape(n, 320).astype(np.float64) ** 2, axis=1))
+    loud = np.flatnonzero(20 * np.log10(rms + 1e-12) > -45)
+    return int(loud[0] * 320), int((loud[-1] + 1) * 320)
+
+
+def render(text: str, voice: tuple[str, int, int]) -> Any:
+    from voice_sim.audio import load_audio
+    from voice_sim.speak import Voice, cached_render
+
+    x = load_audio(cached_render(text, Voice(id=voice[0], rate=voice[1], pitch=voice[2])))
+    a, b = speech_span(x)
+    return x[a:b]
+
+
+def cases(seed: int, held_out: bool = False) -> list[Case]:
+    import numpy as np
+
+    rng = random.Random(seed)
+    noise = np.random.default_rng(seed)
+
+    def room(s: float) -> Any:
+        return (noise.standard_normal(int(s * 16_000)) * 10 ** (-62 / 20)).astype(np.float32)
+
+    voices, finished, paused = ((HELD_OUT_VOICES, HELD_OUT_FINISHED, HELD_OUT_PAUSED)
+                                if held_out else (VOICES, FINISHED, PAUSED))
+    out = []
+    for v in voices:
+        for text in finished:
+            x = render(text, v)
+            out.append(Case("finished", np.concatenate([room(0.3), x, room(2.5)]), None,
+                            0.3 + len(x) / 16_000))
+        for kind, first, second in paused:
+            a, b = render(first, v), render(second, v)
+            gap = rng.uniform(0.5, 1.2)
+            pause = room(gap)
+            if kind == "breath":
+                # An audible in-breath: band-limited noise, 0.25 s, in the pause's middle.
+                k = int(0.25 * 16_000)
+                br = noise.standard_normal(k).astype(np.float32)
+                br = np.convolve(br, np.ones(8) / 8, mode="same") * np.hanning(k)
+                br *= 10 ** (BREATH_DBFS / 20) / (np.sqrt(np.mean(br ** 2)) + 1e-12)
+                m = (len(pause) - k) // 2
+                pause[m:m + k] += br.astype(np.float32)
+            t0 = 0.3 + len(a) / 16_000
+            out.append(Case(kind, np.concatenate([room(0.3), a, pause, b, room(2.5)]),
+                            (t0, t0 + gap), t0 + gap + len(b) / 16_000))
+    return out
+
+
+class SmartTurn:
+    """Smart Turn v3.2 from the installed pipecat-ai package (model and features)."""
+
+    def __init__(self) -> None:
+        from importlib.resources import files
+
+        import onnxruntime as ort
+        from pipecat.audio.turn.smart_turn._whisper_features import (
+            compute_whisper_log_mel_features,
+        )
+
+        self.features = compute_whisper_log_mel_features
+        path = files("pipecat.audio.turn.smart_turn.data") / "smart-turn-v3.2-cpu.onnx"
+        opts = ort.SessionOptions()
+        opts.inter_op_num_threads, opts.intra_op_num_threads = 1, 1
+        self.session = ort.InferenceSession(str(path), sess_options=opts,
+                                            providers=["CPUExecutionProvider"])
+        self.name = self.session.get_inputs()[0].name
+        self.times: list[float] = []
+
+    def probability(self, x: Any) -> float:
+        import numpy as np
+
+        n = 8 * 16_000
+        x = x[-n:] if len(x) >= n else np.pad(x, (n - len(x), 0))
+        t = time.perf_counter()
+        feats = self.features(x.astype(np.float32), do_normalize=True)[None].astype(np.float32)
+        out = self.session.run(None, {self.name: feats})
+        self.times.append(time.perf_counter() - t)
+        return float(np.ravel(out[0])[0])
+
+
+def run_case(c: Case, engine: Any, args: argparse.Namespace, smart: SmartTurn | None
+             ) -> dict[str, Any]:
+    """Where each method ends the turn, in seconds of the case's audio."""
+    from voice_sim.endpoint import PATIENCE
+    from voice_sim.endpoint import words_state as state
+    from voice_sim.listen import COVER_SLACK_S, TurnConfig, TurnDetector
+
+    cfg = TurnConfig(turn_end=args.turn_end)
+    det = TurnDetector(cfg)
+    stream = engine.stream()
+    history: list[tuple[int, str, int]] = []  # (pos when shown, text, covered samples)
+    lag = round(args.text_lag * 16_000)
+    rule_end = smart_end = None
+    smart_asked = False
+    longest = PATIENCE[args.turn_end].incomplete_s
+    x = c.audio
+    why = ""
+    for i in range(0, len(x) - 319, 320):
+        b = x[i:i + 320]
+        stream.accept(b)
+        stream.settle()
+        history.append((i + 320 + lag, stream.text(), round(stream.covered_s * 16_000)))
+        shown = [h for h in history if h[0] <= i]
+        text, covered = (shown[-1][1], shown[-1][2]) if shown else ("", 0)
+        if det.speech_end is not None and covered >= det.speech_end - COVER_SLACK_S * 16_000:
+            det.words = state(text)
+        else:
+            det.words = "pending" if det.speech_end is not None else "unknown"
+        reason = det.push(b)
+        t = (i + 320) / 16_000
+        if reason == "silence" and rule_end is None:
+            rule_end, why = t, det.why
+        if smart is not None and smart_end is None and det.armed and det.speech_end:
+            if det.speaking:
+                smart_asked = False
+            elif not smart_asked and det.silence_s >= args.smart_wait:
+                smart_asked = True
+                if smart.probability(x[:i + 320]) > 0.5:
+                    smart_end = t
+            if smart_end is None and det.silence_s >= longest:
+                smart_end = t
+        if rule_end is not None and (smart is None or smart_end is not None):
+            break
+    return {"kind": c.kind, "rule_end": rule_end, "smart_end": smart_end, "why": why,
+            "end_s": c.end_s, "pause": c.pause}
+
+
+def summarise(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    def premature(r: dict[str, Any]) -> bool:
+        e = r[key]
+        return e is not None and e < r["end_s"]
+
+    fin = [r[key] - r["end_s"] for r in rows if r["kind"] == "finished" and r[key] is not None]
+    paused = [r for r in rows if r["pause"] is not None]
+    natural = [r for r in paused if r["kind"] != "sentence"]
+    late = [r[key] - r["end_s"] for r in paused if r[key] is not None and not premature(r)]
+
+    def ms(xs: list[float]) -> dict[str, float]:
+        s = sorted(xs)
+        return {"median_ms": round(statistics.median(s) * 1000), "p95_ms":
+                round(s[min(len(s) - 1, round(0.95 * (len(s) - 1)))] * 1000),
+                "max_ms": round(s[-1] * 1000)} if s else {}
+
+    by_kind = {k: f"{sum(premature(r) for r in paused if r['kind'] == k)}/"
+                  f"{sum(r['kind'] == k for r in paused)}"
+               for k in dict.fromkeys(r["kind"] for r in paused)}
+    return {"finished_delay": ms(fin),
+            "finished_missed": sum(r[key] is None for r in rows if r["kind"] == "finished"),
+            "paused_end_delay": ms(late),
+            "premature_natural": f"{sum(premature(r) for r in natural)}/{len(natural)}",
+            "premature_natural_pct": round(100 * sum(premature(r) for r in natural)
+                                           / max(1, len(natural)), 1),
+            "premature_all": f"{sum(premature(r) for r in paused)}/{len(paused)}",
+            "premature_by_kind": by_kind}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description="end of turn: the rule vs Smart Turn v3.2")
+    p.add_argument("--turn-end", default="normal", choices=("fast", "normal", "patient"))
+    p.add_argument("--text-lag", type=float, default=0.3,
+                   help="seconds of audio before a decode's text is seen (default 0.3)")
+    p.add_argument("--smart-wait", type=float, default=0.2,
+                   help="seconds of pause before Smart Turn is asked (pipecat's default)")
+    p.add_argument("--no-smart", action="store_true", help="the rule only")
+    p.add_argument("--seed", type=int, default=15)
+    p.add_argument("--set", choices=("dev", "held-out"), default="dev",
+                   help="dev: the answers the rule was built on; held-out: other voices, "
+                        "answers and pauses")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    import numpy as np
+
+    from voice_sim.engines import get_engine
+
+    load = os.getloadavg()
+    engine = get_engine("whisper")
+    engine.transcribe(np.zeros(16_000, np.float32))
+    smart = None
+    if not args.no_smart:
+        try:
+            smart = SmartTurn()
+        except ImportError as e:
+            print(f"bench_turn_end: Smart Turn unavailable ({e}); "
+                  "pip install --no-deps pipecat-ai==1.14.0", file=sys.stderr)
+    all_cases = cases(args.seed, held_out=args.set == "held-out")
+    print(f"bench_turn_end: {len(all_cases)} answers, turn end {args.turn_end}",
+          file=sys.stderr)
+    rows = []
+    for c in all_cases:
+        r = run_case(c, engine, args, smart)
+        rows.append(r)
+        print(f"  {r['kind']:>11}: end {r['end_s']:.2f}  rule {r['rule_end']}  "
+              f"smart {r['smart_end']}  ({r['why']})", file=sys.stderr)
+    result: dict[str, Any] = {
+        "set": args.set, "turn_end": args.turn_end, "text_lag_s": args.text_lag,
+        "answers": len(rows),
+        "nproc": os.cpu_count(), "loadavg": [round(v, 2) for v in load],
+        "rule": summarise(rows, "rule_end")}
+    if smart is not None:
+        result["smart_turn"] = summarise(rows, "smart_end")
+        result["smart_turn"]["inference_ms"] = round(statistics.median(smart.times) * 1000, 1)
+    print(json.dumps(result, indent=2) if args.json else
+          "\n".join(f"{k}: {v}" for k, v in result.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

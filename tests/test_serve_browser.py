@@ -1,0 +1,384 @@
+"""`voice-sim serve` in a real headless browser (Debian's chromium, tests/browser.py).
+
+Two chromium processes, each with its own WAV as the microphone
+(``--use-file-for-fake-audio-capture``), call the same server at the same time —
+two independent calls on one loaded Whisper engine. The good call starts on the home
+page and is driven by the keyboard alone: it reuses the last calm reading and gives
+three good answers: resolved. The bad call records its calm reading in the page (the
+level check says "fine"), then argues and hides behind policy, with the live hint on:
+the customer hangs up (or escalates). Each page is
+screenshotted and the decoded pixels checked; no console error is allowed; the
+session folders and the history are checked afterwards.
+
+Chromium loops its capture file, so each file is one long timeline: the answers sit
+in quiet room noise at times computed from the persona's line lengths plus a margin
+for the server's work, and the file is longer than the call.
+
+``VOICE_SIM_SHOTS=DIR`` keeps the call page's screenshot there (docs/serve-call.png).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+from browser import NEEDS_CHROMIUM, Browser, capture_file, chromium
+from mini_persona import mini_persona
+
+from voice_sim import history
+from voice_sim.serve import ServeConfig, serving
+
+pytestmark = [pytest.mark.slow, pytest.mark.model, NEEDS_CHROMIUM]
+
+EXAMPLES = Path(__file__).parent / "example_suite"
+PERSONAS = Path(__file__).parents[1] / "personas"
+
+WORK_S = 4.0
+"""Seconds allowed for the server to finish a turn (end detected -> next line sent),
+on two shared cores with two calls running; measured ~0.3-0.6 s alone."""
+
+FAKE_MIC = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            "--autoplay-policy=no-user-gesture-required"]
+
+SNAPSHOT = """JSON.stringify({state: voiceSim.state, lines: voiceSim.lines,
+  captions: voiceSim.captions, turns: voiceSim.turns, hints: voiceSim.hints,
+  levels: voiceSim.levels, done: voiceSim.done, error: voiceSim.error,
+  sent: voiceSim.sentSamples})"""
+
+
+def _seconds(path: Path) -> float:
+    return float(sf.info(str(path)).duration)
+
+
+def _line_s(persona_id: str) -> dict[str, float]:
+    """Each line's length as the call will play it (the same cached TTS render)."""
+    from voice_sim.persona import load_persona
+    from voice_sim.speak import cached_render
+
+    p = load_persona(persona_id)
+    return {k: _seconds(line.audio or cached_render(line.text, p.voice))
+            for k, line in p.lines.items()}
+
+
+def timeline(first_at: float, answers: list[Path], lines_after: list[float]) -> list[
+        tuple[float, Path]]:
+    """Where each answer goes: the first at ``first_at``; each next one after the answer
+    before it, the silence that ends it, the server's work and the line it answers."""
+    at, out = first_at, []
+    for i, a in enumerate(answers):
+        out.append((at, a))
+        if i + 1 < len(answers):
+            at += _seconds(a) + 0.8 + WORK_S + lines_after[i] + 0.7
+    return out
+
+
+def _ink(img: np.ndarray) -> float:
+    return float(np.mean(np.any(img.reshape(-1, 3) < 235, axis=1)))
+
+
+def _colour_pixels(img: np.ndarray, rgb: tuple[int, int, int]) -> int:
+    d = np.abs(img.reshape(-1, 3).astype(np.int64) - np.array(rgb)).max(axis=1)
+    return int(np.sum(d < 40))
+
+
+def _poll_call(b: Browser, timeout: float) -> dict[str, Any]:
+    """Follow the call until it is over; the last state seen before the page moves on."""
+    deadline = time.monotonic() + timeout
+    snap: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        if b.js("location.pathname").startswith("/sessions/"):
+            return snap
+        try:
+            snap = json.loads(b.js(SNAPSHOT))
+        except RuntimeError:  # between pages
+            continue
+        if snap.get("error"):
+            raise AssertionError(f"the page reported: {snap['error']}")
+        if snap.get("done"):
+            return snap
+        time.sleep(0.25)
+    raise AssertionError(f"the call did not end within {timeout:g} s: {snap}")
+
+
+def _check_played(snap: dict[str, Any], line_s: dict[str, float]) -> None:
+    """Every line the customer said was played in the page, at its real length."""
+    assert snap["lines"], snap
+    for line in snap["lines"]:
+        audio = line.get("audio")
+        assert audio is not None, f"line {line['id']} never played"
+        assert audio["duration"] == pytest.approx(line_s[line["id"]], abs=0.05)
+        assert audio["endedAt"] is not None, f"line {line['id']} did not finish"
+        heard = (audio["endedAt"] - audio["startedAt"]) / 1000
+        assert heard >= 0.9 * audio["duration"], (line["id"], heard, audio["duration"])
+
+
+def _report_page(b: Browser, persona: str) -> None:
+    """The served report: drawn, with its way back into a call, no errors."""
+    b.wait("location.pathname.startsWith('/sessions/') && document.readyState == 'complete'",
+           timeout=15)
+    assert b.js("document.getElementById('try-again').getAttribute('href')") == \
+        f"/call/{persona}"
+    assert b.js("document.querySelectorAll('svg.plot').length") >= 4
+    img = b.screenshot()
+    assert _ink(img) > 0.05
+    assert _colour_pixels(img, (0x25, 0x63, 0xEB)) > 100  # the charts' data line
+
+
+def _to_the_report(b: Browser, results: dict[str, Any], name: str, timeout: float) -> None:
+    """Follow a call to its end and onto its report, keeping what was seen."""
+    results[name] = _poll_call(b, timeout=timeout)
+    results[f"{name}_errors"] = b.errors()
+    _report_page(b, "double-billing")
+    results[f"{name}_report"] = b.js("location.pathname")
+    results[f"{name}_report_errors"] = b.errors()
+
+
+def _session_dir(root: Path, report_path: str) -> Path:
+    name = report_path.split("/")[2]
+    d = root / name
+    assert (d / "session.json").is_file(), report_path
+    return d
+
+
+SHORT_OFFER = "Here's what I can do: I'll refund the duplicate payment to your card right now."
+SHORT_WHEN = "You will see the money on your card by next Thursday at the latest."
+"""The good call's second and third answers: short, with more than one way for the
+scorer to hear the step (under heavy load the stream decode of the longer recorded
+answers misheard "refund" and "three to five business days")."""
+
+
+def test_two_calls_at_once_in_chromium(whisper_engine: Any, espeak_wav: Any,
+                                       tmp_path: Path) -> None:
+    """A good call (keyboard only, from home) and a bad call at once, to their reports."""
+    lines = _line_s("double-billing")
+    calm = EXAMPLES / "calm-baseline.wav"
+    good = [EXAMPLES / "good-call" / "01.wav", espeak_wav(SHORT_OFFER, rate=140, pitch=45),
+            espeak_wav(SHORT_WHEN, rate=140, pitch=45)]
+    bad = [EXAMPLES / "bad-call" / f"0{i}.wav" for i in (1, 2)]
+    # Good: reuses the last calm reading (one recorded earlier), so the call starts at once.
+    good_parts = timeline(0.3 + lines["opening"] + 1.5, good,
+                          [lines["order_details"], lines["when_money"]])
+    good_wav = capture_file(tmp_path / "good.wav", good_parts, good_parts[-1][0] + 40)
+    # Bad: records the calm reading first; the opening line follows its level check.
+    calm_at = 1.0
+    opening_ends = calm_at + _seconds(calm) + 0.8 + WORK_S + 0.3 + lines["opening"]
+    bad_parts = [(calm_at, calm), *timeline(opening_ends + 0.7, bad, [lines["angrier"]])]
+    bad_wav = capture_file(tmp_path / "bad.wav", bad_parts, bad_parts[-1][0] + 40)
+    sessions = tmp_path / "sessions"
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(calm, data / "last-baseline.wav")  # as a call last week left it
+    config = ServeConfig(port=0, sessions=sessions, data=data, personas=(PERSONAS,))
+    results: dict[str, Any] = {}
+    shots = os.environ.get("VOICE_SIM_SHOTS")
+
+    def good_call(url: str) -> None:
+        with chromium(tmp_path / "b1", [*FAKE_MIC,
+                                        f"--use-file-for-fake-audio-capture={good_wav}"]) as b:
+            b.open(url)
+            assert b.js("document.querySelectorAll('li.persona').length") == len(
+                list(PERSONAS.glob("*.yaml")))
+            img = b.screenshot()
+            assert _ink(img) > 0.05 and _colour_pixels(img, (0x25, 0x63, 0xEB)) > 500
+            # Keyboard only: Tab to the customer, Enter; Tab to "Start the call", Enter.
+            for _ in range(60):
+                b.press("Tab")
+                if b.js("document.activeElement.getAttribute('href')") == \
+                        "/call/double-billing":
+                    break
+            else:
+                raise AssertionError("Tab never reached the double-billing card")
+            mark = len(b.events)
+            b.press("Enter")
+            b.wait_event("Page.loadEventFired", since=mark)
+            b.wait("document.readyState == 'complete' && window.voiceSim !== undefined")
+            assert b.js("document.querySelector('input[name=baseline]:checked').value") == \
+                "last"
+            b.wait("voiceSim.lastBaselineReady", timeout=30)  # analysed while one reads
+            for _ in range(30):
+                b.press("Tab")
+                if b.js("document.activeElement.id") == "start":
+                    break
+            else:
+                raise AssertionError("Tab never reached the start button")
+            b.press("Enter")
+            b.wait("voiceSim.state == 'call'", timeout=5)
+            assert b.js("document.activeElement.id") == "end-answer"  # focus follows
+            _to_the_report(b, results, "good", timeout=120)
+            # Home again: the sessions and the progress per step are there.
+            b.navigate(url)
+            b.wait("document.querySelectorAll('table.sessions tr').length >= 2", timeout=10)
+            results["home_rows"] = b.js("document.querySelectorAll('table.sessions tr')"
+                                        ".length")
+            results["home_bars"] = b.js("document.querySelectorAll('table.progress svg.bar')"
+                                        ".length")
+            img = b.screenshot()
+            results["home_green"] = _colour_pixels(img, (0x16, 0xA3, 0x4A))
+            results["home_errors"] = b.errors()
+
+    def bad_call(url: str) -> None:
+        with chromium(tmp_path / "b2", [*FAKE_MIC,
+                                        f"--use-file-for-fake-audio-capture={bad_wav}"]) as b:
+            b.open(url + "call/double-billing")
+            b.js("document.querySelector('input[value=record]').click();"
+                 "document.getElementById('live-hint').click();"
+                 "document.getElementById('start').click()")
+            b.wait("voiceSim.levels.length > 0", timeout=40)
+            results["level"] = b.js("voiceSim.levels[0]")
+            results["level_text"] = b.js("document.getElementById('level-check').textContent")
+            # Mid-call, during the second answer: the customer's line, their mood, the
+            # hint after the first answer and the caption of this one are all drawn.
+            b.wait("voiceSim.hints.length > 0 && "
+                   "document.getElementById('caption').textContent.length > 8", timeout=60)
+            b.js("window.scrollTo(0, 0)")
+            img = b.screenshot()
+            results["call_shot_red"] = _colour_pixels(img, (0xDC, 0x26, 0x26))
+            results["call_shot_ink"] = _ink(img)
+            results["mood_text"] = b.js("document.getElementById('mood-text').textContent")
+            results["caption_text"] = b.js("document.getElementById('caption').textContent")
+            results["hint_shown"] = b.js("!document.getElementById('hint').hidden")
+            if shots:
+                import base64
+
+                png = b.call("Page.captureScreenshot", {"format": "png"})["data"]
+                Path(shots).mkdir(parents=True, exist_ok=True)
+                (Path(shots) / "serve-call.png").write_bytes(base64.b64decode(png))
+            _to_the_report(b, results, "bad", timeout=90)
+
+    with serving(config, whisper_engine) as server:
+        workers = [threading.Thread(target=_guard(results, name, fn, server.url))
+                   for name, fn in (("good", good_call), ("bad", bad_call))]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(timeout=240)
+    for name in ("good", "bad"):
+        if f"{name}_failed" in results:
+            raise results[f"{name}_failed"]
+
+    good_snap, bad_snap = results["good"], results["bad"]
+    for key in ("good_errors", "good_report_errors", "bad_errors", "bad_report_errors",
+                "home_errors"):
+        assert results[key] == [], (key, results[key])
+    # The good call: resolved, every line heard, captions of what was said.
+    assert good_snap["done"]["outcome"] == "resolved", good_snap["turns"]
+    _check_played(good_snap, lines)
+    said = " ".join(c[1] for c in good_snap["captions"]).lower()
+    assert "sorry" in said and "payment" in said and "thursday" in said, said
+    # The bad call: the customer gives up; the live hint named a pitfall.
+    assert bad_snap["done"]["outcome"] in ("hung_up", "escalated"), bad_snap["turns"]
+    _check_played(bad_snap, lines)
+    assert bad_snap["hints"] and any("You said" in h for h in bad_snap["hints"]), bad_snap
+    assert results["mood_text"].endswith("/ 10 angry") and results["caption_text"]
+    assert results["hint_shown"]
+    assert results["call_shot_red"] > 200 and results["call_shot_ink"] > 0.03
+    # Both sessions are folders like `practice` writes, and in the history.
+    db_dirs = {s.session_dir for s in history.load_history()}
+    for name, turns, outcome in (("good", 3, "resolved"),
+                                 ("bad", 2, bad_snap["done"]["outcome"])):
+        d = _session_dir(sessions, results[f"{name}_report"])
+        record = json.loads((d / "session.json").read_text())
+        assert (record["status"], record["outcome"], record["mode"]) == (
+            "complete", outcome, "practice")
+        assert len(record["turns"]) == turns
+        for t in record["turns"]:
+            assert t["end_reason"] == "silence" and t["latency_s"] is not None
+            assert _seconds(d / t["answer_audio"]) > 1.0
+        assert (d / "report.html").is_file() and str(d.resolve()) in db_dirs
+    records = {name: json.loads((_session_dir(sessions, results[f"{name}_report"])
+                                 / "session.json").read_text()) for name in ("good", "bad")}
+    assert records["good"]["baseline"] == "last calm reading recorded in the browser"
+    assert records["bad"]["baseline"] == "recorded in the browser"
+    assert results["level"]["verdict"] == "fine" and "fine" in results["level_text"].lower()
+    assert results["home_rows"] >= 3 and results["home_bars"] >= 2
+    assert results["home_green"] > 50
+
+
+def _guard(results: dict[str, Any], name: str, fn: Any, url: str) -> Any:
+    def run() -> None:
+        try:
+            fn(url)
+        except BaseException as e:
+            results[f"{name}_failed"] = e
+
+    return run
+
+
+def test_trainers_page_in_chromium(whisper_engine: Any, tmp_path: Path) -> None:
+    """Problems with file:line and the fix, lines that play, the call graph drawn, and
+    "try this persona" into a call; keyboard reaches the play buttons."""
+    folder = tmp_path / "personas"
+    folder.mkdir()
+    shutil.copy(PERSONAS / "double-billing.yaml", folder)
+    (folder / "mini.yaml").write_text(mini_persona("mini"))
+    (folder / "broken.yaml").write_text(mini_persona("broken").replace(
+        "goto: thanks", "goto: thank_you"))
+    config = ServeConfig(port=0, sessions=tmp_path / "s", data=tmp_path / "d",
+                         personas=(folder,))
+    with serving(config, whisper_engine) as server, chromium(tmp_path) as b:
+        b.open(server.url + "trainers")
+        assert b.errors() == []
+        problems = b.js("[...document.querySelectorAll('#p-broken .problems li')]"
+                        ".map(li => li.textContent)")
+        assert problems and any("broken.yaml:" in p and "thank_you" in p and "Fix:" in p
+                                for p in problems), problems
+        assert b.js("document.querySelector('#p-broken .bad') !== null")
+        assert b.js("document.querySelector('#p-broken svg.callgraph')") is None
+        graph = b.js("(() => { const s = document.querySelector('#p-double-billing "
+                     "svg.callgraph'); const r = s.getBoundingClientRect(); return {x: "
+                     "r.left + scrollX, y: r.top + scrollY, w: r.width, h: r.height, "
+                     "nodes: s.querySelectorAll('g.node').length, edges: "
+                     "s.querySelectorAll('path[marker-end]').length}; })()")
+        assert graph["nodes"] == 11 + 3 and graph["edges"] >= 20, graph
+        img = b.screenshot()
+        x, y, w, h = (round(graph[k]) for k in ("x", "y", "w", "h"))
+        region = img[y:y + h, x:x + w]
+        assert _colour_pixels(region, (0x4F, 0x46, 0xE5)) > 300  # line boxes
+        assert _colour_pixels(region, (0x2B, 0x8A, 0x3E)) > 50  # the resolved end
+        # Keyboard: Tab to the first play button, Enter plays the opening line.
+        for _ in range(80):
+            b.press("Tab")
+            if b.js("document.activeElement.classList.contains('play')"):
+                break
+        else:
+            raise AssertionError("Tab never reached a play button")
+        src = b.js("document.activeElement.dataset.src")
+        b.press("Enter")
+        b.wait("(p => p.currentTime > 0.3 && !p.paused)(document.getElementById('player'))",
+               timeout=20)
+        assert b.js("document.getElementById('player').src").endswith(src)
+        assert b.errors() == []
+        href = b.js("document.querySelector('#p-mini a.button').getAttribute('href')")
+        assert href == "/call/mini"
+        b.navigate(server.url.rstrip("/") + href)
+        assert b.js("document.getElementById('brief-h').textContent") == "Mini"
+        assert b.errors() == []
+
+
+def test_escape_ends_the_call_as_quit(whisper_engine: Any, tmp_path: Path) -> None:
+    """Esc during the customer's opening line ends the call; the page shows the report."""
+    wav = capture_file(tmp_path / "quiet.wav", [], 60.0)
+    sessions = tmp_path / "sessions"
+    config = ServeConfig(port=0, sessions=sessions, data=tmp_path / "d",
+                         personas=(PERSONAS,))
+    with serving(config, whisper_engine) as server, chromium(
+            tmp_path, [*FAKE_MIC, f"--use-file-for-fake-audio-capture={wav}"]) as b:
+        b.open(server.url + "call/double-billing")
+        b.js("document.querySelector('input[value=none]').click();"
+             "document.getElementById('start').click()")
+        b.wait("voiceSim.lines.length > 0 && voiceSim.lines[0].audio", timeout=30)
+        b.press("Escape")
+        done = b.wait("voiceSim.done", timeout=20)
+        assert done["outcome"] == "quit"
+        b.wait("location.pathname.startsWith('/sessions/')", timeout=10)
+        assert b.errors() == []
+    record = json.loads(next(sessions.glob("*/session.json")).read_text())
+    assert (record["status"], record["outcome"], record["turns"]) == ("complete", "quit", [])
