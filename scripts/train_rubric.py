@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Train the content scorer's semantic layer on the labelled corpus (the one command).
 
-Usage: ``scripts/train_rubric.py [--no-exemplars] [--fixed-thresholds]``. Reads the
+Usage: ``scripts/train_rubric.py [--no-exemplars] [--per-id-thresholds]``. Reads the
 tuning data — the corpus in ``tests/data/corpus/`` minus its held-out situations
 (:data:`HELDOUT`), plus ``tests/data/replies.jsonl`` — and writes:
 
 * ``voice_sim/rubric_model.npz``: the TF-IDF vocabulary and one logistic model per id
-  over the features of :mod:`voice_sim.rubric_semantic`, with per-id thresholds chosen
-  on out-of-fold predictions (:func:`choose_thresholds`);
+  over the features of :mod:`voice_sim.rubric_semantic` (with ``--per-id-thresholds``,
+  per-id thresholds chosen on out-of-fold predictions, :func:`choose_thresholds`);
 * per id in ``voice_sim/rubric.yaml``, mined ``exemplars`` (clauses of the tuning
   replies nearest their own id and furthest from every other: the evidence shown with
   a detection); hand-written exemplars are kept;
@@ -310,10 +310,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--no-exemplars", action="store_true",
                     help="keep rubric.yaml's exemplars as they are")
-    ap.add_argument("--fixed-thresholds", action="store_true",
-                    help=f"one threshold for steps ({STEP_THRESHOLD}) and one for pitfalls "
-                         f"({PITFALL_THRESHOLD}) instead of per-id ones chosen by "
-                         "cross-validation")
+    ap.add_argument("--per-id-thresholds", action="store_true",
+                    help="per-id thresholds chosen on out-of-fold predictions instead of "
+                         f"{STEP_THRESHOLD} for steps and {PITFALL_THRESHOLD} for pitfalls "
+                         "(not shipped: see docs/content_scoring.md)")
     args = ap.parse_args()
     import numpy as np
 
@@ -322,7 +322,7 @@ def main() -> int:
           f"({len({r['situation'] for r in rows}) - 1} corpus situations + the project's)")
     feats = featurize(rows)
     thresholds = None
-    if not args.fixed_thresholds:
+    if args.per_id_thresholds:
         thresholds = choose_thresholds(feats, log=True)
         print("per-id thresholds: " + ", ".join(
             f"{i} {t:.2f}" for i, t in zip(CONTENT_IDS, thresholds, strict=True)))
