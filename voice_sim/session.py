@@ -585,6 +585,7 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
     from voice_sim.audio import write_wav
     from voice_sim.paths import sessions_dir
     from voice_sim.persona import Call
+    from voice_sim.rubric_semantic import prepare_customer
 
     ev = events or CallEvents()
     warm = _warm_up()
@@ -647,6 +648,7 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
         if not call.ended:
             voice.ahead(call.upcoming())  # rendered while this line plays and the answer comes
         writes.submit(write_wav, writer.path(name), samples, sr)
+        prepare_customer(line.text)  # its embedding, while it plays (issue 12)
         if ev.on_line is not None:
             ev.on_line(line, call.mood)
         return name, speaker.speak(samples, sr)
