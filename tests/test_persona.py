@@ -343,7 +343,7 @@ def test_load_invalid_raises_with_every_problem(tmp_path: Path) -> None:
     with pytest.raises(PersonaError) as e:
         load_persona(p)
     assert len(e.value.problems) == 2
-    assert e.value.line().startswith(f"invalid persona {p}:16:15: error:")
+    assert e.value.line().startswith(f"invalid persona {p}:16:15: lines[0].expects[0]: ")
     assert "(and 1 more)" in e.value.line() and "voice-sim persona check" in e.value.line()
 
 

@@ -454,7 +454,7 @@ def load_persona(spec: str | os.PathLike[str], *, check_voice: bool = True) -> P
     if persona is None:
         errors = [p for p in problems if p.severity == "error"]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise PersonaError(f"invalid persona {errors[0].line_text()}{more}",
+        raise PersonaError(f"invalid persona {errors[0].line_text(severity=False)}{more}",
                            hint=f"run `voice-sim persona check {path}` for the full list",
                            problems=tuple(errors))
     return persona

@@ -470,7 +470,8 @@ def cmd_record(args: argparse.Namespace) -> int:
         if errors:  # never leave a trainer's file broken by our edit
             write_atomic(persona.path, before)
             raise PersonaError(f"{persona.path}: could not reference the recording: "
-                               f"{errors[0].line_text()}", hint=f"add `audio: {rel}` by hand")
+                               f"{errors[0].line_text(severity=False)}",
+                               hint=f"add `audio: {rel}` by hand")
         print(f"saved {_shown(dest)} ({len(clip) / SAMPLE_RATE:.1f} s, peak "
               f"{last.peak_dbfs:.0f} dBFS); line '{line.id}' now has `audio: {rel}`")
         return 0

@@ -486,7 +486,7 @@ def load_rubric(extra: str | os.PathLike[str] | None = None) -> Rubric:
     rubric, problems = _build(None if extra is None else str(extra))
     if rubric is None:
         more = len(problems) - 1
-        raise RubricError(problems[0].line_text() + (
+        raise RubricError(problems[0].line_text(severity=False) + (
             f" (and {more} more problem{'s' if more > 1 else ''} in the file)" if more else ""))
     _CACHE[key] = rubric
     return rubric
