@@ -8,8 +8,11 @@ Usage: ``scripts/bench_rubric.py [--n 300] [--runtimes]``. Prints, each on its o
 * resident memory added by that load (RSS after minus before);
 * one reply scored warm (model loaded; each reply new to the cache): median and p95 over
   ``--n`` replies of the labelled corpus, each with its customer line;
+* one reply again with the customer line embedded beforehand (as when it is embedded
+  while the line plays);
 * ``check-reply --jsonl`` throughput: a real ``voice-sim check-reply --jsonl`` process on
-  ``--n`` lines, wall clock including its start-up;
+  ``--n`` lines, wall clock including its start-up, and steady (that run minus a
+  one-line run: the start-up and model load taken out);
 * with ``--runtimes``: the same MiniLM forward pass in torch and onnxruntime where they
   are importable (they are not project dependencies; run it with a Python that has them),
   next to the NumPy one.
@@ -55,6 +58,24 @@ def _pairs(n: int) -> list[tuple[str, str]]:
     return [(r["reply"], r["customer"]) for r in rows[::step]][:n]
 
 
+def _jsonl(pairs: list[tuple[str, str]]) -> tuple[float, float]:
+    """Wall and CPU seconds of a real ``voice-sim check-reply --jsonl`` process."""
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+        for reply, customer in pairs:
+            f.write(json.dumps({"reply": reply, "customer": customer}) + "\n")
+        name = f.name
+    try:
+        t = time.perf_counter()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([sys.executable, "-m", "voice_sim", "check-reply", "--jsonl", name],
+                       stdout=subprocess.DEVNULL, check=True)
+        wall = time.perf_counter() - t
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    finally:
+        os.unlink(name)
+    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
 def _load() -> None:
     """Child: time the load in a fresh process, print JSON."""
     before = _rss_mb()
@@ -78,13 +99,12 @@ def _runtimes(texts: list[str]) -> None:
     from voice_sim.embedding import load_model, model_dir
 
     m = load_model()
-    t = time.perf_counter()
     ref = m.embed(list(texts))
-    m.cache.clear()
     for _ in range(2):
+        m.cache.clear()
         t = time.perf_counter()
         for x in texts:
-            m._encode(x)
+            m.embed([x])
     print(f"runtime numpy: {1000 * (time.perf_counter() - t) / len(texts):.1f} ms per text")
     try:
         import torch
@@ -177,39 +197,38 @@ def main() -> int:
 
     from voice_sim.embedding import load_model
     from voice_sim.rubric import load_rubric, score_reply
+    from voice_sim.textnorm import normalize
 
     rb = load_rubric()
     score_reply("Warm up.", "Hello?", rubric=rb)
-    load_model().cache.clear()
-    times = []
-    c0 = time.process_time()
-    for reply, customer in pairs:
-        t = time.perf_counter()
-        score_reply(reply, customer, rubric=rb)
-        times.append(time.perf_counter() - t)
-    cpu = (time.process_time() - c0) / len(pairs)
-    times.sort()
-    p95 = times[int(0.95 * (len(times) - 1))]
-    print(f"one reply, warm: median {1000 * statistics.median(times):.1f} ms, "
-          f"p95 {1000 * p95:.1f} ms ({len(times)} replies); CPU time "
-          f"{1000 * cpu:.1f} ms per reply")
-    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+    model = load_model()
+    for label, customer_ready in (("reply and customer line new", False),
+                                  ("customer line embedded before", True)):
+        model.cache.clear()
+        if customer_ready:  # as when the line is embedded while it plays
+            model.embed([normalize(c).text for _, c in pairs if normalize(c).text])
+        times = []
+        c0 = time.process_time()
         for reply, customer in pairs:
-            f.write(json.dumps({"reply": reply, "customer": customer}) + "\n")
-        name = f.name
-    try:
-        t = time.perf_counter()
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        subprocess.run([sys.executable, "-m", "voice_sim", "check-reply", "--jsonl", name],
-                       stdout=subprocess.DEVNULL, check=True)
-        wall = time.perf_counter() - t
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        child_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    finally:
-        os.unlink(name)
+            t = time.perf_counter()
+            score_reply(reply, customer, rubric=rb)
+            times.append(time.perf_counter() - t)
+        cpu = (time.process_time() - c0) / len(pairs)
+        times.sort()
+        p95 = times[int(0.95 * (len(times) - 1))]
+        print(f"one reply, warm ({label}): median {1000 * statistics.median(times):.1f} ms, "
+              f"p95 {1000 * p95:.1f} ms ({len(times)} replies); CPU time "
+              f"{1000 * cpu:.1f} ms per reply")
+    one = _jsonl(pairs[:1])
+    full = _jsonl(pairs)
+    wall, child_cpu = full
+    steady_wall, steady_cpu = full[0] - one[0], full[1] - one[1]
     print(f"check-reply --jsonl: {len(pairs)} replies in {wall:.2f} s = "
           f"{len(pairs) / wall:.0f} replies/s (including process start and model load); "
           f"CPU time {child_cpu:.2f} s = {len(pairs) / child_cpu:.0f} replies per CPU-second")
+    n = len(pairs) - 1
+    print(f"check-reply --jsonl, steady (the {len(pairs)}-line run minus a 1-line run): "
+          f"{n / steady_wall:.0f} replies/s; {n / steady_cpu:.0f} replies per CPU-second")
     print(f"load average {os.getloadavg()[0]:.2f}")
     return 0
 

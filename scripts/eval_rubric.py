@@ -128,9 +128,11 @@ def _print(name: str, result: dict[str, Any], confusion: int = 15) -> None:
             print(f"  {n:>4}  {m} -> {e}")
 
 
-def cross_validate() -> dict[str, Any]:
+def cross_validate(per_id: bool = False) -> dict[str, Any]:
     """Leave-one-situation-out over the tuning situations: retrain without a situation,
-    score it; one pooled result."""
+    score it; one pooled result. ``per_id``: each fold chooses per-id thresholds by an
+    inner leave-one-situation-out on its own training part (nested: the held-out
+    situation never picks its threshold)."""
     import train_rubric as tr
 
     from voice_sim.rubric_semantic import Classifier
@@ -143,7 +145,7 @@ def cross_validate() -> dict[str, Any]:
     predicted: dict[int, set[str]] = {}
     for s in situations:
         train = [f for f in feats if f["situation"] != s]
-        arr = tr.fit(train)
+        arr = tr.fit(train, tr.choose_thresholds(train) if per_id else None)
         clf = Classifier(tuple(str(x) for x in arr["ids"]),
                          {str(v): k for k, v in enumerate(arr["vocab"])}, arr["idf"],
                          arr["weights"], arr["bias"], arr["thresholds"], int(arr["n_dense"]))
@@ -162,6 +164,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cv", action="store_true",
                     help="leave-one-situation-out cross-validation on the tuning situations")
+    ap.add_argument("--per-id", action="store_true",
+                    help="with --cv: per-id thresholds chosen inside each fold")
     ap.add_argument("--project", action="store_true",
                     help="the project's replies (tests/data/replies.jsonl)")
     ap.add_argument("--split", choices=("tune", "heldout", "all"), default=None,
@@ -174,7 +178,9 @@ def main() -> int:
     rubric = load_rubric(args.rubric)
     results: list[tuple[str, dict[str, Any]]] = []
     if args.cv:
-        results.append(("cross-validation, 12 tuning situations", cross_validate()))
+        results.append(("cross-validation, 12 tuning situations"
+                        + (", per-id thresholds (nested)" if args.per_id else ""),
+                        cross_validate(args.per_id)))
     elif args.project or args.data:
         rows = load_rows(args.data or DATA)
         if args.data:

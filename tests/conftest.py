@@ -52,13 +52,15 @@ def whisper() -> Any:
 
 @pytest.fixture(scope="session")
 def sox() -> Callable[..., Path]:
-    """Transform a WAV with sox: ``sox(src, dst, *effects)``."""
+    """Transform a WAV with sox: ``sox(src, dst, *effects)``. ``-D``: no dither, so the
+    same transform gives the same bytes every run (sox's dither is random noise, which
+    moved a verdict near its edge from run to run); scripts/fit_calm.py renders so too."""
     exe = shutil.which("sox")
     if exe is None:
         pytest.skip("sox not installed (apt-get install sox)")
 
     def run(src: Path, dst: Path, *effects: str) -> Path:
-        subprocess.run([exe, str(src), str(dst), *effects], check=True)
+        subprocess.run([exe, "-D", str(src), str(dst), *effects], check=True)
         return dst
 
     return run

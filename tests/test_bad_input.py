@@ -406,6 +406,8 @@ def _cells() -> list[Cell]:
                           "{yaml}", "--out", "{out}", *RUN), "real"),
         ("practice --rubric", ("practice", "double-billing", "--rubric", "{yaml}", *RUN),
          "fake"),
+        # the rubric is read before the engine loads and before anything listens
+        ("serve --rubric", ("serve", "--rubric", "{yaml}", "--port", "48731"), "real"),
     ]
     for case, words in YAML_CASES.items():
         for row, argv, devices, style in persona_rows:

@@ -156,6 +156,26 @@ def test_doctor_exits_1_when_no_speech_engine_can_run(
     assert out[-1] == "Not ready: fix the FAIL lines above (speech engines)."
 
 
+def test_doctor_fails_on_a_broken_content_scorer(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    """Every score needs the rubric's classifier: a damaged install is a FAIL that makes
+    doctor exit 1, not "Ready" followed by a failing demo."""
+    from voice_sim import doctor, rubric_semantic
+
+    bad = tmp_path / "rubric_model.npz"
+    bad.write_bytes(rubric_semantic.MODEL_PATH.read_bytes()[:1000])  # a half-copied file
+    monkeypatch.setattr(rubric_semantic, "MODEL_PATH", bad)
+    monkeypatch.setattr(rubric_semantic, "_CLASSIFIER", None)
+    monkeypatch.setattr(doctor, "CHECKS", (doctor.check_python, doctor.check_content_scorer))
+    assert cli.main(["doctor"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("FAIL  content scorer: the content scorer's model "
+                             "rubric_model.npz is missing or broken"), out
+    assert "reinstall voice-sim" in out[1]
+    assert out[-1] == "Not ready: fix the FAIL lines above (content scorer)."
+
+
 @pytest.mark.parametrize(("group", "actions"), [
     ("persona", ("check", "new", "schema", "speak", "record", "graph")),
     ("fixtures", ("make",)),

@@ -677,3 +677,23 @@ def test_voice_quality_cues_agree_with_opensmile_egemaps() -> None:
         a = np.array(pairs[key])
         r = float(np.corrcoef(a[:, 0], a[:, 1])[0, 1])
         assert r >= bar, (key, r)
+
+
+def test_a_fine_note_never_calls_a_change_past_its_limit_within(
+        librivox: list[tuple[np.ndarray, str]], sox: Callable[..., Path],
+        tmp_path: Path) -> None:
+    """The reasons' "fine" notes are for cues that were fine: a pitch 6 semitones up or a
+    level 5 dB up is never "within 6.3 semitones / 5.4 dB of your calm baseline", even
+    when the calm model words the pitch family by another cue or leaves a cue unworded."""
+    base = write_wav(tmp_path / "base.wav", np.concatenate([x for x, _ in librivox[1:4]]))
+    clip = write_wav(tmp_path / "clip.wav", librivox[0][0])
+    hot = sox(clip, tmp_path / "hot.wav", "pitch", "500", "tempo", "1.2", "gain", "6")
+    d = analyze(load_audio(hot), baseline=Baseline.from_audio(load_audio(base)))
+    assert d.pitch.shift_semitones is not None and d.pitch.shift_semitones > 4
+    assert d.loudness.shift_db is not None and d.loudness.shift_db > 4
+    limits = {"semitones": delivery.PITCH_SHIFT_WARN_ST, "dB": delivery.LOUDNESS_WARN_DB}
+    for reason in d.reasons:
+        m = re.search(r"within ([\d.]+) (semitones|dB)", reason)
+        assert m is None or float(m.group(1)) <= limits[m.group(2)], d.reasons
+    pace = re.search(r"^pace ([\d.]+)x your calm baseline", "\n".join(d.reasons), re.M)
+    assert pace is None or float(pace.group(1)) <= delivery.PACE_WARN_RATIO, d.reasons

@@ -60,6 +60,9 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> Non
     shipped = sorted(p.name for p in (ROOT / "personas").glob("*.yaml"))
     assert {f"voice_sim/personas/{n}" for n in shipped} <= names
     assert "voice_sim/persona.schema.json" in names and "voice_sim/rubric.yaml" in names
+    # The content scorer's and the calm verdict's fitted data: without them every score fails.
+    assert {"voice_sim/rubric_model.npz", "voice_sim/rubric_vectors.npz",
+            "voice_sim/data/calm_model.json"} <= names
     assert not [n for n in names if "fake_audio" in n]  # a test double, not shipped
     assert {"voice_sim/web/call.js", "voice_sim/web/mic-worklet.js",
             "voice_sim/web/app.css"} <= names  # `voice-sim serve` needs no network
@@ -94,3 +97,11 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> Non
     assert Path(rec["persona_path"]).is_relative_to(venv)
     assert rec["turns"] and all(t["transcript"].strip() for t in rec["turns"])
     assert (Path(rec["session_dir"]) / "report.html").is_file()
+
+    # The scorer and doctor work from the installed package alone (no scripts/, no tests/).
+    reply = _run([str(cli), "check-reply", "--json", "I totally get why you're fed up."],
+                 home, env)
+    assert [f["id"] for f in json.loads(reply.stdout)["steps"]] == ["empathize"], reply.stdout
+    doctor = _run([str(cli), "doctor", "--json"], home, env, timeout=300)
+    checks = {c["name"]: c["status"] for c in json.loads(doctor.stdout)["checks"]}
+    assert checks["content scorer"] == checks["calm model"] == "ok", checks

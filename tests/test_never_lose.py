@@ -141,13 +141,22 @@ def _check_practice_answer(wav: Path, fed: Path, complete: bool) -> None:
     assert np.array_equal(heard, want), f"{wav}: differs from the audio fed"
 
 
-def _check_customer(path: Path, line: dict[str, Any], persona: Any) -> None:
+def _check_customer(path: Path, line: dict[str, Any], persona: Any, mood: float) -> None:
+    """The customer's audio is the line's phrasing in the voice at the mood it was said."""
+    from dataclasses import replace
+
     import soundfile as sf
 
+    from voice_sim.call import Call
     from voice_sim.speak import cached_render
 
     src = persona.lines[line["line"]]
-    ref = src.audio or cached_render(src.text, persona.voice)
+    variant = line.get("variant") or 0
+    said = replace(src, text=src.texts[variant], variant=variant)
+    call = Call(persona, seed=0)
+    call.mood = mood
+    ref = src.audio if src.audio and not variant else \
+        cached_render(said.text, call.voice_for(said))
     got, want = sf.info(str(path)), sf.info(str(ref))
     assert (got.frames, got.samplerate) == (want.frames, want.samplerate), path
 
@@ -172,7 +181,7 @@ def _check_session(d: Path, kind: str, answers: list[Path], ledger: Ledger | Non
     tally.sessions_checked += 1
     for t in rec["turns"]:
         n = t["index"]
-        _check_customer(d / t["customer"]["audio"], t["customer"], persona)
+        _check_customer(d / t["customer"]["audio"], t["customer"], persona, t["mood_before"])
         wav = d / t["answer_audio"]
         if kind == "practice":
             _check_practice_answer(wav, answers[n - 1], complete=True)
@@ -180,7 +189,8 @@ def _check_session(d: Path, kind: str, answers: list[Path], ledger: Ledger | Non
             assert np.array_equal(_pcm(wav), _pcm(answers[n - 1])), wav
         tally.turns_checked += 1
     if rec["closing"]:
-        _check_customer(d / rec["closing"]["audio"], rec["closing"], persona)
+        _check_customer(d / rec["closing"]["audio"], rec["closing"], persona,
+                        rec["turns"][-1]["mood_after"])
     # The turn that was under way: its customer line (written whole or not at all) and
     # the answer captured so far.
     n = len(rec["turns"]) + 1
@@ -188,9 +198,11 @@ def _check_session(d: Path, kind: str, answers: list[Path], ledger: Ledger | Non
         return
     customer = d / f"turn-{n:02d}-customer.wav"
     if customer.exists() and rec["turns"]:
-        nxt = rec["turns"][-1]["move"]["next_line"]
-        if nxt:
-            _check_customer(customer, {"line": nxt}, persona)
+        move = rec["turns"][-1]["move"]
+        if move["next_line"]:
+            _check_customer(customer, {"line": move["next_line"],
+                                       "variant": move["next_variant"]}, persona,
+                            move["mood_after"])
     wav = d / f"turn-{n:02d}-answer.wav"
     if wav.exists() and rec["status"] == "in_progress":
         tally.partial_answers += 1

@@ -20,11 +20,11 @@ from voice_sim.persona import (
     check_persona,
     find_personas,
     load_persona,
-    mermaid,
     scan_personas,
     schema,
-    set_line_audio,
 )
+from voice_sim.persona_edit import set_line_audio
+from voice_sim.persona_graph import mermaid
 from voice_sim.steps import PITFALL_IDS, STEP_IDS
 from voice_sim.yamlfile import load_yaml
 
@@ -343,7 +343,7 @@ def test_load_invalid_raises_with_every_problem(tmp_path: Path) -> None:
     with pytest.raises(PersonaError) as e:
         load_persona(p)
     assert len(e.value.problems) == 2
-    assert e.value.line().startswith(f"invalid persona {p}:16:15: error:")
+    assert e.value.line().startswith(f"invalid persona {p}:16:15: lines[0].expects[0]: ")
     assert "(and 1 more)" in e.value.line() and "voice-sim persona check" in e.value.line()
 
 
@@ -808,3 +808,176 @@ def test_no_persona_file_is_ever_executed(tmp_path: Path) -> None:
                                        f"['touch {marker}']")))
     assert one_error(p)
     assert not marker.exists() and os.path.exists(p)
+
+
+# --- phrasings, seeds, voice by mood, difficulty ------------------------------------------
+
+VARIED = replace(MINI, ('    text: "Hello."\n', '    text: "Hello."\n    variants:\n'
+                        '      - "Hi there."\n      - "Good morning."\n'),
+                 ("    id: en-us\n", "    id: en-us\n    rate: 170\n"
+                  "    per_mood: {rate: 10, pitch: 2, volume: -0.05}\n"),
+                 ('    text: "Bye."\n', '    text: "Bye."\n    voice: {rate: 220, volume: 1.0}\n'))
+
+
+def test_variants_and_voices_load(tmp_path: Path) -> None:
+    persona, problems = check_persona(write(tmp_path, VARIED))
+    assert problems == [] and persona is not None
+    opening = persona.lines["opening"]
+    assert opening.text == "Hello." and opening.texts == ("Hello.", "Hi there.", "Good morning.")
+    assert persona.voice_per_mood.rate == 10 and persona.lines["bye"].voice.rate == 220
+    assert persona.to_json()["phrasings"] == 5
+
+
+def test_a_variant_repeating_the_text_is_an_error(tmp_path: Path) -> None:
+    p = write(tmp_path, replace(VARIED, ('- "Good morning."', '- "Hello."')))
+    assert one_error(p).startswith(f"{p}:20:9: error: lines[0].variants[1]: variant 2 of "
+                                   "line 'opening' repeats its text")
+
+
+def test_variant_and_voice_ranges_are_checked(tmp_path: Path) -> None:
+    p = write(tmp_path, replace(VARIED, ("rate: 220", "rate: 999"), ("pitch: 2,", "pitch: 50,"),
+                                ('- "Hi there."', '- ""')))
+    found = errors_of(p)
+    assert any(":11:26:" in e and "customer.voice.per_mood.pitch: 50 is out of range" in e
+               and "between -20 and 20" in e for e in found), found
+    assert any("lines[0].variants[0]: is empty" in e for e in found), found
+    assert any("lines[2].voice.rate: 999 is out of range" in e for e in found), found
+    p = write(tmp_path, replace(VARIED, ("voice: {rate: 220", "voice: {id: x, rate: 220")))
+    assert "unknown field 'id'" in one_error(p)
+
+
+def test_recorded_line_with_variants_warns(tmp_path: Path) -> None:
+    import shutil
+
+    (tmp_path / "mini").mkdir()
+    src = next((SOURCE_ROOT / "tests").rglob("*.wav"), None)
+    if src is None:
+        pytest.skip("no WAV in tests/ to use as a recording")
+    shutil.copy(src, tmp_path / "mini" / "opening.wav")
+    p = write(tmp_path, replace(VARIED, ('    text: "Hello."\n',
+                                         '    text: "Hello."\n    audio: mini/opening.wav\n')))
+    _, problems = check_persona(p)
+    warnings = [x.line_text() for x in problems if x.severity == "warning"]
+    assert any("has a recording but its variants have none" in w for w in warnings), problems
+
+
+def test_the_seed_picks_phrasings_and_replays(tmp_path: Path) -> None:
+    persona = load_persona(write(tmp_path, VARIED))
+    openings = {Call(persona, seed=s).line.text for s in range(20)}
+    assert openings == {"Hello.", "Hi there.", "Good morning."}
+    assert [Call(persona, seed=5).line.text for _ in range(3)] == \
+        [Call(persona, seed=5).line.text] * 3
+    a, b = Call(persona), Call(persona)
+    assert Call(persona, seed=a.seed).line.text == a.line.text and 0 <= b.seed < 2**31
+    # A line said again takes a phrasing not used yet.
+    call = Call(persona, seed=1)
+    seen = [call.line.variant] + [call.go_to("opening").variant for _ in range(2)]
+    assert sorted(seen) == [0, 1, 2]
+
+
+def test_the_voice_moves_with_the_mood(tmp_path: Path) -> None:
+    persona = load_persona(write(tmp_path, VARIED))
+    call = Call(persona, seed=0)
+    assert (call.voice.rate, call.voice.pitch, call.voice.volume) == (170, 50, 0.9)
+    call.advance({"argue"})  # angrier: faster, higher, quieter here (volume -0.05 a point)
+    assert call.mood > persona.start_mood and call.line.id == "bye"
+    shift = round(call.mood - persona.start_mood)  # whole points
+    assert shift > 0 and call.mood_shift == shift
+    assert call.voice.rate == 220 + 10 * shift  # the line's own rate, then the mood
+    assert call.voice.volume == round(1.0 - 0.05 * shift, 2)
+    # What may be said next is known while the trainee answers: rendered ahead.
+    ahead = Call(persona, seed=0).upcoming()
+    assert {(line.id, voice.rate) for line, voice in ahead} == \
+        {("thanks", 170 + 10 * d) for d in range(-2, 3)} | \
+        {("bye", 220 + 10 * d) for d in range(-2, 3)}
+    calm = Call(persona, seed=0)
+    calm.mood = 0.0
+    assert calm.voice.rate == 120 and calm.voice.pitch == 40
+
+
+def test_difficulty_that_contradicts_the_shape_warns(tmp_path: Path) -> None:
+    hard_shaped = replace(MINI, ("  start: 5\n", "  start: 9\n  hurts_factor: 3\n"
+                                 "  per_turn: 0.5\n"),
+                          ("expects: [empathize]",
+                           "expects: [empathize, apologize, listen_reflect]"))
+    p = write(tmp_path, hard_shaped)
+    _, problems = check_persona(p)
+    warnings = [x.line_text() for x in problems if x.severity == "warning"]
+    assert len(warnings) == 1 and warnings[0].startswith(f"{p}:3:1: warning: difficulty: "
+                                                         "declared easy, but the call is "
+                                                         "shaped like a hard one"), warnings
+    _, problems = check_persona(write(tmp_path, replace(hard_shaped,
+                                                        ("difficulty: easy", "difficulty: hard"))))
+    assert problems == []
+
+
+def test_random_persona_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--random [--difficulty D]`` draws from the installed personas with the seed."""
+    import argparse
+
+    from voice_sim import persona as persona_module
+    from voice_sim.errors import InputError
+    from voice_sim.practice import _persona_spec
+
+    installed = find_personas()  # scanned once: each scan parses every shipped file
+    monkeypatch.setattr(persona_module, "find_personas", lambda: installed)
+
+    def spec(named: str | None = None, **kw: object) -> str:
+        args = argparse.Namespace(random=kw.get("random", True),
+                                  difficulty=kw.get("difficulty"))
+        return _persona_spec(args, named, int(kw.get("seed", 1)), "double-billing")  # type: ignore[call-overload]
+
+    by_path = {str(p.path): p for p in installed}
+    hard = {spec(difficulty="hard", seed=s) for s in range(30)}
+    assert len(hard) >= 3 and all(by_path[x].difficulty == "hard" for x in hard)
+    assert spec(seed=4) == spec(seed=4)
+    assert spec(random=False) == "double-billing"
+    with pytest.raises(InputError, match="--difficulty needs --random"):
+        spec(random=False, difficulty="easy")
+    with pytest.raises(InputError, match="and --random together"):
+        spec("late-sofa")
+
+
+def test_scorecard_prints_the_seed() -> None:
+    from voice_sim.record import SessionRecord
+    from voice_sim.scorecard import format_scorecard
+
+    record = {"persona": "mini", "outcome": "resolved", "score": 80, "turns": [],
+              "status": "complete", "seed": 1234, "session_dir": "/tmp/x",
+              "started_at": "2026-12-01T10:00:00+00:00"}
+    assert "Seed: 1234" in format_scorecard(SessionRecord.from_json(record))
+    assert SessionRecord.from_json(record).to_json()["seed"] == 1234  # kept through
+    del record["seed"]
+    assert "Seed" not in format_scorecard(SessionRecord.from_json(record))
+
+
+def test_speak_out_writes_every_phrasing(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Each phrasing is rendered, and a line's own voice is used (``bye`` is faster)."""
+    from voice_sim.audio import info
+    from voice_sim.speak import Voice, render_wav
+
+    out = tmp_path / "wavs"
+    code, _, _ = run(capsys, "persona", "speak", str(write(tmp_path, VARIED)), "--out", str(out))
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "bye.wav", "opening.2.wav", "opening.3.wav", "opening.wav", "thanks.wav"]
+    slow = render_wav("Bye.", Voice(id="en-us", rate=170), tmp_path / "slow.wav")
+    assert info(out / "bye.wav").duration_s < info(slow).duration_s
+
+
+def test_a_rubric_beside_the_personas_is_not_a_persona(tmp_path: Path) -> None:
+    """The README tells trainers to keep rubric.yaml beside their personas: `persona
+    check` and the persona listing take it for what it is, not a broken persona."""
+    import shutil
+
+    from voice_sim.persona import check_paths, scan_personas
+    from voice_sim.rubric_file import check_rubric
+
+    shutil.copy(Path(__file__).parents[1] / "personas" / "double-billing.yaml", tmp_path)
+    (tmp_path / "rubric.yaml").write_text(
+        "ids:\n  empathize:\n    exemplars: [\"what a rotten week you've had\"]\n",
+        encoding="utf-8")
+    assert check_rubric(tmp_path / "rubric.yaml") == []
+    assert [p for p in check_paths([tmp_path]) if p.severity == "error"] == []
+    assert [pf.path.name for pf in scan_personas([tmp_path])] == ["double-billing.yaml"]

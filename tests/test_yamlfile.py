@@ -58,7 +58,7 @@ def test_deep_nesting_refused(tmp_path: Path) -> None:
 
 def test_non_utf8_names_line_and_column(tmp_path: Path) -> None:
     p = _write(tmp_path, b"a: 1\nb: caf\xe9\n")
-    with pytest.raises(YamlProblem, match=r":2:7: error: byte 0xe9 is not UTF-8"):
+    with pytest.raises(YamlProblem, match=r":2:7: byte 0xe9 is not UTF-8"):
         load_yaml(p)
 
 

@@ -167,7 +167,8 @@ def run_answers(persona: str | os.PathLike[str], answers: str | os.PathLike[str]
                 engine: str | Engine = "auto", model: str | None = None,
                 baseline: str | os.PathLike[str] | None = None,
                 rubric: str | os.PathLike[str] | None = None,
-                out_root: str | os.PathLike[str] | None = None) -> CallResult:
+                out_root: str | os.PathLike[str] | None = None,
+                seed: int | None = 0) -> CallResult:
     """Run ``persona`` against the answer files in ``answers`` (01.wav, 02.wav, … in name
     order) with no sound card, and return the typed result.
 
@@ -175,6 +176,8 @@ def run_answers(persona: str | os.PathLike[str], answers: str | os.PathLike[str]
     model raises :class:`~voice_sim.errors.ModelError`. ``baseline`` is a calm reading by
     the same speaker. The session folder goes under ``out_root`` (default: the sessions
     folder). With no ``rubric``, a ``rubric.yaml`` beside the persona file is used.
+    ``seed`` picks the customer's phrasings: fixed by default, so a test hears the same
+    lines on every run (None draws one, as ``voice-sim run`` does).
     """
     from voice_sim.engines import get_engine
     from voice_sim.persona import load_persona
@@ -191,7 +194,7 @@ def run_answers(persona: str | os.PathLike[str], answers: str | os.PathLike[str]
                           baseline_source=None if baseline is None else str(baseline),
                           rubric=load_rubric(None if rubric is None else str(rubric)),
                           coach="after", out_root=None if out_root is None else Path(out_root),
-                          mode="run")
+                          mode="run", seed=seed)
     return CallResult.from_record(run_call(p, trainee, SilentSpeaker(), options).record)
 
 

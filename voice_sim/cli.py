@@ -36,6 +36,19 @@ def _device_args(p: argparse.ArgumentParser, *, inp: bool = True, out: bool = Tr
                        help="speaker: index or part of the name (see `voice-sim devices`)")
 
 
+def _seed_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, metavar="N",
+                   help="pick the customer's phrasings from this seed (printed after every "
+                        "call; the same seed replays it)")
+
+
+def _choice_args(p: argparse.ArgumentParser) -> None:
+    _seed_arg(p)
+    p.add_argument("--random", action="store_true", help="a persona picked at random")
+    p.add_argument("--difficulty", choices=("easy", "medium", "hard"),
+                   help="with --random: only personas of this difficulty")
+
+
 def _voice_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--voice", metavar="ID", help="voice id (see `voice-sim voices`)")
     p.add_argument("--rate", type=int, metavar="WPM", help="speaking rate, words per minute")
@@ -168,7 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     # --- the call -----------------------------------------------------------------
     p = cmd("practice", "voice_sim.practice:cmd_practice",
             "a live practice call: the customer speaks, you answer aloud")
-    p.add_argument("persona", help="persona id or file (see `voice-sim personas`)")
+    p.add_argument("persona", nargs="?",
+                   help="persona id or file (see `voice-sim personas`); or --random")
+    _choice_args(p)
     _device_args(p)
     _engine_args(p)
     p.add_argument("--baseline", metavar="FILE", help="a calm reading of yours to compare with")
@@ -193,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("persona", help="persona id or file")
     p.add_argument("--answers", metavar="DIR", required=True,
                    help="folder of answer audio files, taken in name order")
+    _seed_arg(p)
     _engine_args(p)
     p.add_argument("--baseline", metavar="FILE", help="a calm reading by the same speaker")
     p.add_argument("--min-score", type=float, metavar="N",
@@ -203,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("demo", "voice_sim.practice:cmd_demo",
             "a whole call with a synthetic trainee: no microphone, no download")
     p.add_argument("--persona", metavar="ID", help="persona id or file (default: double-billing)")
+    _choice_args(p)
     _engine_args(p)
     p.add_argument("--play", action="store_true", help="play the call on the speaker too")
     _device_args(p, inp=False)

@@ -1200,9 +1200,11 @@ def _fine_notes(d: Delivery, checks: list[Check]) -> tuple[str, ...]:
                      "the same speaker? Record it again if not")
     elif shift is not None and shift <= -PITCH_SHIFT_WARN_ST:
         notes.append(f"pitch {-shift:.1f} semitones below your calm baseline")
-    elif "pitch_shift" in ok and shift is not None:
+    elif "pitch_shift" in ok and shift is not None and shift <= PITCH_SHIFT_WARN_ST:
+        # (against a baseline "ok" means the calm model did not word the cue, which can
+        # be low confidence or its family worded by another cue: the value must be fine)
         notes.append(f"pitch within {abs(shift):.1f} semitones of your calm baseline")
-    if "pace" in ok:
+    if "pace" in ok and (d.pace.ratio is None or d.pace.ratio <= PACE_WARN_RATIO):
         if d.pace.ratio is not None:
             notes.append(f"pace {d.pace.ratio:.2f}x your calm baseline")
         elif d.pace.wpm is not None:
@@ -1210,7 +1212,8 @@ def _fine_notes(d: Delivery, checks: list[Check]) -> tuple[str, ...]:
         elif d.pace.wpm_from_syllables is not None:
             notes.append(f"about {d.pace.wpm_from_syllables:.0f} words per minute "
                          "(estimated from syllables), a calm pace")
-    if "loudness_shift" in ok and d.loudness.shift_db is not None:
+    if "loudness_shift" in ok and d.loudness.shift_db is not None \
+            and d.loudness.shift_db <= LOUDNESS_WARN_DB:
         notes.append(f"loudness within {abs(d.loudness.shift_db):.1f} dB of your calm baseline")
     return tuple(notes)
 

@@ -1,8 +1,9 @@
 """``voice-sim doctor``: what works on this machine, and how to fix what does not.
 
 Each check is one line marked ``ok``, ``warn`` or ``FAIL`` with the fix. The exit code
-is 0 when the essentials of a headless demo work (text to speech and one speech
-engine), 1 otherwise; a missing microphone or speaker is only a warning.
+is 0 when the essentials of a headless demo work (text to speech, one speech engine
+and the content scorer's models), 1 otherwise; a missing microphone or speaker is only
+a warning.
 """
 
 from __future__ import annotations
@@ -160,6 +161,22 @@ def check_librosa() -> list[Check]:
     return [Check("librosa", "ok", f"librosa {version('librosa')} (loaded in {took:.1f} s)")]
 
 
+def check_content_scorer() -> list[Check]:
+    """The models every score needs: the sentence-embedding model and the content
+    classifier under the rubric (``check-reply``, demo, run, practice), and the calm
+    model of the delivery verdict. Each really loads, so a broken install shows here."""
+    from voice_sim import calm, embedding, rubric_semantic
+
+    start = time.perf_counter()
+    embedding.load_model()
+    rubric_semantic.load_classifier()
+    took = time.perf_counter() - start
+    calm.model()
+    return [Check("content scorer", "ok",
+                  f"{embedding.MODEL_NAME} and the rubric's classifier (loaded in {took:.1f} s)"),
+            Check("calm model", "ok", str(calm.MODEL_PATH.name))]
+
+
 def check_folders() -> list[Check]:
     """The cache and data folders can be written."""
     from voice_sim.paths import cache_dir, data_dir
@@ -182,8 +199,12 @@ def check_folders() -> list[Check]:
 
 CHECKS: tuple[Callable[[], list[Check]], ...] = (
     check_python, check_tts, check_audio_devices, check_engines, check_models,
-    check_librosa, check_folders,
+    check_librosa, check_content_scorer, check_folders,
 )
+
+
+ESSENTIAL = (check_tts, check_engines, check_content_scorer)
+"""The checks a headless demo cannot do without (a FAIL there makes doctor exit 1)."""
 
 
 def run_checks() -> list[Check]:
@@ -194,11 +215,11 @@ def run_checks() -> list[Check]:
             results.extend(check())
         except VoiceSimError as e:
             results.append(Check(_check_name(check), "FAIL", e.message, e.hint or "",
-                                 essential=check in (check_tts, check_engines)))
+                                 essential=check in ESSENTIAL))
         except ImportError as e:
             results.append(Check(_check_name(check), "FAIL", f"cannot import: {e}",
                                  "reinstall voice-sim: scripts/setup",
-                                 essential=check in (check_tts, check_engines)))
+                                 essential=check in ESSENTIAL))
     return results
 
 

@@ -8,9 +8,9 @@ is the mean of its token states, L2-normalised — the model's own pooling. Why 
 not torch or onnxruntime: measured in ``docs/benchmarks.md`` (same vectors, a fraction
 of the install, faster to load).
 
-Each text is encoded on its own (no padding, no batch), so a text's vector never
-depends on what else was encoded with it: same text, same vector, always. Vectors are
-cached per process by text.
+Texts are encoded in batches of equal token length (no padding), so a text's vector
+never depends on what else was encoded with it: same text, same vector, bit for bit,
+alone or in a batch. Vectors are cached per process by text.
 
 :func:`load_model` is the only entry point that touches the files; a missing or
 corrupt model raises :class:`~voice_sim.errors.ModelError` naming the package to
@@ -25,6 +25,7 @@ import json
 import math
 import struct
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,9 @@ _LAYERS = 6
 _HEADS = 12
 _EPS = 1e-12
 _CACHE_MAX = 100_000
+BATCH_TOKENS = 512
+"""Tokens per batch of equal-length sequences (bigger batches gain little and cost
+memory)."""
 
 
 def model_dir() -> Path:
@@ -131,77 +135,132 @@ class Model:
     cache: dict[str, np.ndarray] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def embed(self, texts: list[str] | tuple[str, ...]) -> np.ndarray:
-        """(len(texts), 384) float32 unit vectors."""
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), 384) float32 unit vectors. Texts not in the cache are encoded
+        together (:meth:`_states_many`), each distinct text once."""
         import numpy as np
 
+        todo = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        if todo:
+            encs = self._tokenize(todo)
+            states = self._states_many([e[0] for e in encs])
+            with one_blas_thread():
+                for t, st in zip(todo, states, strict=True):
+                    self._remember(t, _unit(st.mean(axis=0)))
         out = np.empty((len(texts), DIM), dtype=np.float32)
         for i, t in enumerate(texts):
-            v = self.cache.get(t)
-            if v is None:
-                v = self._encode(t)
-                with self.lock:
-                    if len(self.cache) >= _CACHE_MAX:
-                        self.cache.clear()
-                    self.cache[t] = v
-            out[i] = v
+            out[i] = self.cache[t]
         return out
 
-    def embed_spans(self, text: str, spans: list[tuple[int, int]] | tuple[tuple[int, int], ...]
-                    ) -> np.ndarray:
+    def embed_spans(self, text: str, spans: Sequence[tuple[int, int]]) -> np.ndarray:
         """One unit vector per character span of ``text``, each the mean of the token
         states inside it from a single pass over the whole text (cheaper than embedding
         each span alone; the states carry the text around the span)."""
-        import numpy as np
+        return self.embed_spans_many([(text, spans)])[0]
 
-        enc = self.tokenizer.encode(text)
-        ids, offs = enc.ids, enc.offsets
-        if len(ids) > MAX_TOKENS:
-            ids, offs = [*ids[:MAX_TOKENS - 1], ids[-1]], [*offs[:MAX_TOKENS - 1], offs[-1]]
-        states = self._states(ids)
-        out = np.empty((len(spans), DIM), dtype=np.float32)
-        for n, (a, b) in enumerate(spans):
-            rows = [k for k, (s, e) in enumerate(offs) if e > s and s >= a and e <= b]
-            v = states[rows].mean(axis=0) if rows else states.mean(axis=0)
-            out[n] = v / max(float(np.linalg.norm(v)), 1e-12)
+    def embed_spans_many(self, items: Sequence[tuple[str, Sequence[tuple[int, int]]]]
+                         ) -> list[np.ndarray]:
+        """:meth:`embed_spans` for many texts at once: the passes are batched (texts of
+        equal token length share each matrix product) and a text that occurs twice is
+        encoded once. Each text's vectors are bit-for-bit those it gets alone."""
+        texts = list(dict.fromkeys(t for t, _ in items))
+        encs = dict(zip(texts, self._tokenize(texts), strict=True))
+        states = dict(zip(texts, self._states_many([encs[t][0] for t in texts]), strict=True))
+        with one_blas_thread():
+            return [_pool(states[t], encs[t][1], spans) for t, spans in items]
+
+    def _remember(self, text: str, v: np.ndarray) -> None:
+        with self.lock:
+            if len(self.cache) >= _CACHE_MAX:
+                self.cache.clear()
+            self.cache[text] = v
+
+    def _tokenize(self, texts: Sequence[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """Token ids and character offsets of each text, cut to :data:`MAX_TOKENS`
+        ([SEP] kept last)."""
+        out = []
+        for enc in self.tokenizer.encode_batch(list(texts)):
+            ids, offs = enc.ids, enc.offsets
+            if len(ids) > MAX_TOKENS:
+                ids, offs = [*ids[:MAX_TOKENS - 1], ids[-1]], [*offs[:MAX_TOKENS - 1], offs[-1]]
+            out.append((ids, offs))
         return out
 
-    def _encode(self, text: str) -> np.ndarray:
+    def _states_many(self, seqs: Sequence[list[int]]) -> list[np.ndarray]:
+        """The last layer's token states of each id sequence, (len, 384) each.
+
+        Sequences of the same length go through the encoder together, up to
+        :data:`BATCH_TOKENS` tokens per batch: one matrix product per weight per batch,
+        no padding (so nothing a sequence sees depends on its neighbours, and its states
+        are exactly those it gets alone — BLAS computes each row of a product the same
+        way whatever the other rows, checked by ``tests/test_rubric_semantic.py``). The
+        matrices are small: BLAS threads cost more than they bring (and, on a busy
+        machine, spin for many times the work), so the passes run on one."""
         import numpy as np
 
-        ids = self.tokenizer.encode(text).ids
-        if len(ids) > MAX_TOKENS:
-            ids = [*ids[:MAX_TOKENS - 1], ids[-1]]  # keep [SEP] last
-        v = self._states(ids).mean(axis=0)
-        return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+        out: list[np.ndarray | None] = [None] * len(seqs)
+        by_len: dict[int, list[int]] = {}
+        for k, s in enumerate(seqs):
+            by_len.setdefault(len(s), []).append(k)
+        with one_blas_thread():
+            for n, ks in sorted(by_len.items()):
+                per = max(1, BATCH_TOKENS // n)
+                for a in range(0, len(ks), per):
+                    chunk = ks[a:a + per]
+                    h = self._forward(np.array([seqs[k] for k in chunk], dtype=np.int64))
+                    for b, k in enumerate(chunk):
+                        out[k] = h[b]
+        return [o for o in out if o is not None]
 
-    def _states(self, ids: list[int]) -> np.ndarray:
-        """The last layer's token states, (len(ids), 384). The matrices are small: BLAS
-        threads cost more than they bring (and, on a busy machine, spin for many times
-        the work), so the pass runs on one."""
-        with _blas().limit(limits=1, user_api="blas"):
-            return self._forward(ids)
-
-    def _forward(self, ids: list[int]) -> np.ndarray:
+    def _forward(self, ids: np.ndarray) -> np.ndarray:
+        """States of a (batch, n) block of equal-length id sequences: (batch, n, 384)."""
         import numpy as np
 
-        n = len(ids)
-        h = self.word[ids] + self.position[:n] + self.token_type[0]
-        h = _norm(h, self.ln0)
+        bsz, n = ids.shape
         d = DIM // _HEADS
-        scale = np.float32(1.0 / math.sqrt(d))
+        h = np.asarray(self.word[ids.reshape(-1)], dtype=np.float32)
+        h += np.tile(self.position[:n] + self.token_type[0], (bsz, 1))
+        h = _norm(h, self.ln0)
         for ly in self.layers:
-            qkv = h @ ly.qkv_w + ly.qkv_b
-            q, k, v = (qkv[:, i * DIM:(i + 1) * DIM].reshape(n, _HEADS, d).transpose(1, 0, 2)
-                       for i in range(3))
-            s = (q @ k.transpose(0, 2, 1)) * scale
-            s = np.exp(s - s.max(axis=-1, keepdims=True))
+            qkv = h @ ly.qkv_w
+            qkv += ly.qkv_b
+            # (3, batch, heads, n, d); the 1/sqrt(d) scale is folded into the query weights
+            q, k, v = qkv.reshape(bsz, n, 3, _HEADS, d).transpose(2, 0, 3, 1, 4)
+            s = q @ k.transpose(0, 1, 3, 2)
+            s -= s.max(axis=-1, keepdims=True)
+            np.exp(s, out=s)
             s /= s.sum(axis=-1, keepdims=True)
-            ctx = (s @ v).transpose(1, 0, 2).reshape(n, DIM)
-            h = _norm(h + ctx @ ly.out_w + ly.out_b, ly.ln1)
-            up = _gelu(h @ ly.up_w + ly.up_b)
-            h = _norm(h + up @ ly.down_w + ly.down_b, ly.ln2)
-        return h
+            ctx = (s @ v).transpose(0, 2, 1, 3).reshape(bsz * n, DIM)
+            att = ctx @ ly.out_w
+            att += ly.out_b
+            att += h
+            h = _norm(att, ly.ln1)
+            up = h @ ly.up_w
+            up += ly.up_b
+            down = _gelu(up) @ ly.down_w
+            down += ly.down_b
+            down += h
+            h = _norm(down, ly.ln2)
+        return h.reshape(bsz, n, DIM)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+
+
+def _pool(states: np.ndarray, offs: Sequence[tuple[int, int]],
+          spans: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Unit mean of the token states inside each character span (all tokens when none
+    lies inside)."""
+    import numpy as np
+
+    out = np.empty((len(spans), DIM), dtype=np.float32)
+    for m, (a, b) in enumerate(spans):
+        rows = [k for k, (s, e) in enumerate(offs) if e > s and s >= a and e <= b]
+        out[m] = _unit(states[rows].mean(axis=0) if rows else states.mean(axis=0))
+    return out
 
 
 _CONTROLLER: Any = None
@@ -217,25 +276,55 @@ def _blas() -> Any:
     return _CONTROLLER
 
 
+def one_blas_thread() -> Any:
+    """A context in which BLAS runs on one thread: the products here are small, and
+    BLAS threads cost more than they bring (on a busy machine they spin for many times
+    the work)."""
+    return _blas().limit(limits=1, user_api="blas")
+
+
 def _norm(x: np.ndarray, ln: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """LayerNorm over the last axis, in place on ``x`` (a scratch array)."""
     import numpy as np
 
-    mu = x.mean(axis=-1, keepdims=True)
-    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
-    return ((x - mu) / np.sqrt(var + np.float32(_EPS))) * ln[0] + ln[1]
+    x -= x.mean(axis=-1, keepdims=True)
+    var = np.einsum("ij,ij->i", x, x)[:, None]
+    var *= np.float32(1 / DIM)
+    var += np.float32(_EPS)
+    np.sqrt(var, out=var)
+    x /= var
+    x *= ln[0]
+    x += ln[1]
+    return x
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
     """BERT's exact GELU, x·Φ(x), with erf from Abramowitz & Stegun 7.1.26 (error below
-    1.5e-7, far under float32 noise in the vectors)."""
+    1.5e-7, far under float32 noise in the vectors). Written as max(x, 0) − ½|x|·q with
+    q = 1 − erf(|x|/√2) = poly(t)·exp(−x²/2), in place over three buffers (``x`` is
+    overwritten)."""
     import numpy as np
 
-    z = np.abs(x) * np.float32(1 / math.sqrt(2))
-    t = 1 / (1 + np.float32(0.3275911) * z)
-    poly = t * (np.float32(0.254829592) + t * (np.float32(-0.284496736) + t * (
-        np.float32(1.421413741) + t * (np.float32(-1.453152027) + t * np.float32(1.061405429)))))
-    erf = 1 - poly * np.exp(-z * z)
-    return np.float32(0.5) * x * (1 + np.sign(x) * erf)
+    f = np.float32
+    z = np.abs(x)
+    z *= f(1 / math.sqrt(2))
+    t = z * f(0.3275911)
+    t += f(1)
+    np.reciprocal(t, out=t)
+    q = t * f(1.061405429)
+    for c in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
+        q += f(c)
+        q *= t
+    np.square(z, out=z)
+    np.negative(z, out=z)
+    np.exp(z, out=z)
+    q *= z
+    np.abs(x, out=t)
+    t *= q
+    t *= f(-0.5)
+    np.maximum(x, f(0), out=x)
+    x += t
+    return x
 
 
 def _build(folder: Path) -> Model:
@@ -256,11 +345,14 @@ def _build(folder: Path) -> Model:
         return (np.array(g(prefix + ".weight")), np.array(g(prefix + ".bias")))
 
     layers = []
+    scale = np.float32(1.0 / math.sqrt(DIM // _HEADS))
     for i in range(_LAYERS):
         p = f"encoder.layer.{i}."
         att = p + "attention."
         qkv_w = np.concatenate([g(f"{att}self.{x}.weight") for x in ("query", "key", "value")])
         qkv_b = np.concatenate([g(f"{att}self.{x}.bias") for x in ("query", "key", "value")])
+        qkv_w[:DIM] *= scale  # the attention scores' 1/sqrt(d), applied once here
+        qkv_b[:DIM] *= scale
         layers.append(_Layer(
             np.ascontiguousarray(qkv_w.T), qkv_b,
             np.ascontiguousarray(g(att + "output.dense.weight").T),

@@ -20,12 +20,12 @@ from voice_sim.persona import (
     check_persona,
     iter_lines,
     load_persona,
-    mermaid,
     resolve_persona_path,
     scan_personas,
     schema,
-    set_line_audio,
 )
+from voice_sim.persona_edit import set_line_audio
+from voice_sim.persona_graph import mermaid
 
 if TYPE_CHECKING:
     import numpy as np
@@ -165,6 +165,9 @@ customer:
     rate: 180               # words per minute
     pitch: 50               # 0-99, 50 is normal
     volume: 0.9             # 0.0-1.0
+    per_mood:               # optional: the voice follows the anger, per mood point
+      rate: 5               # above the opening mood (taken away below it)
+      pitch: 1
 
 # Anger from 0 (calm) to 10 (furious). Each step heard in a reply lowers it and
 # each pitfall raises it, by the rubric's default weights unless overridden here.
@@ -197,6 +200,12 @@ lines:
     text: >-
       Hi. Your tracking says my daughter's present was delivered yesterday. It
       wasn't. There's nothing at my door, and her birthday is on Saturday.
+    # Other ways of saying the same thing: each call picks one (from its seed), so
+    # the words cannot be learnt by heart. Same expects, hurts and next for all.
+    variants:
+      - >-
+        Hello. The tracking says my daughter's birthday present came yesterday, but
+        there's nothing here, and her birthday is on Saturday.
     # audio: {id}/opening.wav   # a recording, made with `voice-sim persona record`
     expects: [empathize, ask_clarify]   # steps a good reply contains
     hurts: [dismissive, blame_customer] # pitfalls that hurt most here
@@ -229,6 +238,7 @@ lines:
 
   - id: upset
     text: "Look, I don't need a lecture, I need the present. Can you help me or not?"
+    voice: {{rate: 205, volume: 1.0}}   # optional: this line faster and louder
     expects: [apologize, offer_solution]
     hurts: [dismissive, argue]
     sample_reply: >-
@@ -311,32 +321,41 @@ def cmd_graph(args: argparse.Namespace) -> int:
 # --- speak --------------------------------------------------------------------------
 
 def cmd_speak(args: argparse.Namespace) -> int:
-    """``voice-sim persona speak``: play lines in the persona's voice, or write WAVs."""
+    """``voice-sim persona speak``: play lines in the persona's voice, or write WAVs.
+
+    Every phrasing of a line is spoken, in the voice it has at the opening mood (the
+    line's own voice settings included); ``--out`` names them LINE.wav, LINE.2.wav, ..."""
+    from dataclasses import replace
+
     from voice_sim.audio import SAMPLE_RATE, load_audio, write_wav
+    from voice_sim.call import Call
     from voice_sim.speak import cached_render, render_wav
 
     persona = load_persona(args.persona)
-    lines = list(iter_lines(persona, args.line))
+    at_start = Call(persona, seed=0)
+    said = [replace(line, text=text, variant=k) for line in iter_lines(persona, args.line)
+            for k, text in enumerate(line.texts)]
     if args.out:
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise InputError(f"--out {out}: is a file", hint="name a folder for the WAVs")
         out.mkdir(parents=True, exist_ok=True)
-        for line in lines:
-            dest = out / f"{line.id}.wav"
-            if line.audio is not None:  # the trainer's recording wins over the voice
+        for line in said:
+            dest = out / (f"{line.id}.wav" if not line.variant else
+                          f"{line.id}.{line.variant + 1}.wav")
+            if line.audio is not None and not line.variant:  # the trainer's recording wins
                 write_wav(dest, load_audio(line.audio), SAMPLE_RATE)
             else:
-                render_wav(line.text, persona.voice, dest)
+                render_wav(line.text, at_start.voice_for(line), dest)
             print(_shown(dest))
         return 0
     from voice_sim import devices
 
     device = devices.resolve_device(getattr(args, "output_device", None), "output")
-    for line in lines:
+    for line in said:
         print(f"{line.id}: {line.text}", flush=True)
-        source = line.audio if line.audio is not None else cached_render(line.text,
-                                                                         persona.voice)
+        source = line.audio if line.audio is not None and not line.variant else \
+            cached_render(line.text, at_start.voice_for(line))
         devices.play(load_audio(source), SAMPLE_RATE, device)
     return 0
 
@@ -451,7 +470,8 @@ def cmd_record(args: argparse.Namespace) -> int:
         if errors:  # never leave a trainer's file broken by our edit
             write_atomic(persona.path, before)
             raise PersonaError(f"{persona.path}: could not reference the recording: "
-                               f"{errors[0].line_text()}", hint=f"add `audio: {rel}` by hand")
+                               f"{errors[0].line_text(severity=False)}",
+                               hint=f"add `audio: {rel}` by hand")
         print(f"saved {_shown(dest)} ({len(clip) / SAMPLE_RATE:.1f} s, peak "
               f"{last.peak_dbfs:.0f} dBFS); line '{line.id}' now has `audio: {rel}`")
         return 0

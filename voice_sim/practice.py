@@ -47,6 +47,47 @@ def _scripts(args: argparse.Namespace, persona_spec: str) -> tuple[Persona, Any]
     return persona, rubric or load_rubric(rubric_beside(persona.path))
 
 
+def _seed(args: argparse.Namespace) -> int:
+    """``--seed``, checked, or a fresh one (recorded in session.json for a replay)."""
+    from voice_sim.call import SEED_MAX, new_seed
+
+    seed = getattr(args, "seed", None)
+    if seed is None:
+        return new_seed()
+    if not 0 <= seed <= SEED_MAX:
+        raise InputError(f"--seed {seed}: must be 0-{SEED_MAX}",
+                         hint="use the seed a scorecard printed, or leave it out")
+    return int(seed)
+
+
+def _persona_spec(args: argparse.Namespace, named: str | None, seed: int,
+                  default: str | None = None) -> str:
+    """The persona a call plays: the one named, or with ``--random`` one drawn from
+    ``seed`` among the installed personas (of ``--difficulty``, when given)."""
+    import random
+
+    from voice_sim.persona import find_personas
+
+    if not getattr(args, "random", False):
+        if getattr(args, "difficulty", None):
+            raise InputError("--difficulty needs --random",
+                             hint=f"`--random --difficulty {args.difficulty}`, or name a persona")
+        if named is None and default is None:
+            raise InputError("no persona named", hint="name one (see `voice-sim personas`), "
+                             "or use --random [--difficulty easy|medium|hard]")
+        return named or str(default)
+    if named is not None:
+        raise InputError(f"a persona ({named}) and --random together",
+                         hint="name a persona, or use --random, not both")
+    pool = sorted((p for p in find_personas()
+                   if args.difficulty in (None, p.difficulty)), key=lambda p: p.id)
+    if not pool:
+        level = f" of difficulty {args.difficulty}" if args.difficulty else ""
+        raise InputError(f"no valid persona{level} installed",
+                         hint="see `voice-sim personas`")
+    return str(random.Random(seed).choice(pool).path)
+
+
 def _engine(args: argparse.Namespace) -> Engine:
     from voice_sim.engines import get_engine
 
@@ -114,11 +155,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise InputError(f"--min-score {args.min_score:g}: must be 0-100", hint="e.g. 70")
     trainee = FileTrainee(args.answers)
     calm = _read_baseline(args.baseline)
+    seed = _seed(args)
     persona, rubric = _scripts(args, args.persona)
     engine = _engine(args)
     baseline = _baseline_of(calm, engine) if calm is not None else None
     options = CallOptions(engine=engine, baseline=baseline, baseline_source=args.baseline,
-                          rubric=rubric, coach="after", out_root=_out_root(args), mode="run")
+                          rubric=rubric, coach="after", out_root=_out_root(args), mode="run",
+                          seed=seed)
     return _finish(run_call(persona, trainee, SilentSpeaker(), options), args)
 
 
@@ -142,7 +185,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from voice_sim.speak import Voice, cached_render
 
     speaker = DeviceSpeaker(args.output_device) if args.play else SilentSpeaker()
-    persona, rubric = _scripts(args, args.persona or DEMO_PERSONA)
+    seed = _seed(args)
+    persona, rubric = _scripts(args, _persona_spec(args, args.persona, seed, DEMO_PERSONA))
     missing = [line.id for line in persona.lines.values() if not line.end and not
                line.sample_reply]
     if missing:
@@ -158,7 +202,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     baseline = Baseline.from_audio(calm, engine.transcribe(calm))
     options = CallOptions(engine=engine, baseline=baseline,
                           baseline_source="synthetic calm reading", rubric=rubric,
-                          coach="after", out_root=_out_root(args), mode="demo")
+                          coach="after", out_root=_out_root(args), mode="demo", seed=seed)
     events = None if args.json else _terminal_events()
     result = run_call(persona, ScriptedTrainee(demo_reply, trainee_voice), speaker, options,
                       events)
@@ -233,12 +277,14 @@ def cmd_practice(args: argparse.Namespace) -> int:
     if args.baseline and args.no_baseline:
         raise InputError("--baseline and --no-baseline together",
                          hint="give one of them, or neither to record a baseline now")
+    seed = _seed(args)
+    spec = _persona_spec(args, args.persona, seed)  # a wrong choice is told before devices
     config = live_turn_config(args.silence_end, args.max_answer,
                               getattr(args, "turn_end", "normal"))
     calm = _read_baseline(args.baseline)
     resolve_device(args.output_device, "output")
     resolve_device(args.input_device, "input")
-    persona, rubric = _scripts(args, args.persona)
+    persona, rubric = _scripts(args, spec)
     _warm_analysis()  # its imports and compile run while the model loads
     engine = _engine(args)
     _print_briefing(persona)
@@ -264,7 +310,7 @@ def cmd_practice(args: argparse.Namespace) -> int:
                       file=sys.stderr)
         options = CallOptions(engine=engine, baseline=baseline, baseline_source=source,
                               rubric=rubric, coach=args.coach, out_root=_out_root(args),
-                              mode="practice")
+                              mode="practice", seed=seed)
         trainee = LiveTrainee(mic, engine, config, keys, live_line)
         # The persona listens while it talks: the trainee can interrupt (voice_sim.bargein).
         speaker = ListeningSpeaker(mic, args.output_device,

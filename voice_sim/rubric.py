@@ -107,10 +107,11 @@ from voice_sim.textnorm import NUMBER_WORDS, Norm, normalize, stem
 
 if TYPE_CHECKING:
     from voice_sim.engines import Word
+    from voice_sim.rubric_semantic import Judgement
 
 __all__ = ["ALL_IDS", "BUILTIN_PATH", "CONTENT_IDS", "Content", "Detection", "Rubric",
            "TurnScore", "check_rubric", "compile_pattern", "load_rubric", "rubric_beside",
-           "score_reply", "turn_score"]
+           "score_replies", "score_reply", "turn_score"]
 
 
 def _words(text: str) -> frozenset[str]:
@@ -388,13 +389,32 @@ def score_reply(reply: str, customer: str | None = None, *,
     each detection also gets ``start_s`` / ``end_s``. Raises
     :class:`~voice_sim.errors.ModelError` when the embedding model is not installed.
     """
-    from voice_sim.rubric_semantic import judge
+    return score_replies([(reply, customer)], words=[words], rubric=rubric)[0]
+
+
+def score_replies(rows: Sequence[tuple[str, str | None]], *,
+                  words: Sequence[Sequence[Word] | None] | None = None,
+                  rubric: Rubric | None = None) -> list[Content]:
+    """:func:`score_reply` for many (reply, customer line) pairs, the semantic layer's
+    passes batched (``check-reply --jsonl``); each result is exactly what
+    :func:`score_reply` gives the pair alone."""
+    from voice_sim.rubric_semantic import judge_many
 
     base = load_rubric()
     rb = rubric if rubric is not None else base
-    rules = rule_content(reply, customer, words=words, rubric=base)
-    mine = rules if rb is base else rule_content(reply, customer, words=words, rubric=rb)
-    verdict = judge(reply, customer, rules.ids, rb)
+    timings = list(words) if words is not None else [None] * len(rows)
+    rules = [rule_content(r, c, words=w, rubric=base) for (r, c), w in zip(rows, timings,
+                                                                             strict=True)]
+    mine = rules if rb is base else [rule_content(r, c, words=w, rubric=rb)
+                                     for (r, c), w in zip(rows, timings, strict=True)]
+    verdicts = judge_many([(r, c, ru.ids) for (r, c), ru in zip(rows, rules, strict=True)], rb)
+    return [_merge(r, w, rb, ru, mi, v) for (r, _), w, ru, mi, v in
+            zip(rows, timings, rules, mine, verdicts, strict=True)]
+
+
+def _merge(reply: str, words: Sequence[Word] | None, rb: Rubric, rules: Content,
+           mine: Content, verdict: Judgement) -> Content:
+    """One reply's content from its rule detections and the semantic verdict."""
     timed = _timings(reply, words)
     norm = verdict.norm
     found: dict[str, Detection] = {}

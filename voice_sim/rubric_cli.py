@@ -9,9 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from voice_sim.errors import InputError
-from voice_sim.rubric import Content, TurnScore, score_reply, turn_score
+from voice_sim.rubric import Content, TurnScore, score_replies, score_reply, turn_score
 from voice_sim.rubric_file import check_rubric, load_rubric, valid_ids_hint
 from voice_sim.steps import STEP_IDS
+
+JSONL_CHUNK = 256
+"""Replies scored together by ``check-reply --jsonl`` (their passes batched; results
+are written after each chunk)."""
 
 
 def _parse_expect(value: str | None) -> list[str]:
@@ -108,12 +112,16 @@ def cmd_check_reply(args: argparse.Namespace) -> int:
                              hint="put the reply inside the JSONL file")
         rows = _read_jsonl(args.jsonl)  # all lines checked before any output
         out = sys.stdout
-        for n, obj in rows:
-            content = score_reply(obj["reply"], obj.get("customer"), rubric=rubric)
-            score = turn_score(content, obj.get("expect", expected), rubric=rubric)
-            d = _result(content, score)
-            d["line"] = n
-            out.write(json.dumps(d, ensure_ascii=False) + "\n")
+        for a in range(0, len(rows), JSONL_CHUNK):
+            chunk = rows[a:a + JSONL_CHUNK]
+            contents = score_replies([(o["reply"], o.get("customer")) for _, o in chunk],
+                                     rubric=rubric)
+            for (n, obj), content in zip(chunk, contents, strict=True):
+                score = turn_score(content, obj.get("expect", expected), rubric=rubric)
+                d = _result(content, score)
+                d["line"] = n
+                out.write(json.dumps(d, ensure_ascii=False) + "\n")
+            out.flush()
         return 0
     if args.text is None:
         raise InputError("no reply to check", hint='give the reply as TEXT, or --jsonl FILE '

@@ -486,14 +486,18 @@ def load_rubric(extra: str | os.PathLike[str] | None = None) -> Rubric:
     rubric, problems = _build(None if extra is None else str(extra))
     if rubric is None:
         more = len(problems) - 1
-        raise RubricError(problems[0].line_text() + (
+        raise RubricError(problems[0].line_text(severity=False) + (
             f" (and {more} more problem{'s' if more > 1 else ''} in the file)" if more else ""))
     _CACHE[key] = rubric
     return rubric
 
 
+RUBRIC_BESIDE = "rubric.yaml"
+"""The name of a trainer's rubric file kept in a personas folder (not a persona)."""
+
+
 def rubric_beside(persona_path: str | os.PathLike[str]) -> Path | None:
     """``rubric.yaml`` in the folder of a persona file, if a trainer put one there."""
     p = Path(persona_path)
-    candidate = (p if p.is_dir() else p.parent) / "rubric.yaml"
+    candidate = (p if p.is_dir() else p.parent) / RUBRIC_BESIDE
     return candidate if candidate.is_file() else None

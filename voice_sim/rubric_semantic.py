@@ -5,6 +5,8 @@ How a reply is read (:func:`judge`):
 1. The reply is cut into sentences and clauses (:mod:`voice_sim.rubric_units`) and
    embedded in one pass of all-MiniLM-L6-v2 (:mod:`voice_sim.embedding`): each unit's
    vector is the mean of its token states. The customer's line is embedded too.
+   :func:`judge_many` does this for a batch of replies (``check-reply --jsonl``) with
+   the passes batched; each verdict is the one :func:`judge` gives the reply alone.
 2. Features: the element-wise max and mean of the unit vectors, which ids the
    hand-written rules found (built-in rubric only, so the features mean what they meant
    in training), the highest similarity of a unit to the customer's line, and TF-IDF of
@@ -27,13 +29,15 @@ Everything here is deterministic: one text is always one pass of the same arithm
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import re
 import threading
 import weakref
+import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,7 +59,11 @@ VECTORS_PATH = Path(__file__).with_name("rubric_vectors.npz")
 EXEMPLAR_MATCH = 0.8
 """A unit at least this close to a trainer's exemplar (each embedded on its own) finds
 its id."""
-TRAIN_HINT = "rebuild it with: python scripts/train_rubric.py"
+TRAIN_HINT = "reinstall voice-sim, or in a checkout rebuild it with: python scripts/train_rubric.py"
+
+_BROKEN_NPZ = (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile)
+"""What numpy raises on a missing, truncated or garbled ``.npz`` (a truncated zip is
+:class:`zipfile.BadZipFile`, neither an OSError nor a ValueError)."""
 
 _TOKEN_RE = re.compile(r"(?u)\b\w\w+\b")
 
@@ -120,6 +128,8 @@ class Bank:
     where: tuple[str, ...]
     trainer: tuple[bool, ...]
     vectors: np.ndarray
+    columns: dict[str, list[int]] = field(default_factory=dict)
+    """Per id, the rows of its exemplars."""
 
 
 def tfidf(text: str, vocab: dict[str, int], idf: np.ndarray) -> tuple[list[int], list[float]]:
@@ -177,7 +187,7 @@ def load_classifier() -> Classifier:
                     clf = Classifier(ids, vocab, z["idf"].astype(np.float64),
                                      z["weights"].astype(np.float32), z["bias"].astype(np.float32),
                                      z["thresholds"].astype(np.float32), int(z["n_dense"]))
-            except (OSError, KeyError, ValueError) as e:
+            except _BROKEN_NPZ as e:
                 raise ModelError(f"the content scorer's model {MODEL_PATH.name} is missing "
                                  f"or broken ({type(e).__name__})", hint=TRAIN_HINT) from e
             if clf.ids != CONTENT_IDS or clf.weights.shape != (
@@ -200,7 +210,7 @@ def exemplar_bank(rb: Rubric, model: Model) -> Bank:
     try:
         with np.load(VECTORS_PATH, allow_pickle=False) as z:
             shipped = {str(t): v for t, v in zip(z["texts"], z["vectors"], strict=True)}
-    except (OSError, KeyError, ValueError):
+    except _BROKEN_NPZ:
         shipped = {}  # slower (every exemplar embedded now), never wrong
     ids, texts, where, trainer, vecs = [], [], [], [], []
     builtin = rb.sources[0]
@@ -217,30 +227,77 @@ def exemplar_bank(rb: Rubric, model: Model) -> Bank:
             where.append(ex.where)
             trainer.append(ex.path != builtin)
             vecs.append(np.asarray(v, dtype=np.float32))
+    columns: dict[str, list[int]] = {}
+    for n, id_ in enumerate(ids):
+        columns.setdefault(id_, []).append(n)
     bank = Bank(tuple(ids), tuple(texts), tuple(where), tuple(trainer),
-                np.stack(vecs) if vecs else np.zeros((0, 384), dtype=np.float32))
+                np.stack(vecs) if vecs else np.zeros((0, 384), dtype=np.float32), columns)
     with _LOCK:
         _BANKS[rb] = bank
     return bank
 
 
+def prepare_customer(line: str) -> threading.Thread:
+    """Embed a customer line in a daemon thread (a call starts it while the line plays,
+    so scoring the answer pays for the answer's pass only). The vector goes into the
+    model's cache; it is the same vector scoring would compute, so a line not ready in
+    time is simply embedded again. Errors surface when scoring needs the model."""
+
+    def run() -> None:
+        from voice_sim.embedding import load_model
+
+        text = normalize(line).text
+        if text:
+            with contextlib.suppress(ModelError):
+                load_model().embed([text])
+
+    t = threading.Thread(target=run, name="voice-sim-customer-line", daemon=True)
+    t.start()
+    return t
+
+
 def judge(reply: str, customer: str | None, rule_ids: frozenset[str], rb: Rubric) -> Judgement:
     """Probabilities and evidence of every content id for one reply (see the module
     docstring). ``rule_ids``: what the built-in rules found in the reply."""
-    import numpy as np
+    return judge_many([(reply, customer, rule_ids)], rb)[0]
 
-    from voice_sim.embedding import load_model
+
+def judge_many(rows: Sequence[tuple[str, str | None, frozenset[str]]], rb: Rubric
+               ) -> list[Judgement]:
+    """:func:`judge` for many replies (reply, customer line, rule ids) at once: the
+    replies and customer lines are embedded in batches, each distinct text once. Every
+    verdict is exactly the one :func:`judge` gives the reply alone (the vectors are the
+    same bit for bit, see :meth:`voice_sim.embedding.Model.embed_spans_many`)."""
+    from voice_sim.embedding import load_model, one_blas_thread
 
     model = load_model()
     clf = load_classifier()
     bank = exemplar_bank(rb, model)
-    norm = normalize(reply)
-    us = units(norm)
-    if not us:
-        return Judgement(norm, (), {}, {})
-    vecs = model.embed_spans(norm.text, unit_spans(norm, us))
-    cnorm = normalize(customer).text if customer else ""
-    cvec = model.embed([cnorm])[0] if cnorm else None
+    norms = [normalize(reply) for reply, _, _ in rows]
+    uss = [units(n) for n in norms]
+    todo = [k for k, us in enumerate(uss) if us]
+    vecs = dict(zip(todo, model.embed_spans_many(
+        [(norms[k].text, unit_spans(norms[k], uss[k])) for k in todo]), strict=True))
+    cnorms = [normalize(customer).text if customer else "" for _, customer, _ in rows]
+    model.embed([c for c in cnorms if c])  # the distinct ones, batched, into the cache
+    out = []
+    with one_blas_thread():
+        for k, (_reply, _customer, rule_ids) in enumerate(rows):
+            if k not in vecs:
+                out.append(Judgement(norms[k], (), {}, {}))
+                continue
+            cvec = model.embed([cnorms[k]])[0] if cnorms[k] else None
+            out.append(_decide(norms[k], uss[k], vecs[k], cvec, rule_ids, rb, model, clf,
+                               bank))
+    return out
+
+
+def _decide(norm: Norm, us: tuple[Unit, ...], vecs: np.ndarray, cvec: np.ndarray | None,
+            rule_ids: frozenset[str], rb: Rubric, model: Model, clf: Classifier, bank: Bank
+            ) -> Judgement:
+    """The verdict of one reply from its unit vectors."""
+    import numpy as np
+
     dense = dense_features(vecs, cvec, rule_ids)
     probs = {id_: float(p) for id_, p in
              zip(clf.ids, clf.probabilities(dense, norm.text), strict=True)}
@@ -248,7 +305,7 @@ def judge(reply: str, customer: str | None, rule_ids: frozenset[str], rb: Rubric
     found: dict[str, Evidence] = {}
     alone: np.ndarray | None = None  # units embedded on their own, for trainer exemplars
     for k, id_ in enumerate(clf.ids):
-        cols = [n for n, b in enumerate(bank.ids) if b == id_]
+        cols = bank.columns.get(id_, [])
         best = None
         if cols:
             sub = sims[:, cols]

@@ -102,7 +102,9 @@ def format_scorecard(record: SessionRecord, width: int = WIDTH) -> str:
     out.append("-" * width)
     out += _pack([f"Outcome: {record.outcome or 'unfinished'}",
                   f"Score: {_num(record.score)}/100", f"Turns: {len(turns)}",
-                  f"Calm: {record.calm_turns}/{len(turns)} turns"], width)
+                  f"Calm: {record.calm_turns}/{len(turns)} turns"]
+                 + ([f"Seed: {record.extra['seed']}"] if "seed" in record.extra else []),
+                 width)
     if record.status not in ("", "complete"):
         why = f": {record.error}" if record.error else ""
         out += _wrap(f"The session did not finish ({record.status}){why}", "", width)

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from voice_sim.engines import Engine, Transcript
     from voice_sim.persona import Line, Move, Persona
     from voice_sim.rubric import Content, Rubric, TurnScore
+    from voice_sim.speak import Voice
 
 BASELINE_SENTENCE = (
     "Thank you for calling. I have your account open in front of me, and I will "
@@ -176,6 +177,7 @@ class Turn:
         return {
             "index": self.index,
             "customer": {"line": self.line.id, "text": self.line.text,
+                         "variant": self.line.variant,
                          "audio": self.customer_audio, "expects": list(self.line.expects)},
             "answer_audio": self.answer.wav.name,
             "answer_source": self.answer.source,
@@ -402,6 +404,9 @@ class CallOptions:
     out_root: Path | None = None
     mode: str = "run"
     """``practice``, ``run`` or ``demo``: recorded in ``session.json``."""
+    seed: int | None = None
+    """Picks the persona's phrasings (``--seed``); None draws one. Recorded in
+    ``session.json``: the same seed and answers replay the call exactly."""
 
 
 @dataclass(frozen=True)
@@ -440,49 +445,83 @@ class _LineVoice:
 
     def __init__(self, persona: Persona) -> None:
         self.persona = persona
-        self._ready: dict[str, Path] = {}
-        self._audio: dict[str, tuple[np.ndarray, int]] = {}
+        # Keyed by line, phrasing and voice: a line's words and voice vary between calls
+        # (variants) and with the mood (``per_mood``, a line's own voice).
+        self._ready: dict[tuple[str, str, Voice], Path] = {}
+        self._audio: dict[tuple[str, str, Voice], tuple[np.ndarray, int]] = {}
         self._lock = threading.Lock()
+        self._generation = 0
         self._thread = threading.Thread(target=self._prerender, daemon=True,
                                         name="voice-sim-prerender")
         self._thread.start()
 
     def _prerender(self) -> None:
-        # Lines in file order: the opening line first. A failure here is not lost: the
-        # same render is tried again (and raises properly) when the line is due.
-        for line in self.persona.lines.values():
-            try:
-                self.samples(line)
-            except Exception:
-                continue
+        # Lines in file order, every phrasing, in the voice at the opening mood: the
+        # opening line first. A failure here is not lost: the same render is tried again
+        # (and raises properly) when the line is due.
+        from dataclasses import replace
 
-    def path(self, line: Line) -> Path:
-        """The line's audio file (recorded, or rendered and cached)."""
-        if line.audio is not None:
-            return line.audio
+        from voice_sim.call import Call
+
+        at_start = Call(self.persona, seed=0)
+        for line in self.persona.lines.values():
+            for k, text in enumerate(line.texts):
+                try:
+                    phrased = replace(line, text=text, variant=k)
+                    self.samples(phrased, at_start.voice_for(phrased))
+                except Exception:
+                    continue
+
+    def ahead(self, pairs: Sequence[tuple[Line, Voice]]) -> None:
+        """Render these (line, voice) pairs in the background, in order: the lines that
+        may come next while the trainee answers. A newer call supersedes an older one."""
         with self._lock:
-            hit = self._ready.get(line.id)
+            self._generation += 1
+            mine = self._generation
+
+        def run() -> None:
+            for line, voice in pairs:
+                with self._lock:
+                    if self._generation != mine:
+                        return
+                try:
+                    self.samples(line, voice)
+                except Exception:
+                    continue  # rendered again, and raised properly, when the line is due
+
+        threading.Thread(target=run, daemon=True, name="voice-sim-ahead").start()
+
+    def path(self, line: Line, voice: Voice | None = None) -> Path:
+        """The line's audio file (recorded, or rendered in ``voice``, default the
+        persona's, and cached)."""
+        if line.audio is not None and line.variant == 0:
+            return line.audio
+        voice = voice or self.persona.voice
+        key = (line.id, line.text, voice)
+        with self._lock:
+            hit = self._ready.get(key)
         if hit is not None:
             return hit
         from voice_sim.speak import cached_render
 
-        p = cached_render(line.text, self.persona.voice)
+        p = cached_render(line.text, voice)
         with self._lock:
-            self._ready[line.id] = p
+            self._ready[key] = p
         return p
 
-    def samples(self, line: Line) -> tuple[np.ndarray, int]:
+    def samples(self, line: Line, voice: Voice | None = None) -> tuple[np.ndarray, int]:
         """The line's audio at its own rate (no resampling before playback)."""
+        key = (line.id, line.text, voice or self.persona.voice)
         with self._lock:
-            hit = self._audio.get(line.id)
+            hit = self._audio.get(key)
         if hit is not None:
             return hit
         import soundfile as sf
 
-        data, sr = sf.read(str(self.path(line)), dtype="float32", always_2d=True)
+        data, sr = sf.read(str(self.path(line, voice)), dtype="float32", always_2d=True)
         audio = (data.mean(axis=1, dtype="float32"), int(sr))
         with self._lock:
-            self._audio[line.id] = audio
+            self._audio[key] = audio
         return audio
 
 
@@ -546,12 +585,13 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
     from voice_sim.audio import write_wav
     from voice_sim.paths import sessions_dir
     from voice_sim.persona import Call
+    from voice_sim.rubric_semantic import prepare_customer
 
     ev = events or CallEvents()
     warm = _warm_up()
     voice = _LineVoice(persona)
     writer = SessionWriter(options.out_root or sessions_dir(), persona.id)
-    call = Call(persona, options.rubric)
+    call = Call(persona, options.rubric, seed=options.seed)
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
     turns: list[Turn] = []
@@ -592,6 +632,7 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
             practise_next=tuple(practise_next(done)) if options.coach != "off" else (),
             error=error,
             interrupted=interrupted,
+            extra={"seed": call.seed},  # the phrasings' seed: `--seed` replays the call
         )
 
     def save_soon() -> None:
@@ -603,8 +644,11 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
     def say(line: Line, name: str) -> tuple[str, float]:
         # Nothing slow here: the line's audio is decoded in memory already, and its copy
         # in the session folder is written while it plays.
-        samples, sr = voice.samples(line)
+        samples, sr = voice.samples(line, call.voice_for(line))
+        if not call.ended:
+            voice.ahead(call.upcoming())  # rendered while this line plays and the answer comes
         writes.submit(write_wav, writer.path(name), samples, sr)
+        prepare_customer(line.text)  # its embedding, while it plays (issue 12)
         if ev.on_line is not None:
             ev.on_line(line, call.mood)
         return name, speaker.speak(samples, sr)
@@ -644,7 +688,8 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
                 if pending_end is not None:
                     latency = started - pending_end
                 if call.outcome is not None:
-                    closing = Closing(line=next_line.id, text=next_line.text, audio=name)
+                    closing = Closing(line=next_line.id, text=next_line.text, audio=name,
+                                      extra={"variant": next_line.variant})
             if turn.plan is not None:
                 turn = _confirm(turn, options)
             turn = turns[-1] = _with_latency(turn, latency, started)
@@ -732,7 +777,7 @@ def _score_turn(n: int, line: Line, customer_audio: str, answer: Answer, call: A
     delivery_at = clock()
     move = call.advance(content.ids, calm=delivery.calm)
     score = turn_score(content, line.expects, calm=delivery.calm, rubric=options.rubric)
-    next_line = call.persona.lines[move.next_line] if move.next_line else None
+    next_line = call.line if move.next_line else None  # the phrasing the call chose
     timing = TurnTiming(ended=answer.ended_at, final=final_at, content=content_at,
                         delivery=delivery_at, moved=clock())
     turn = Turn(index=n, line=line, customer_audio=customer_audio, answer=answer,

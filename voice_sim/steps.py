@@ -36,6 +36,9 @@ PITFALL_IDS: tuple[str, ...] = tuple(PITFALLS)
 WORD_STEP_IDS: tuple[str, ...] = tuple(s for s in STEPS if s != "stay_calm")
 """Steps the content scorer finds in words; ``stay_calm`` comes from delivery analysis."""
 
+ALL_IDS: tuple[str, ...] = (*STEP_IDS, *PITFALL_IDS)
+"""Every id a reply can be credited with, in the canonical order used in reports."""
+
 END_STATES: tuple[str, ...] = ("resolved", "escalated", "hung_up")
 """How a persona's call can end by itself."""
 

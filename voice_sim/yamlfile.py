@@ -52,12 +52,14 @@ class Problem:
     severity: str = "error"
     """``error`` or ``warning``; only errors make a file invalid."""
 
-    def line_text(self) -> str:
-        """The one-line form printed by ``check`` commands."""
+    def line_text(self, *, severity: bool = True) -> str:
+        """The one-line form printed by ``check`` commands; ``severity=False`` for the
+        message of an error (the CLI already prefixes ``error:``)."""
         where = f"{self.path}:{self.line}:{self.column}" if self.line else self.path
         field = f" {self.field}:" if self.field else ""
         fix = f" — {self.hint}" if self.hint else ""
-        return one_line(f"{where}: {self.severity}:{field} {self.message}{fix}")
+        level = f" {self.severity}:" if severity else ""
+        return one_line(f"{where}:{level}{field} {self.message}{fix}")
 
     def to_json(self) -> dict[str, Any]:
         """JSON form for ``--json`` output."""
@@ -70,7 +72,7 @@ class YamlProblem(InputError):
     """A file that is not loadable YAML at all; ``problem`` says where."""
 
     def __init__(self, problem: Problem) -> None:
-        super().__init__(problem.line_text())
+        super().__init__(problem.line_text(severity=False))
         self.problem = problem
 
 
@@ -208,7 +210,7 @@ class FileProblems(InputError):
     def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = tuple(sorted(problems, key=lambda p: (p.path, p.line, p.column)))
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(f"invalid {self.what} {self.problems[0].line_text()}{more}")
+        super().__init__(f"invalid {self.what} {self.problems[0].line_text(severity=False)}{more}")
 
 
 def load_checked(path: Path, error: type[FileProblems]) -> Any:
