@@ -471,13 +471,7 @@ class ListeningSpeaker:
                     # away, against the residual echo the canceller leaves.
                     lvl = level_dbfs(res)
                     left = echo_db + min(0.0, max(-MAX_ERLE_DB, aec.ratio_db))
-                    if lvl > max(floor + MARGIN_DB, left):
-                        soft = len(blocks) - 1 if soft is None else soft
-                        misses = 0
-                    elif soft is not None:
-                        misses += 1
-                        if misses > SOFT_GAP_BLOCKS:
-                            soft, misses = None, 0
+                    alone = left
                     bar = max(floor + MARGIN_DB, left + RESIDUAL_DT_DB, MIN_VOICE_DBFS)
                     # A trainee adds to the echo: a microphone under the echo estimate is
                     # the echo path dropping or moving, not someone talking.
@@ -498,15 +492,16 @@ class ListeningSpeaker:
                         recent = max(near, recent - ALIGN_GAIN_DB)
                     echo = recent + self.echo_gain_db
                     bar = max(floor + MARGIN_DB, echo + DOUBLE_TALK_DB)
-                    # Where the trainee may have begun: the microphone above the echo alone.
-                    if lvl > max(floor + MARGIN_DB, echo):
-                        soft = len(blocks) - 1 if soft is None else soft
-                        misses = 0
-                    elif soft is not None:
-                        misses += 1
-                        if misses > SOFT_GAP_BLOCKS:
-                            soft, misses = None, 0
+                    alone = echo
                     run = run + 1 if vad.p >= VOICE_P and lvl > bar else 0
+                # Where the trainee may have begun: the microphone above the echo alone.
+                if lvl > max(floor + MARGIN_DB, alone):
+                    soft = len(blocks) - 1 if soft is None else soft
+                    misses = 0
+                elif soft is not None:
+                    misses += 1
+                    if misses > SOFT_GAP_BLOCKS:
+                        soft, misses = None, 0
                 if run >= CONFIRM_BLOCKS:
                     onset = len(blocks) - run
                     if tail_until is not None:
