@@ -30,6 +30,13 @@ from voice_sim.speak import Voice
 TRAINEE = Voice(id="en-us", rate=160, pitch=45)
 SHIPPED = sorted(p.id for p in find_personas([Path(__file__).parents[1] / "personas"]))
 
+# Whole calls through the session engine (TTS, Whisper, delivery, scoring, folder) for one
+# persona of each kind of ending and difficulty: resolves by steps (easy, medium, hard),
+# needs set_boundary, resolves only via escalate. Every shipped persona's good and bad
+# paths are heard through the recogniser in tests/test_personas_shipped.py.
+SESSION_PERSONAS = ("telecom-outage", "double-billing", "card-blocked-abroad",
+                    "abusive-caller", "needs-supervisor")
+
 BAD_REPLIES = (
     "Calm down. That's our policy and there's nothing I can do about it.",
     "You should have read the terms before you ordered. That's on you, not us.",
@@ -55,11 +62,13 @@ def _bad(turns: list[int]):  # type: ignore[no-untyped-def]
 
 
 def test_shipped_personas_are_there() -> None:
-    assert len(SHIPPED) >= 8
+    assert len(SHIPPED) >= 20
+    assert set(SESSION_PERSONAS) <= set(SHIPPED)
+    assert {load_persona(p).difficulty for p in SESSION_PERSONAS} == {"easy", "medium", "hard"}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("persona_id", SHIPPED)
+@pytest.mark.parametrize("persona_id", SESSION_PERSONAS)
 def test_good_answers_resolve_bad_answers_escalate(persona_id: str, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     persona = load_persona(persona_id)
     opts = CallOptions(engine=engine, out_root=tmp_path, mode="run")
@@ -199,16 +208,25 @@ def _start_run(tmp_path: Path, answers: Path) -> tuple[subprocess.Popen[str], Pa
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_or_interrupted_mid_call_keeps_every_turn(tmp_path: Path, sig: int) -> None:
     pytest.importorskip("faster_whisper", reason="the whisper extra is not installed")
-    proc, session_json = _start_run(tmp_path, _answers(tmp_path, 3))
-    os.kill(proc.pid, sig)
-    _, err = proc.communicate(timeout=60)
-    rec = json.loads(session_json.read_text())
+    answers = _answers(tmp_path, 3)
+    for attempt in range(3):
+        # Under load the folder's writes may lag so far behind the call that it has
+        # finished by the time the first saved turn is seen: then the signal hit nothing,
+        # and the run is tried again; the checks below need a run the signal stopped.
+        proc, session_json = _start_run(tmp_path / f"try{attempt}", answers)
+        os.kill(proc.pid, sig)
+        _, err = proc.communicate(timeout=60)
+        rec = json.loads(session_json.read_text())
+        if proc.returncode != 0:
+            break
+    else:
+        pytest.fail("three runs finished before the signal reached them")
     assert rec["turns"], rec
     for t in rec["turns"]:
         assert (session_json.parent / t["answer_audio"]).stat().st_size > 1000
         assert (session_json.parent / t["customer"]["audio"]).stat().st_size > 1000
     if sig == signal.SIGINT:
-        assert proc.returncode == 130
+        assert proc.returncode == 130, err
         assert rec["status"] == "complete" and rec["outcome"] in ("quit", "resolved")
         assert "Traceback" not in err
         # Ctrl-C lets every atomic write finish: no temp file is left behind.
