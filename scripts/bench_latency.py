@@ -290,6 +290,18 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
 
     out_root = folder / "sessions"
     cfg = live_turn_config(args.silence_end, turn_end=args.turn_end)  # as `practice` does
+    # Each answer's capture, for the stages of the detection (pause seen, words seen).
+    import voice_sim.listen as listen
+
+    captured: list[Any] = []
+    capture = listen.capture_answer
+
+    def capture_noted(*a: Any, **kw: Any) -> Any:
+        got = capture(*a, **kw)
+        captured.append(got)
+        return got
+
+    listen.capture_answer = capture_noted  # type: ignore[assignment]
     ctx: Any
     if args.device == "fake":
         from fake_audio import installed
@@ -317,6 +329,7 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
             result = run_call(persona, obs, obs, options, CallEvents(on_line=on_line))
             wall = time.perf_counter() - t0
         stop.set()
+        listen.capture_answer = capture  # type: ignore[assignment]
         fed_times = fake.answers_fed if fake is not None else []
         fake_t0 = fake._t0 if fake is not None else 0.0
         played = list(fake.played) if fake is not None else []
@@ -343,6 +356,13 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
             u = f["utterance"] if f else None
             if u is not None and u.speech_end_at is not None:
                 r["detect"] = tm.ended - u.speech_end_at
+                got = captured[i] if i < len(captured) else None
+                if got is not None and got.pause_at is not None:
+                    r["pause_seen"] = got.pause_at - u.speech_end_at
+                    if got.words_at is not None:
+                        r["words_seen"] = got.words_at - got.pause_at
+                        r["decided"] = tm.ended - got.words_at
+                trace_turn(u.speech_end_at, tm.ended)
                 if sound is not None:
                     r["perceived"] = sound - u.speech_end_at
         elif f is not None and i < len(fed_times) and fed_times[i][0] is not None:
@@ -451,12 +471,44 @@ def run_barge_in(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
 
 QUIET_END_S = 0.15
 """Seconds of silence at the virtual speaker that mark the end of the persona's line."""
+JOBS: list[tuple[str, float, float, float]] = []
+"""``--trace``: the Whisper stream's background decodes (kind, start, end, audio s)."""
+
+
+def trace_jobs() -> None:
+    """Note every background decode of the Whisper stream (``--trace``)."""
+    from voice_sim.engines import whisper
+
+    for kind in ("_commit_job", "_partial_job", "_answer_job"):
+        fn = getattr(whisper.WhisperStream, kind, None)
+        if fn is None:
+            continue
+
+        def noted(self: Any, start: int, audio: Any, *rest: Any, _fn: Any = fn,
+                  _kind: str = kind) -> Any:
+            t = time.perf_counter()
+            try:
+                return _fn(self, start, audio, *rest)
+            finally:
+                JOBS.append((_kind.strip("_").removesuffix("_job"), t, time.perf_counter(),
+                             len(audio) / 16_000))
+
+        setattr(whisper.WhisperStream, kind, noted)
+
+
+def trace_turn(speech_end: float, ended: float) -> None:
+    """Print the decodes that ran between the speech's end and the detected end."""
+    for kind, a, b, n in JOBS:
+        if b >= speech_end - 0.5 and a <= ended:
+            print(f"      {kind:>7} {n:5.2f} s of audio: {(a - speech_end) * 1000:+5.0f} .. "
+                  f"{(b - speech_end) * 1000:+5.0f} ms from the speech's end", file=sys.stderr)
 
 
 def print_session_row(r: dict[str, Any]) -> None:
     parts = " ".join(f"{k} {r[k] * 1000:5.0f}" for k in STAGES if k in r)
-    extra = "".join(f"  {k} {r[k] * 1000:5.0f} ms" for k in ("audible", "deaf", "detect",
-                                                              "perceived") if k in r)
+    extra = "".join(f"  {k} {r[k] * 1000:5.0f} ms" for k in (
+        "audible", "deaf", "pause_seen", "words_seen", "decided", "detect", "perceived")
+        if k in r)
     extra += "  (planned)" if r.get("planned") else ""
     extra += "  (INTERRUPTED)" if r.get("interrupted") else ""
     print(f"  turn {r['answer'] + 1:2d}: latency {r['latency'] * 1000:5.0f} ms = {parts}"
@@ -531,12 +583,18 @@ def main() -> int:
                    help="upper bound on the pause that ends a turn (default: --turn-end's)")
     p.add_argument("--turn-end", choices=("fast", "normal", "patient"), default="normal")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--trace", action="store_true",
+                   help="session mode: print the Whisper stream's decodes around each end")
     args = p.parse_args()
     if args.device == "alsa" and args.speed != 1.0:
         p.error("--speed is for --device fake (the ALSA virtual microphone runs in real time)")
     label = ("PortAudio + ALSA virtual microphone (real time)" if args.device == "alsa"
              else f"fake sounddevice at {args.speed:g}x real time (NOT PortAudio)")
     load = os.getloadavg()
+    print(f"bench_latency: load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the "
+          "start", file=sys.stderr)
+    if args.trace:
+        trace_jobs()
     meta: dict[str, Any] = {}
     if args.mode == "barge-in":
         if args.device != "alsa":
@@ -573,7 +631,7 @@ def main() -> int:
                 va.close()
             meta["calls"] = calls
             keys: tuple[str, ...] = ("perceived", "latency", "audible", *STAGES, "deaf",
-                                     "detect")
+                                     "detect", "pause_seen", "words_seen", "decided")
             meta["planned_turns"] = sum(bool(r.get("planned")) for r in rows)
             meta["plan_changed_outcome"] = sum(bool(r.get("plan_changed")) for r in rows)
             meta["false_interruptions"] = sum(bool(r.get("interrupted")) for r in rows)
@@ -582,8 +640,8 @@ def main() -> int:
             cut = [r for r in rows if r.get("detect") is not None and r["detect"] < 0]
             meta["premature_ends"] = len(cut)
             for r in cut:
-                r.pop("perceived", None)
-                r.pop("detect", None)
+                for k in ("perceived", "detect", "pause_seen", "words_seen", "decided"):
+                    r.pop(k, None)
         else:
             print(f"bench_latency: {args.answers} answers through {label}", file=sys.stderr)
             rows = (run_alsa if args.device == "alsa" else run_fake)(args, folder)

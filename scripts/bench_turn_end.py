@@ -87,6 +87,53 @@ HELD_OUT_PAUSED = [
     ("breath", "I can see why that upset you,", "nobody told you about the delay."),
     ("sentence", "I am sorry.", "I can offer you a voucher as well."),
 ]
+FRESH_VOICES = [("en-gb-x-gbclan", 150, 50), ("en-gb-x-gbcwmd", 175, 45),
+                ("en-us-nyc", 160, 55), ("en-us+f4", 185, 60), ("en-gb+m7", 145, 40)]
+"""``--set fresh``: a second held-out set, written (with its own voices, paces and seed)
+before the rule's second round of changes and run once, at the end of that round: the
+first held-out set had been looked at by then. 110 answers with a natural pause, so
+that a premature-end rate near 2% can be told from one near 10%."""
+FRESH_FINISHED = [
+    "I have booked the engineer for Tuesday morning.",
+    "Your account is back to normal now, thank you for waiting.",
+    "Is there a good number to reach you on?",
+    "I am really sorry for the mix-up with your delivery.",
+]
+FRESH_PAUSED = [
+    ("filler", "Okay, so, um", "I can move the appointment to Thursday."),
+    ("filler", "The best thing, uh", "would be to cancel the old order."),
+    ("filler", "Hmm, so what happened was", "the label was printed twice."),
+    ("filler", "I think, erm", "the discount was applied to the wrong item."),
+    ("filler", "What we could try is, um", "resetting the router from our side."),
+    ("filler", "So, ah", "your new card should arrive by Friday."),
+    ("holding", "Let me just check that", "yes, the engineer is booked for nine."),
+    ("holding", "Bear with me a moment", "I am opening your file now."),
+    ("holding", "Give me one second", "the system is a little slow today."),
+    ("holding", "Hang on, let me look", "there it is, order four one two."),
+    ("holding", "Let me think about that", "I can offer a partial refund."),
+    ("conjunction", "I spoke to the warehouse and", "they confirmed it was sent back."),
+    ("conjunction", "You should have had a text, but", "it looks like the number was wrong."),
+    ("conjunction", "We can refund the fee or", "credit it to your next bill."),
+    ("conjunction", "I have added a note so that", "nobody asks you this again."),
+    ("conjunction", "The meter reading was estimated, which",
+     "is why the bill looked so high."),
+    ("breath", "I know you have called three times already,",
+     "and I am sorry it took this long."),
+    ("breath", "Once the engineer has been out,", "the charge will come off your account."),
+    ("breath", "If the box arrives damaged again,",
+     "just send me a photo and I will replace it."),
+    ("breath", "Looking at your last three bills,", "the direct debit went out twice in May."),
+    ("breath", "To make up for the trouble,", "I have taken ten pounds off this month."),
+    ("breath", "The reason you were charged", "is that the trial ended on Sunday."),
+    ("sentence", "I hear you.", "Let me put this right today."),
+    ("sentence", "That was our mistake.", "The late fee has been removed."),
+    ("sentence", "Thanks for holding.", "I have the details in front of me."),
+]
+SETS = {"dev": (VOICES, FINISHED, PAUSED),
+        "held-out": (HELD_OUT_VOICES, HELD_OUT_FINISHED, HELD_OUT_PAUSED),
+        "fresh": (FRESH_VOICES, FRESH_FINISHED, FRESH_PAUSED)}
+SEEDS = {"dev": 15, "held-out": 15, "fresh": 1515}
+"""Each set's pause lengths and noise (``--seed`` overrides)."""
 
 
 @dataclass
@@ -118,7 +165,7 @@ def render(text: str, voice: tuple[str, int, int]) -> Any:
     return x[a:b]
 
 
-def cases(seed: int, held_out: bool = False) -> list[Case]:
+def cases(seed: int, which: str = "dev") -> list[Case]:
     import numpy as np
 
     rng = random.Random(seed)
@@ -127,8 +174,7 @@ def cases(seed: int, held_out: bool = False) -> list[Case]:
     def room(s: float) -> Any:
         return (noise.standard_normal(int(s * 16_000)) * 10 ** (-62 / 20)).astype(np.float32)
 
-    voices, finished, paused = ((HELD_OUT_VOICES, HELD_OUT_FINISHED, HELD_OUT_PAUSED)
-                                if held_out else (VOICES, FINISHED, PAUSED))
+    voices, finished, paused = SETS[which]
     out = []
     for v in voices:
         for text in finished:
@@ -190,15 +236,17 @@ def run_case(c: Case, engine: Any, args: argparse.Namespace, smart: SmartTurn | 
     """Where each method ends the turn, in seconds of the case's audio."""
     from voice_sim.endpoint import PATIENCE
     from voice_sim.endpoint import words_state as state
-    from voice_sim.listen import COVER_SLACK_S, TurnConfig, TurnDetector
+    from voice_sim.listen import COVER_SLACK_S, PAUSE_HINT_S, TurnConfig, TurnDetector
 
     cfg = TurnConfig(turn_end=args.turn_end)
     det = TurnDetector(cfg)
     stream = engine.stream()
-    history: list[tuple[int, str, int]] = []  # (pos when shown, text, covered samples)
+    # (pos when shown, text, covered samples, end probability)
+    history: list[tuple[int, str, int, float | None]] = []
     lag = round(args.text_lag * 16_000)
     rule_end = smart_end = None
     smart_asked = False
+    hinted = True
     longest = PATIENCE[args.turn_end].incomplete_s
     x = c.audio
     why = ""
@@ -206,14 +254,24 @@ def run_case(c: Case, engine: Any, args: argparse.Namespace, smart: SmartTurn | 
         b = x[i:i + 320]
         stream.accept(b)
         stream.settle()
-        history.append((i + 320 + lag, stream.text(), round(stream.covered_s * 16_000)))
+        history.append((i + 320 + lag, stream.text(), round(stream.covered_s * 16_000),
+                        stream.end_p))
         shown = [h for h in history if h[0] <= i]
-        text, covered = (shown[-1][1], shown[-1][2]) if shown else ("", 0)
+        text, covered, end_p = shown[-1][1:] if shown else ("", 0, None)
         if det.speech_end is not None and covered >= det.speech_end - COVER_SLACK_S * 16_000:
-            det.words = state(text)
+            det.words = state(text, end_p)
         else:
             det.words = "pending" if det.speech_end is not None else "unknown"
         reason = det.push(b)
+        if det.speaking:
+            hinted = False
+        elif not hinted and det.armed and det.silence_s >= PAUSE_HINT_S:
+            # As capture_answer does: the stream hears of the pause and decodes its words.
+            hinted = True
+            stream.pause()
+            stream.settle()
+            history.append((i + 320 + lag, stream.text(), round(stream.covered_s * 16_000),
+                            stream.end_p))
         t = (i + 320) / 16_000
         if reason == "silence" and rule_end is None:
             rule_end, why = t, det.why
@@ -253,6 +311,9 @@ def summarise(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
                for k in dict.fromkeys(r["kind"] for r in paused)}
     return {"finished_delay": ms(fin),
             "finished_missed": sum(r[key] is None for r in rows if r["kind"] == "finished"),
+            # A finished answer ended before its true end: cut off at a comma inside it.
+            "finished_premature": f"{sum(premature(r) for r in rows if r['kind'] == 'finished')}"
+                                  f"/{sum(r['kind'] == 'finished' for r in rows)}",
             "paused_end_delay": ms(late),
             "premature_natural": f"{sum(premature(r) for r in natural)}/{len(natural)}",
             "premature_natural_pct": round(100 * sum(premature(r) for r in natural)
@@ -264,15 +325,17 @@ def summarise(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
 def main() -> int:
     p = argparse.ArgumentParser(description="end of turn: the rule vs Smart Turn v3.2")
     p.add_argument("--turn-end", default="normal", choices=("fast", "normal", "patient"))
-    p.add_argument("--text-lag", type=float, default=0.3,
-                   help="seconds of audio before a decode's text is seen (default 0.3)")
+    p.add_argument("--text-lag", type=float, default=0.2,
+                   help="seconds of audio before a decode's text is seen (default 0.2: "
+                        "the pause's greedy decode, measured live by bench_latency.py)")
     p.add_argument("--smart-wait", type=float, default=0.2,
                    help="seconds of pause before Smart Turn is asked (pipecat's default)")
     p.add_argument("--no-smart", action="store_true", help="the rule only")
-    p.add_argument("--seed", type=int, default=15)
-    p.add_argument("--set", choices=("dev", "held-out"), default="dev",
+    p.add_argument("--seed", type=int, default=None,
+                   help="pause lengths and noise (default: the set's own)")
+    p.add_argument("--set", choices=tuple(SETS), default="dev",
                    help="dev: the answers the rule was built on; held-out: other voices, "
-                        "answers and pauses")
+                        "answers and pauses; fresh: a second, larger held-out set")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     import numpy as np
@@ -289,7 +352,7 @@ def main() -> int:
         except ImportError as e:
             print(f"bench_turn_end: Smart Turn unavailable ({e}); "
                   "pip install --no-deps pipecat-ai==1.14.0", file=sys.stderr)
-    all_cases = cases(args.seed, held_out=args.set == "held-out")
+    all_cases = cases(SEEDS[args.set] if args.seed is None else args.seed, args.set)
     print(f"bench_turn_end: {len(all_cases)} answers, turn end {args.turn_end}",
           file=sys.stderr)
     rows = []

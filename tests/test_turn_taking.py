@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from voice_sim.audio import SAMPLE_RATE, load_audio
-from voice_sim.endpoint import PATIENCE, final_pitch, pause_needed, words_state
+from voice_sim.endpoint import END_P, PATIENCE, final_pitch, pause_needed, words_state
 from voice_sim.listen import TurnConfig, TurnDetector
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,8 @@ def speech(espeak_wav: Callable[..., Path]) -> dict[str, np.ndarray]:
     return {"line": load_audio(espeak_wav(LINE, voice="en-us+m3", rate=190)),
             "answer": trimmed(ANSWER),
             "so": trimmed("So what I can do is, um"),
-            "rest": trimmed("send you a replacement by express shipping.")}
+            "rest": trimmed("send you a replacement by express shipping."),
+            "question": trimmed("Could you tell me the order number, please?")}
 
 
 def room(seconds: float, seed: int = 0) -> np.ndarray:
@@ -65,6 +66,10 @@ def test_words_say_whether_more_is_coming() -> None:
     for text in ("Thank you.", "I can refund it today.", "Could you tell me the number?"):
         assert words_state(text) == "complete", text
     assert words_state("") == "unknown"
+    # A full stop the engine wrote unsurely (a clause the speaker may go on from).
+    assert words_state("I am sorry about the wait.", end_p=END_P - 0.1) == "unknown"
+    assert words_state("I am sorry about the wait.", end_p=END_P + 0.1) == "complete"
+    assert words_state("I checked your account and", end_p=0.9) == "incomplete"
 
 
 def test_a_finished_sentence_ends_on_a_short_pause(speech: dict[str, np.ndarray]) -> None:
@@ -122,6 +127,30 @@ def test_a_loud_noise_is_not_speech() -> None:
     reasons = [det.push(x[i:i + 320]) for i in range(0, len(x) - 319, 320)]
     assert not det.armed and det.speech_samples == 0
     assert reasons[-1] is None or not det.armed
+
+
+@pytest.mark.model
+def test_a_pause_gets_its_words_decoded_at_once(whisper: Any,
+                                                speech: dict[str, np.ndarray]) -> None:
+    """Told of a pause, the Whisper stream decodes the words up to it (greedy) before
+    any commit, with how sure it is that they end a sentence; speech after it makes that
+    unknown again."""
+    stream = whisper.stream()
+    x = np.concatenate([room(0.2), speech["question"], room(0.08, 1)])
+    stream.accept(x)
+    stream.settle()
+    assert stream.committed_s == 0.0  # no pause of its own yet: nothing committed
+    stream.pause()
+    stream.settle()
+    assert stream.covered_s == pytest.approx(len(x) / SAMPLE_RATE, abs=1e-3)
+    assert "order" in stream.text().lower()
+    # A question, asked as one (espeak-ng, 160 wpm): the decoder wrote its '?' surely.
+    p = stream.end_p
+    assert p is not None and END_P <= p <= 1.0
+    assert words_state(stream.text(), p) == "complete"
+    stream.accept(speech["rest"][:SAMPLE_RATE // 2])
+    assert stream.end_p is None
+    assert "order" in stream.finish().text.lower()
 
 
 # --- barge-in through the fake sound card --------------------------------------------

@@ -8,7 +8,8 @@ three things when a pause begins and decides how long a pause ends the turn:
   the pause): ending in a continuation (``and``, ``so``, ``the``…), a filler, a
   holding phrase (``let me see``), trailing punctuation (``,`` ``…``) or a lone
   subordinate clause (``if you give me the number``) means more is coming; a full
-  stop, question or exclamation mark means it may be over;
+  stop, question or exclamation mark means it may be over, if the engine wrote it
+  with confidence (:data:`END_P`);
 * **the final pitch**: a statement ends on a fall; a level or rising end is a
   clause boundary or a list going on;
 * **the pause length** itself: the wait it needs comes from the two above and the
@@ -82,8 +83,19 @@ main clause (``If you give me the order number…``)."""
 _WORD = re.compile(r"[a-z']+")
 
 
-def words_state(text: str) -> Words:
-    """Whether ``text`` (a partial transcript) reads as a finished answer."""
+END_P = 0.6
+"""An engine's probability of a sentence end (``. ? !``) where it wrote the text's final
+mark, below which a full stop does not count as finished. Whisper writes a full stop
+at the end of almost any audio it is given, but less surely after a clause the speaker
+goes on from: on the rendered answers of scripts/bench_turn_end.py (dev and first
+held-out sets) finished sentences scored 0.57-0.86 (one 0.33), clauses followed by a
+breath 0.22-0.65."""
+
+
+def words_state(text: str, end_p: float | None = None) -> Words:
+    """Whether ``text`` (a partial transcript) reads as a finished answer; ``end_p``: the
+    engine's probability that its final mark ends a sentence, when it knows one (a
+    full stop written with less than :data:`END_P` is ``unknown``)."""
     t = text.strip()
     if not t:
         return "unknown"
@@ -100,7 +112,7 @@ def words_state(text: str) -> Words:
     if first and first[0] in _SUBORDINATE and "," not in last:
         return "incomplete"
     if t[-1] in ".!?":
-        return "complete"
+        return "complete" if end_p is None or end_p >= END_P else "unknown"
     return "unknown"
 
 
@@ -181,10 +193,20 @@ def final_pitch(x: np.ndarray, sr: int = 16_000) -> Pitch:
 
 # --- the rule -----------------------------------------------------------------------
 
+SHORT_ANSWER_S = 1.2
+"""Seconds of speech below which a finished sentence is only an opening (``You are
+right,`` ``I see,`` ``Okay,``): an answer to an upset caller rarely stops there, and
+the pause after it is often a comma's."""
+
+
 def pause_needed(words: Words, pitch: Pitch, turn_end: TurnEnd = "normal",
-                 upper_s: float | None = None) -> tuple[float, str]:
-    """Seconds of pause that end the turn, and why, from what the speech's end says."""
+                 upper_s: float | None = None, speech_s: float | None = None
+                 ) -> tuple[float, str]:
+    """Seconds of pause that end the turn, and why, from what the speech's end says
+    (``speech_s``: seconds of speech so far, when known)."""
     p = PATIENCE[turn_end]
+    if words == "complete" and speech_s is not None and speech_s < SHORT_ANSWER_S:
+        words = "unknown"
     if words == "incomplete":
         need, why = p.incomplete_s, "the words go on"
     elif words == "pending":

@@ -72,6 +72,10 @@ BREATH_S = 0.1
 COVER_SLACK_S = 0.05
 """Seconds: the engine's text counts as covering the speech when it reaches this close
 to the speech's end."""
+PAUSE_HINT_S = 0.06
+"""Seconds of pause after which the engine is told the trainee paused (a stream that
+can, Whisper's, then decodes the words up to the pause at once; shorter gaps are
+within words)."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,12 @@ class CapturedAnswer:
     """For a silence end: what the end of the speech said (voice_sim.endpoint)."""
     pause_s: float | None = None
     """For a silence end: the pause that ended the turn, in seconds."""
+    pause_at: float | None = None
+    """``perf_counter()`` when the block that began the final pause arrived (the first
+    block after the last speech), for the latency benchmark's stages."""
+    words_at: float | None = None
+    """``perf_counter()`` when the engine's words first reached the final pause (None:
+    they never did before the end)."""
 
     @property
     def finalize_s(self) -> float | None:
@@ -269,7 +279,8 @@ class TurnDetector:
         if self.pitch is None:
             self.pitch = final_pitch(self.recent_speech()) if self.speech_end else "unknown"
         need, self.why = pause_needed(self.words, self.pitch, self.config.turn_end,
-                                      self.config.silence_end_s)
+                                      self.config.silence_end_s,
+                                      speech_s=self.speech_samples / self.sr)
         return need
 
     def recent_speech(self) -> np.ndarray:
@@ -571,6 +582,7 @@ class WavSink:
 
 _END = "end"
 _ABANDON = "abandon"
+_PAUSE = "pause"
 
 
 class _EngineFeeder:
@@ -585,8 +597,9 @@ class _EngineFeeder:
         self.on_caption = on_caption
         self.captions: list[str] = []
         self.error: BaseException | None = None
-        self.latest: tuple[str, int] = ("", 0)
-        """(text, samples of the fed audio it covers)."""
+        self.latest: tuple[str, int, float | None] = ("", 0, None)
+        """(text, samples of the fed audio it covers, the engine's probability that it
+        ends a sentence: voice_sim.endpoint.words_state)."""
         self.done: Future[Transcript] = Future()
         self._fed_n = 0
         self._q: queue.SimpleQueue[np.ndarray | str] = queue.SimpleQueue()
@@ -596,12 +609,20 @@ class _EngineFeeder:
     def feed(self, samples: np.ndarray) -> None:
         self._q.put(samples)
 
+    def pause(self) -> None:
+        """Tell the stream, after the audio fed so far, that the speaker paused."""
+        if hasattr(self.stream, "pause"):
+            self._q.put(_PAUSE)
+
     def _run(self) -> None:
         import numpy as np
 
         try:
             while True:
                 item = self._q.get()
+                if item == _PAUSE:
+                    self.stream.pause()  # type: ignore[attr-defined]
+                    continue
                 if isinstance(item, str):
                     if item == _END:
                         self.done.set_result(self.stream.finish())
@@ -623,12 +644,15 @@ class _EngineFeeder:
                 text = (self.stream.accept(chunk) or "").strip()
                 covered = getattr(self.stream, "covered_s", None)
                 self.latest = (text, self._fed_n if covered is None
-                               else round(covered * SAMPLE_RATE))
+                               else round(covered * SAMPLE_RATE),
+                               getattr(self.stream, "end_p", None))
                 if text and (not self.captions or text != self.captions[-1]):
                     self.captions.append(text)
                     if self.on_caption is not None:
                         self.on_caption(text)
-                if end is not None:
+                if end == _PAUSE:
+                    self.stream.pause()  # type: ignore[attr-defined]
+                elif end is not None:
                     self._q.put(end)
         except BaseException as e:
             self.error = e
@@ -855,6 +879,9 @@ def capture_answer(
     reason: EndReason | None = None
     ended_at = time.perf_counter()
     last_block_at = ended_at
+    pause_at: float | None = None
+    words_at: float | None = None
+    hinted = True  # the engine was told of the current pause
     try:
         while reason is None:
             if keys is not None and (k := keys.poll()) is not None:
@@ -862,10 +889,12 @@ def capture_answer(
                 break
             if feeder is not None:
                 feeder.check()
-                text, covered = feeder.latest
+                text, covered, end_p = feeder.latest
                 if (fed_from is not None and det.speech_end is not None and fed_at + covered
                         >= det.speech_end - COVER_SLACK_S * SAMPLE_RATE):
-                    det.words = words_state(text)
+                    det.words = words_state(text, end_p)
+                    if words_at is None and pause_at is not None:
+                        words_at = time.perf_counter()
                 else:
                     det.words = "pending" if det.speech_end is not None else "unknown"
             block = mic.read(timeout=0.05)
@@ -884,6 +913,11 @@ def capture_answer(
             if wav is not None:
                 wav.write(x)
             reason = det.push(x)
+            if det.speaking:
+                pause_at = words_at = None
+            elif pause_at is None and det.speech_end is not None:
+                pause_at = block.at
+                hinted = False
             if reason is not None:
                 ended_at = block.at
             if on_level is not None:
@@ -905,6 +939,9 @@ def capture_answer(
                 # Pauses too: a stream that commits its words at pauses (Whisper's) is
                 # driven by what it is fed, and the end-of-turn rule waits for them.
                 feeder.feed(x)
+                if not hinted and det.armed and det.silence_s >= PAUSE_HINT_S:
+                    hinted = True
+                    feeder.pause()
             else:
                 held.append(i)
                 if fed_from is None and len(held) > preroll:
@@ -961,4 +998,6 @@ def capture_answer(
         partial_covers=det.words not in ("pending", "unknown"),
         end_why=det.why if reason == "silence" else "",
         pause_s=det.silence_s if reason == "silence" and det.armed else None,
+        pause_at=pause_at,
+        words_at=words_at,
     )

@@ -128,6 +128,7 @@ class WhisperEngine:
         self._worker: ThreadPoolExecutor | None = None
         self._worker_lock = threading.Lock()
         self._start_tokens: list[int] | None = None
+        self._marks: tuple[list[int], frozenset[int]] | None = None
 
     def transcribe(self, samples: np.ndarray) -> Transcript:
         """Transcribe a whole mono float32 clip at SAMPLE_RATE."""
@@ -172,6 +173,13 @@ class WhisperEngine:
 
     def quick_text(self, samples: np.ndarray) -> str:
         """A cheap greedy decode for partial results: no word times, a short window."""
+        return self.quick_decode(samples)[0]
+
+    def quick_decode(self, samples: np.ndarray, *, end_p: bool = False
+                     ) -> tuple[str, float | None]:
+        """:meth:`quick_text`, and with ``end_p`` how sure the decoder was that the words
+        end a sentence: the probability it gave ``.``, ``?`` or ``!`` where it wrote the
+        text's final punctuation mark (None: no final mark)."""
         import ctranslate2
         import numpy as np
 
@@ -187,8 +195,28 @@ class WhisperEngine:
             np.ascontiguousarray(feats[None], dtype=np.float32)))
         max_tokens = min(440, int(8 * len(audio) / SAMPLE_RATE) + 10)
         result = model.generate(encoded, [self._decoder_start()], beam_size=1,
-                                max_length=max_tokens)
-        return str(self._handle.hf_tokenizer.decode(result[0].sequences_ids[0])).strip()
+                                max_length=max_tokens, return_logits_vocab=end_p)
+        ids = result[0].sequences_ids[0]
+        tok = self._handle.hf_tokenizer
+        text = str(tok.decode(ids)).strip()
+        if not end_p:
+            return text, None
+        ends, marks = self._punctuation()
+        last = next((k for k in range(len(ids) - 1, -1, -1) if ids[k] in marks), None)
+        if last is None or last < len(ids) - 2:
+            return text, None  # the text does not end on a mark (a closing quote at most)
+        logits = np.asarray(result[0].logits[0][last], dtype=np.float64).ravel()
+        p = np.exp(logits - logits.max())
+        return text, float(p[ends].sum() / p.sum())
+
+    def _punctuation(self) -> tuple[list[int], frozenset[int]]:
+        """Token ids of the sentence ends (``. ? !``) and of every mark a text may end on."""
+        if self._marks is None:
+            tok = self._handle.hf_tokenizer
+            ids = {t: tok.token_to_id(t) for t in (".", "?", "!", ",", "...", ";", ":", "-")}
+            ends = [ids[t] for t in (".", "?", "!") if ids[t] is not None]
+            self._marks = (ends, frozenset(i for i in ids.values() if i is not None))
+        return self._marks
 
     def submit(self, fn: Any, *args: Any) -> Future[Any]:
         """Run ``fn(*args)`` on the engine's one background decoding thread."""
@@ -241,6 +269,10 @@ class WhisperStream:
         self._job: Future[None] | None = None
         self._lock = threading.Lock()
         self._done = False
+        self._hurry = False
+        """The caller heard a pause begin: the next job decodes the words up to it."""
+        self._end: tuple[int, float | None] = (0, None)
+        """(samples decoded, end probability) of the latest decode made at a pause."""
 
     # --- the Stream protocol ----------------------------------------------------------
 
@@ -275,6 +307,20 @@ class WhisperStream:
                               text=" ".join(self._texts), duration_s=self._n / SAMPLE_RATE,
                               words=tuple(self._words))
 
+    def pause(self) -> None:
+        """The speaker has paused (the caller's voice-activity model says so): the words
+        up to here are decoded next, greedily (no beam, no word times), ahead of any
+        commit, unless the latest text already covers all the speech. The end-of-turn
+        rule waits for these words; the commit that follows is for the transcript."""
+        if self._done:
+            return
+        self._hurry = True
+        if self._job is not None and self._job.done():
+            job, self._job = self._job, None
+            job.result()
+        if self._job is None:
+            self._schedule()
+
     # --- extras for tests and benchmarks ------------------------------------------------
 
     def text(self) -> str:
@@ -297,6 +343,17 @@ class WhisperStream:
         nothing about speech after this (the end-of-turn rule reads them only when they
         reach the pause)."""
         return self._covered / SAMPLE_RATE
+
+    @property
+    def end_p(self) -> float | None:
+        """How sure the decoder was that the words end a sentence (see
+        :meth:`WhisperEngine.quick_decode`), from the decode made when the speaker last
+        paused; None when there was none or speech came after it."""
+        with self._lock:
+            upto, p = self._end
+        if p is None or upto <= 0 or self._speech_frames(upto, self._n):
+            return None
+        return p
 
     @property
     def committed_s(self) -> float:
@@ -342,7 +399,18 @@ class WhisperStream:
         return int((~quiet).sum())
 
     def _schedule(self) -> None:
-        """Start a commit if a pause allows one, else perhaps a partial re-decode."""
+        """Start the words of a pause the caller heard (:meth:`pause`), else a commit if a
+        pause allows one, else perhaps a partial re-decode."""
+        if self._hurry:
+            self._hurry = False
+            start = self._commit
+            if self._speech_frames(max(start, self._covered), self._n):
+                # Greedy: the rule needs the words within a fraction of a second; the
+                # commit's beam search (and word times) comes after, for the transcript.
+                self._partial_at = self._n
+                self._job = self._engine.submit(self._pause_job, start,
+                                                self._buf[start:self._n].copy())
+                return
         cut = self._find_cut()
         if cut is not None:
             start, self._commit = self._commit, cut
@@ -396,6 +464,13 @@ class WhisperStream:
         with self._lock:
             self._partial = (start, text)
             self._covered = max(self._covered, start + len(audio))
+
+    def _pause_job(self, start: int, audio: np.ndarray) -> None:
+        text, p = self._engine.quick_decode(audio, end_p=True)
+        with self._lock:
+            self._partial = (start, text)
+            self._covered = max(self._covered, start + len(audio))
+            self._end = (start + len(audio), p)
 
     def _land(self, text: str, words: list[Word]) -> None:
         with self._lock:
