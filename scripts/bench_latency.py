@@ -357,6 +357,8 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
             if u is not None and u.speech_end_at is not None:
                 r["detect"] = tm.ended - u.speech_end_at
                 got = captured[i] if i < len(captured) else None
+                if got is not None:
+                    r["why"], r["partial"] = got.end_why, got.partial
                 if got is not None and got.pause_at is not None:
                     r["pause_seen"] = got.pause_at - u.speech_end_at
                     if got.words_at is not None:
@@ -479,7 +481,7 @@ def trace_jobs() -> None:
     """Note every background decode of the Whisper stream (``--trace``)."""
     from voice_sim.engines import whisper
 
-    for kind in ("_commit_job", "_partial_job", "_answer_job"):
+    for kind in ("_commit_job", "_partial_job", "_pause_job"):
         fn = getattr(whisper.WhisperStream, kind, None)
         if fn is None:
             continue
@@ -510,6 +512,8 @@ def print_session_row(r: dict[str, Any]) -> None:
         "audible", "deaf", "pause_seen", "words_seen", "decided", "detect", "perceived")
         if k in r)
     extra += "  (planned)" if r.get("planned") else ""
+    if r.get("detect") is not None and r["detect"] < 0:
+        extra += f"  CUT OFF ({r.get('why')}) on {r.get('partial', '')[-40:]!r}"
     extra += "  (INTERRUPTED)" if r.get("interrupted") else ""
     print(f"  turn {r['answer'] + 1:2d}: latency {r['latency'] * 1000:5.0f} ms = {parts}"
           f"{extra}  {r['text'][:40]!r}", file=sys.stderr)

@@ -17,9 +17,15 @@ subordinate-clause and breath cues were added after the first run on the ``dev``
 
 Each answer goes block by block (20 ms) through the real :class:`TurnDetector` (energy
 + Silero VAD + final pitch + breaths), faster than real time. The words it reads come from a real
-Whisper stream fed the same blocks, each decode settled at once and its text shown
-``--text-lag`` seconds of audio later (the median decode time measured live by
-bench_latency.py; 0 would flatter the rule).
+Whisper stream fed the same blocks and told of each pause as capture_answer tells it
+(listen.PAUSE_HINT_S), each decode settled at once and its text shown some seconds of
+audio later: ``--text-lag`` for the pause's greedy decode, ``--commit-lag`` for the
+others (a commit's beam search with word times), about what bench_latency.py measures
+live on an idle machine; 0 would flatter the rule.
+
+``--set fresh`` is a second held-out set (five more voices and paces, other answers, its
+own seed): written before the second round of changes to the rule and run once, after
+it.
 
 Smart Turn v3.2 (the ONNX model inside the PyPI package ``pipecat-ai`` 1.14.0, run with
 onnxruntime on the last 8 s of 16 kHz audio, Whisper log-mel features computed by
@@ -235,8 +241,13 @@ def run_case(c: Case, engine: Any, args: argparse.Namespace, smart: SmartTurn | 
              ) -> dict[str, Any]:
     """Where each method ends the turn, in seconds of the case's audio."""
     from voice_sim.endpoint import PATIENCE
-    from voice_sim.endpoint import words_state as state
-    from voice_sim.listen import COVER_SLACK_S, PAUSE_HINT_S, TurnConfig, TurnDetector
+    from voice_sim.listen import (
+        COVER_SLACK_S,
+        PAUSE_HINT_S,
+        TurnConfig,
+        TurnDetector,
+        engine_words,
+    )
 
     cfg = TurnConfig(turn_end=args.turn_end)
     det = TurnDetector(cfg)
@@ -244,6 +255,7 @@ def run_case(c: Case, engine: Any, args: argparse.Namespace, smart: SmartTurn | 
     # (pos when shown, text, covered samples, end probability)
     history: list[tuple[int, str, int, float | None]] = []
     lag = round(args.text_lag * 16_000)
+    commit_lag = round(args.commit_lag * 16_000)
     rule_end = smart_end = None
     smart_asked = False
     hinted = True
@@ -254,12 +266,12 @@ def run_case(c: Case, engine: Any, args: argparse.Namespace, smart: SmartTurn | 
         b = x[i:i + 320]
         stream.accept(b)
         stream.settle()
-        history.append((i + 320 + lag, stream.text(), round(stream.covered_s * 16_000),
+        history.append((i + 320 + commit_lag, stream.text(), round(stream.covered_s * 16_000),
                         stream.end_p))
         shown = [h for h in history if h[0] <= i]
         text, covered, end_p = shown[-1][1:] if shown else ("", 0, None)
         if det.speech_end is not None and covered >= det.speech_end - COVER_SLACK_S * 16_000:
-            det.words = state(text, end_p)
+            det.words = engine_words(text, end_p)
         else:
             det.words = "pending" if det.speech_end is not None else "unknown"
         reason = det.push(b)
@@ -326,8 +338,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description="end of turn: the rule vs Smart Turn v3.2")
     p.add_argument("--turn-end", default="normal", choices=("fast", "normal", "patient"))
     p.add_argument("--text-lag", type=float, default=0.2,
-                   help="seconds of audio before a decode's text is seen (default 0.2: "
-                        "the pause's greedy decode, measured live by bench_latency.py)")
+                   help="seconds of audio before the pause's greedy decode is seen "
+                        "(default 0.2)")
+    p.add_argument("--commit-lag", type=float, default=0.45,
+                   help="seconds of audio before any other decode (a commit's beam "
+                        "search, a caption) is seen (default 0.45)")
     p.add_argument("--smart-wait", type=float, default=0.2,
                    help="seconds of pause before Smart Turn is asked (pipecat's default)")
     p.add_argument("--no-smart", action="store_true", help="the rule only")
@@ -363,6 +378,7 @@ def main() -> int:
               f"smart {r['smart_end']}  ({r['why']})", file=sys.stderr)
     result: dict[str, Any] = {
         "set": args.set, "turn_end": args.turn_end, "text_lag_s": args.text_lag,
+        "commit_lag_s": args.commit_lag,
         "answers": len(rows),
         "nproc": os.cpu_count(), "loadavg": [round(v, 2) for v in load],
         "rule": summarise(rows, "rule_end")}

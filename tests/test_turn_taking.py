@@ -196,12 +196,19 @@ def test_finish_sentence_plays_to_the_end_of_the_sentence(
         speech: dict[str, np.ndarray]) -> None:
     from fake_audio import installed
 
-    from voice_sim.bargein import ListeningSpeaker, frame_levels, next_gap
+    from voice_sim.bargein import QUIET_DBFS, ListeningSpeaker, frame_levels, next_gap
     from voice_sim.listen import Microphone
 
     line = speech["line"]
-    gap = next_gap(frame_levels(line, SAMPLE_RATE), round(1.4 / 0.02))
-    assert gap is not None
+    levels = frame_levels(line, SAMPLE_RATE)
+    # The line's sentence ends after the answer's onset (2.0 s in), and its own end.
+    ends, f = [], round(1.4 / 0.02)
+    while (g := next_gap(levels, f)) is not None:
+        ends.append(g * 0.02)
+        f = g + 1
+        while f < len(levels) and levels[f] < QUIET_DBFS:
+            f += 1
+    ends.append(len(line) / SAMPLE_RATE)
     with installed(speed=2.0) as fake, Microphone() as mic:
         speaker = ListeningSpeaker(mic, when_interrupted="finish_sentence")
         fake.add_answer(speech["answer"], delay_s=2.0, after_playback=False)
@@ -209,7 +216,11 @@ def test_finish_sentence_plays_to_the_end_of_the_sentence(
     assert speaker.last is not None and speaker.last.finished_sentence
     played = fake.played[-1].samples
     sound = np.flatnonzero(np.abs(played) > 1e-3)
-    assert sound[-1] / SAMPLE_RATE == pytest.approx(gap * 0.02, abs=0.1)
+    # It played on to a sentence's end: the first after the onset, unless a starved
+    # CPU (the fake card runs at 2x) heard the barge-in only after it: then a later one.
+    end = sound[-1] / SAMPLE_RATE
+    assert any(abs(end - e) <= 0.1 for e in ends), (end, ends)
+    assert end >= ends[0] - 0.1 and len(ends) > 1
     assert speaker.last.overlap_s * 2 >= 0.3
 
 

@@ -196,6 +196,15 @@ def level_dbfs(samples: np.ndarray) -> float:
     return max(-120.0, 20.0 * math.log10(rms)) if rms > 0 else -120.0
 
 
+def engine_words(text: str, end_p: float | None) -> Words:
+    """What an engine's latest text, covering the speech up to the pause, says of it:
+    :func:`voice_sim.endpoint.words_state`, except that a quick decode (one with an
+    ``end_p``) that neither reads as finished nor as going on leaves it ``pending``: the
+    commit's beam search, on its way, decides."""
+    w = words_state(text, end_p)
+    return "pending" if end_p is not None and w == "unknown" else w
+
+
 class TurnDetector:
     """Decides when a turn ends: voice activity, then the end-of-turn rule.
 
@@ -620,7 +629,7 @@ class _EngineFeeder:
         try:
             while True:
                 item = self._q.get()
-                if item == _PAUSE:
+                if isinstance(item, str) and item == _PAUSE:
                     self.stream.pause()  # type: ignore[attr-defined]
                     continue
                 if isinstance(item, str):
@@ -892,7 +901,7 @@ def capture_answer(
                 text, covered, end_p = feeder.latest
                 if (fed_from is not None and det.speech_end is not None and fed_at + covered
                         >= det.speech_end - COVER_SLACK_S * SAMPLE_RATE):
-                    det.words = words_state(text, end_p)
+                    det.words = engine_words(text, end_p)
                     if words_at is None and pause_at is not None:
                         words_at = time.perf_counter()
                 else:

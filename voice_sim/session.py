@@ -683,6 +683,10 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
             save_soon()
             if ev.on_answer is not None:
                 ev.on_answer(turn)
+            # A turn planned on partial words is confirmed while the reply plays (it
+            # waits for the final transcript first), not after: the microphone is
+            # listening again as soon as the line ends.
+            confirming = _background(_confirm, turn, options) if turn.plan is not None else None
             if next_line is not None:
                 name = (f"turn-{n + 1:02d}-customer.wav" if call.outcome is None
                         else "closing-customer.wav")
@@ -693,8 +697,8 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
                 if call.outcome is not None:
                     closing = Closing(line=next_line.id, text=next_line.text, audio=name,
                                       extra={"variant": next_line.variant})
-            if turn.plan is not None:
-                turn = _confirm(turn, options)
+            if confirming is not None:
+                turn = confirming.result()
             turn = turns[-1] = _with_latency(turn, latency, started)
             if options.coach == "live" and turn.hint:
                 hints.append(f"turn {n}: {turn.hint}")
@@ -788,6 +792,20 @@ def _score_turn(n: int, line: Line, customer_audio: str, answer: Answer, call: A
                 move=move, latency_s=None, hint=coach_hint(line, content, delivery),
                 timing=timing, interruption=interruption, plan=plan)
     return turn, next_line
+
+
+def _background(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    """``fn(*args)`` on a daemon thread; its result (or exception) in the future."""
+    out: Future[Any] = Future()
+
+    def run() -> None:
+        try:
+            out.set_result(fn(*args))
+        except BaseException as e:
+            out.set_exception(e)
+
+    threading.Thread(target=run, daemon=True, name="voice-sim-confirm").start()
+    return out
 
 
 def _snapshot(call: Any, copy: Any) -> Any:

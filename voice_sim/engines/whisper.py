@@ -179,7 +179,7 @@ class WhisperEngine:
                      ) -> tuple[str, float | None]:
         """:meth:`quick_text`, and with ``end_p`` how sure the decoder was that the words
         end a sentence: the probability it gave ``.``, ``?`` or ``!`` where it wrote the
-        text's final punctuation mark (None: no final mark)."""
+        text's final punctuation mark, or where it stopped when it wrote none."""
         import ctranslate2
         import numpy as np
 
@@ -202,10 +202,13 @@ class WhisperEngine:
         if not end_p:
             return text, None
         ends, marks = self._punctuation()
+        steps = result[0].logits[0]  # one per token, then the end of text's
         last = next((k for k in range(len(ids) - 1, -1, -1) if ids[k] in marks), None)
         if last is None or last < len(ids) - 2:
-            return text, None  # the text does not end on a mark (a closing quote at most)
-        logits = np.asarray(result[0].logits[0][last], dtype=np.float64).ravel()
+            # No final mark (a closing quote at most): how likely a sentence end was
+            # where the decoder stopped instead.
+            last = len(steps) - 1
+        logits = np.asarray(steps[last], dtype=np.float64).ravel()
         p = np.exp(logits - logits.max())
         return text, float(p[ends].sum() / p.sum())
 
@@ -347,8 +350,9 @@ class WhisperStream:
     @property
     def end_p(self) -> float | None:
         """How sure the decoder was that the words end a sentence (see
-        :meth:`WhisperEngine.quick_decode`), from the decode made when the speaker last
-        paused; None when there was none or speech came after it."""
+        :meth:`WhisperEngine.quick_decode`), while :meth:`text` ends with the greedy
+        decode made when the speaker last paused; None once a commit's beam search has
+        replaced those words, or speech came after them."""
         with self._lock:
             upto, p = self._end
         if p is None or upto <= 0 or self._speech_frames(upto, self._n):
@@ -458,6 +462,8 @@ class WhisperStream:
         self._land(text, words)
         with self._lock:
             self._covered = max(self._covered, start + len(audio))
+            if start + len(audio) >= self._end[0]:
+                self._end = (0, None)  # the beam's words replace the pause decode's
 
     def _partial_job(self, start: int, audio: np.ndarray) -> None:
         text = self._engine.quick_text(audio)
