@@ -15,7 +15,10 @@ at the speaker. Per turn it prints, in milliseconds:
             the first sound of the persona's reply at the speaker: the gap the trainee
             hears (targets: median <= 500 ms, p95 <= 900 ms)
   detect    the true end of the speech -> the end detected (the pause the end-of-turn
-            rule waited, device buffering included)
+            rule waited, device buffering included), split into
+            pause_seen  -> the first block after the speech (the voice model's verdict)
+            words_seen  -> the engine's words reach the pause (the pause's own decode)
+            decided     -> the end detected (the rest of the pause the rule asked for)
   latency   Turn.latency_s: the end detected -> the next line handed to the speaker,
             split into
             final     -> the final transcript ready (absent when the line was planned
@@ -28,7 +31,8 @@ at the speaker. Per turn it prints, in milliseconds:
   deaf      the line finished playing -> the microphone capturing the next answer
 
 and the distribution (median, p95, max) of each over all turns, with the load average
-at the start and the end (the machine may be shared).
+at the start and the end (the machine may be shared). ``--trace`` also prints the
+Whisper stream's decodes (pause, partial, commit) around each turn's end.
 
 Capture mode (``--mode capture``) measures only capture_answer + playback of a fixed
 line, on short espeak-ng sentences: perceived, detect, final, play (final transcript ->

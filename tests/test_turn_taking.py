@@ -20,7 +20,14 @@ import numpy as np
 import pytest
 
 from voice_sim.audio import SAMPLE_RATE, load_audio
-from voice_sim.endpoint import END_P, PATIENCE, final_pitch, pause_needed, words_state
+from voice_sim.endpoint import (
+    END_P,
+    PATIENCE,
+    SHORT_ANSWER_S,
+    final_pitch,
+    pause_needed,
+    words_state,
+)
 from voice_sim.listen import TurnConfig, TurnDetector
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +77,10 @@ def test_words_say_whether_more_is_coming() -> None:
     assert words_state("I am sorry about the wait.", end_p=END_P - 0.1) == "unknown"
     assert words_state("I am sorry about the wait.", end_p=END_P + 0.1) == "complete"
     assert words_state("I checked your account and", end_p=0.9) == "incomplete"
+    # A finished sentence that short is an opening ("You are right,"): it waits longer.
+    p = PATIENCE["normal"]
+    assert pause_needed("complete", "fall", speech_s=SHORT_ANSWER_S - 0.2)[0] == p.unsure_s
+    assert pause_needed("complete", "fall", speech_s=SHORT_ANSWER_S + 0.2)[0] == p.complete_s
 
 
 def test_a_finished_sentence_ends_on_a_short_pause(speech: dict[str, np.ndarray]) -> None:

@@ -2,7 +2,7 @@
 
 A pause alone is a poor sign: people stop for breath, for "um", for "let me see…",
 and a caller who answered every such pause would cut them off. The rule here asks
-three things when a pause begins and decides how long a pause ends the turn:
+four things when a pause begins and decides how long a pause ends the turn:
 
 * **the words so far** (the engine's latest text, when it covers the speech up to
   the pause): ending in a continuation (``and``, ``so``, ``the``…), a filler, a
@@ -12,7 +12,9 @@ three things when a pause begins and decides how long a pause ends the turn:
   with confidence (:data:`END_P`);
 * **the final pitch**: a statement ends on a fall; a level or rising end is a
   clause boundary or a list going on;
-* **the pause length** itself: the wait it needs comes from the two above and the
+* **the length of the answer so far**: a finished sentence shorter than
+  :data:`SHORT_ANSWER_S` is an opening (``You are right,``), not yet an answer;
+* **the pause length** itself: the wait it needs comes from the above and the
   trainee's ``--turn-end`` choice (``fast``, ``normal``, ``patient``), and never
   exceeds ``--silence-end`` (the upper bound).
 

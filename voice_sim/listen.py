@@ -7,7 +7,8 @@ noise floor, confirmed by the Silero voice model: voice_sim.vad), and hands spee
 an engine thread that turns the engine's partial results into live captions. The turn
 ends on a pause whose length the end-of-turn rule (voice_sim.endpoint) reads from the
 words so far and the final pitch, at the maximum length, or on a key (Enter ends it,
-``q`` + Enter quits).
+``q`` + Enter quits). :data:`PAUSE_HINT_S` into a pause the engine is told of it, so
+that a stream that can (Whisper's) decodes the words up to it at once.
 """
 
 from __future__ import annotations

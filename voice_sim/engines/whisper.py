@@ -13,6 +13,12 @@ up to each pause while the trainee is still talking, in a background thread, so
 :meth:`WhisperStream.finish` only has the words after the last pause left to decode
 (usually none: the pause that ends a turn is itself committed before the turn-end
 detector fires). ``scripts/bench_engines.py`` measures that latency.
+
+The end-of-turn rule cannot wait for a commit (0.3 s of quiet, then a beam search with
+word times: ~0.8 s after the speech ended, measured live). The caller tells the stream
+when its voice model hears a pause begin (:meth:`WhisperStream.pause`); the words up to
+there are then decoded next, greedily, with the decoder's probability that they end a
+sentence (:attr:`WhisperStream.end_p`), and the commit follows for the transcript.
 """
 
 from __future__ import annotations
@@ -247,7 +253,8 @@ class WhisperStream:
     :data:`PAUSE_S` following enough speech, the audio up to the pause is decoded in
     full (beam search, word times) and its words are committed for good. Between
     pauses, at most every :data:`PARTIAL_EVERY_S` of audio, the uncommitted tail gets a
-    cheap re-decode for the partial text. ``finish`` waits for the job in flight and
+    cheap re-decode for the partial text. :meth:`pause` puts a greedy decode of
+    everything up to now ahead of both. ``finish`` waits for the job in flight and
     decodes only what is left after the last commit.
     """
 
