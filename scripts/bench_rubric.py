@@ -11,8 +11,9 @@ Usage: ``scripts/bench_rubric.py [--n 300] [--runtimes]``. Prints, each on its o
 * one reply again with the customer line embedded beforehand (as when it is embedded
   while the line plays);
 * ``check-reply --jsonl`` throughput: a real ``voice-sim check-reply --jsonl`` process on
-  ``--n`` lines, wall clock including its start-up, and steady (that run minus a
-  one-line run: the start-up and model load taken out);
+  ``--n`` lines, with one worker process and with two, wall clock including its
+  start-up, and steady (that run minus a one-line run: the start-up and model load
+  taken out);
 * with ``--profile``: where the CPU time of scoring goes, stage by stage (rules, text
   normalisation, clauses, tokenizer, the encoder's matrix products, GELU, LayerNorm,
   pooling, features and classifier, evidence, JSON), for one reply at a time and for a
@@ -62,8 +63,9 @@ def _pairs(n: int) -> list[tuple[str, str]]:
     return [(r["reply"], r["customer"]) for r in rows[::step]][:n]
 
 
-def _jsonl(pairs: list[tuple[str, str]]) -> tuple[float, float]:
-    """Wall and CPU seconds of a real ``voice-sim check-reply --jsonl`` process."""
+def _jsonl(pairs: list[tuple[str, str]], workers: int) -> tuple[float, float]:
+    """Wall and CPU seconds of a real ``voice-sim check-reply --jsonl`` process (its
+    workers included)."""
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
         for reply, customer in pairs:
             f.write(json.dumps({"reply": reply, "customer": customer}) + "\n")
@@ -71,7 +73,8 @@ def _jsonl(pairs: list[tuple[str, str]]) -> tuple[float, float]:
     try:
         t = time.perf_counter()
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        subprocess.run([sys.executable, "-m", "voice_sim", "check-reply", "--jsonl", name],
+        subprocess.run([sys.executable, "-m", "voice_sim", "check-reply", "--jsonl", name,
+                        "--workers", str(workers)],
                        stdout=subprocess.DEVNULL, check=True)
         wall = time.perf_counter() - t
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -323,16 +326,19 @@ def main() -> int:
         print(f"one reply, warm ({label}): median {1000 * statistics.median(times):.1f} ms, "
               f"p95 {1000 * p95:.1f} ms ({len(times)} replies); CPU time "
               f"{1000 * cpu:.1f} ms per reply")
-    one = _jsonl(pairs[:1])
-    full = _jsonl(pairs)
-    wall, child_cpu = full
-    steady_wall, steady_cpu = full[0] - one[0], full[1] - one[1]
-    print(f"check-reply --jsonl: {len(pairs)} replies in {wall:.2f} s = "
-          f"{len(pairs) / wall:.0f} replies/s (including process start and model load); "
-          f"CPU time {child_cpu:.2f} s = {len(pairs) / child_cpu:.0f} replies per CPU-second")
-    n = len(pairs) - 1
-    print(f"check-reply --jsonl, steady (the {len(pairs)}-line run minus a 1-line run): "
-          f"{n / steady_wall:.0f} replies/s; {n / steady_cpu:.0f} replies per CPU-second")
+    one = _jsonl(pairs[:1], 1)
+    for workers in (1, 2):
+        full = _jsonl(pairs, workers)
+        wall, child_cpu = full
+        steady_wall, steady_cpu = full[0] - one[0], full[1] - one[1]
+        what = f"check-reply --jsonl --workers {workers}"
+        print(f"{what}: {len(pairs)} replies in {wall:.2f} s = "
+              f"{len(pairs) / wall:.0f} replies/s (including process start and model load); "
+              f"CPU time {child_cpu:.2f} s = {len(pairs) / child_cpu:.0f} replies per "
+              f"CPU-second (load average {os.getloadavg()[0]:.2f})")
+        n = len(pairs) - 1
+        print(f"{what}, steady (the {len(pairs)}-line run minus a 1-line run): "
+              f"{n / steady_wall:.0f} replies/s; {n / steady_cpu:.0f} replies per CPU-second")
     print(f"load average {os.getloadavg()[0]:.2f}")
     return 0
 
