@@ -230,7 +230,7 @@ def _profile(pairs: list[tuple[str, str]]) -> None:
         (sem, "normalize", "normalise for the semantic layer"),
         (sem, "units", "clauses"),
         (emb.Model, "_tokenize", "tokenizer"),
-        (emb.Model, "_forward", "encoder (matrix products, attention, softmax)"),
+        (emb.Model, "_states_many", "encoder (matrix products, attention, softmax)"),
         (emb, "_gelu", "encoder: GELU"),
         (emb, "_norm", "encoder: LayerNorm"),
         (emb, "_pool", "pooling clause vectors"),
@@ -246,6 +246,8 @@ def _profile(pairs: list[tuple[str, str]]) -> None:
               "classifier": "evidence: nearest exemplar per id",
               "features: max/mean, rules, customer similarity":
                   "evidence: nearest exemplar per id"}
+    runtime = "onnxruntime" if model.session is not None else "numpy"
+    print(f"encoder runtime: {runtime}")
     for label, run in (("one reply at a time", False), ("batch (as --jsonl)", True)):
         st = _Stages()
         for owner, attr, name in nested:

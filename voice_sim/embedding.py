@@ -24,10 +24,11 @@ import contextlib
 import itertools
 import json
 import math
+import os
 import struct
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,8 @@ _LAYERS = 6
 _HEADS = 12
 _EPS = 1e-12
 _CACHE_MAX = 100_000
+RUNTIME_ENV = "VOICE_SIM_EMBEDDING_RUNTIME"
+"""Set to ``numpy`` to run the encoder in NumPy even where onnxruntime is installed."""
 BATCH_TOKENS = 1024
 """Tokens per block of the encoder (sequences of any length stacked; bigger blocks gain
 little and cost memory)."""
@@ -139,6 +142,9 @@ class Model:
     lock: threading.Lock = field(default_factory=threading.Lock)
     local: threading.local = field(default_factory=threading.local)
     """Per-thread work buffers (:meth:`_scratch`)."""
+    session: Any = None
+    """The encoder layers as an onnxruntime session (:mod:`voice_sim.embedding_ort`),
+    or None: the NumPy pass (:meth:`_forward`)."""
 
     @property
     def pos_type(self) -> np.ndarray:
@@ -213,6 +219,8 @@ class Model:
         whatever the other rows — checked by ``tests/test_rubric_semantic.py``). The
         matrices are small: BLAS threads cost more than they bring (and, on a busy
         machine, spin for many times the work), so the passes run on one."""
+        if self.session is not None:
+            return self._states_onnx(seqs)
         out: list[np.ndarray | None] = [None] * len(seqs)
         order = sorted(range(len(seqs)), key=lambda k: len(seqs[k]))
         blocks: list[list[int]] = []
@@ -230,6 +238,29 @@ class Model:
                 for k in ks:
                     out[k] = h[row:row + len(seqs[k])]
                     row += len(seqs[k])
+        return [o for o in out if o is not None]
+
+    def _states_onnx(self, seqs: Sequence[list[int]]) -> list[np.ndarray]:
+        """:meth:`_states_many` through the onnxruntime session: sequences of one length
+        batched (up to :data:`BATCH_TOKENS` tokens), no padding, so a sequence's states
+        are those it gets alone (checked by ``tests/test_rubric_semantic.py``)."""
+        import numpy as np
+
+        out: list[np.ndarray | None] = [None] * len(seqs)
+        by_len: dict[int, list[int]] = {}
+        for k, s in enumerate(seqs):
+            by_len.setdefault(len(s), []).append(k)
+        for n, ks in sorted(by_len.items()):
+            per = max(1, BATCH_TOKENS // n)
+            for a in range(0, len(ks), per):
+                chunk = ks[a:a + per]
+                ids = np.array([seqs[k] for k in chunk], dtype=np.int64)
+                h = np.asarray(self.word[ids.reshape(-1)], dtype=np.float32)
+                h = h.reshape(len(chunk), n, DIM)
+                h += self.pos_type[:n]
+                states = self.session.run(None, {"h": h})[0]
+                for b, k in enumerate(chunk):
+                    out[k] = states[b]
         return [o for o in out if o is not None]
 
     def _scratch(self, rows: int) -> _Scratch:
@@ -444,9 +475,18 @@ def _build(folder: Path) -> Model:
     word = g("embeddings.word_embeddings.weight")
     if word.shape != (tok.get_vocab_size(), DIM):
         raise ValueError(f"word embeddings {word.shape} do not fit the tokenizer")
-    return Model(folder, tok, word, np.array(g("embeddings.position_embeddings.weight")),
-                 np.array(g("embeddings.token_type_embeddings.weight")),
-                 ln("embeddings.LayerNorm"), tuple(layers))
+    model = Model(folder, tok, word, np.array(g("embeddings.position_embeddings.weight")),
+                  np.array(g("embeddings.token_type_embeddings.weight")),
+                  ln("embeddings.LayerNorm"), tuple(layers))
+    if os.environ.get(RUNTIME_ENV, "onnxruntime") == "numpy":
+        return model
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:  # not installed: the NumPy pass (the same vectors, slower)
+        return model
+    from voice_sim.embedding_ort import session
+
+    return replace(model, session=session(model))
 
 
 _MODEL: Model | None = None
