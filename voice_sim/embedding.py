@@ -1,16 +1,19 @@
-"""Sentence embeddings, offline: all-MiniLM-L6-v2 run by a small NumPy forward pass.
+"""Sentence embeddings, offline: all-MiniLM-L6-v2, its encoder run by onnxruntime or NumPy.
 
 The weights (safetensors) and tokenizer ship inside a registry package
-(:data:`MODEL_PACKAGES`); nothing is fetched at run time. The 6-layer BERT encoder is
-evaluated here with NumPy (the weights are memory-mapped, so only the rows a text uses
-are read), the WordPiece tokenizer is the ``tokenizers`` library's, and a text's vector
-is the mean of its token states, L2-normalised — the model's own pooling. Why NumPy and
-not torch or onnxruntime: measured in ``docs/benchmarks.md`` (same vectors, a fraction
-of the install, faster to load).
+(:data:`MODEL_PACKAGES`); nothing is fetched at run time. The word embeddings are
+memory-mapped (only the rows a text uses are read) and the WordPiece tokenizer is the
+``tokenizers`` library's. The 6-layer BERT encoder runs in onnxruntime, from a graph
+written at load time from these weights (:mod:`voice_sim.embedding_ort`: its products
+pack each weight once, twice as fast for a reply), or — without onnxruntime, or with
+``VOICE_SIM_EMBEDDING_RUNTIME=numpy`` — in the NumPy pass here (:meth:`Model._forward`);
+the two agree to 4e-7. A text's vector is the mean of its token states, L2-normalised —
+the model's own pooling. Why not torch: measured in ``docs/content_scoring.md``.
 
-Texts are encoded in batches of equal token length (no padding), so a text's vector
-never depends on what else was encoded with it: same text, same vector, bit for bit,
-alone or in a batch. Vectors are cached per process by text.
+Texts are encoded in batches without padding (onnxruntime: texts of one token length
+together; NumPy: tokens of any length stacked, attention per run of equal lengths), so
+a text's vector never depends on what else was encoded with it: same text, same
+vector, bit for bit, alone or in a batch. Vectors are cached per process by text.
 
 :func:`load_model` is the only entry point that touches the files; a missing or
 corrupt model raises :class:`~voice_sim.errors.ModelError` naming the package to
@@ -143,8 +146,9 @@ class Model:
     local: threading.local = field(default_factory=threading.local)
     """Per-thread work buffers (:meth:`_scratch`)."""
     session: Any = None
-    """The encoder layers as an onnxruntime session (:mod:`voice_sim.embedding_ort`),
-    or None: the NumPy pass (:meth:`_forward`)."""
+    """The encoder layers as an onnxruntime session (:mod:`voice_sim.embedding_ort`;
+    :attr:`layers` is then empty, its weights live in the session), or None: the NumPy
+    pass (:meth:`_forward`) over :attr:`layers`."""
 
     @property
     def pos_type(self) -> np.ndarray:
@@ -486,7 +490,8 @@ def _build(folder: Path) -> Model:
         return model
     from voice_sim.embedding_ort import session
 
-    return replace(model, session=session(model))
+    # the layers now live in the session: the NumPy copies are dropped (42 MB)
+    return replace(model, session=session(model), layers=())
 
 
 _MODEL: Model | None = None
