@@ -141,12 +141,16 @@ def cmd_check_reply(args: argparse.Namespace) -> int:
 
 def _workers(asked: int, n: int) -> int:
     """Worker processes for ``n`` lines: ``--workers`` when given, else one per usable
-    core up to :data:`MAX_WORKERS`, and never more than there are tasks."""
+    core that is not already busy (cores minus the 1-minute load average; on a
+    saturated machine a second worker only splits the same CPU and re-embeds customer
+    lines the other has), up to :data:`MAX_WORKERS`; never more than there are tasks.
+    The output is the same whatever the number."""
     if asked < 0:
         raise InputError(f"--workers {asked}: must be 0 (automatic) or more",
                          hint="give the number of processes, e.g. --workers 2")
     if asked == 0:
-        asked = min(MAX_WORKERS, len(os.sched_getaffinity(0)))
+        idle = len(os.sched_getaffinity(0)) - int(os.getloadavg()[0])
+        asked = min(MAX_WORKERS, idle)
     return max(1, min(asked, -(-n // PARALLEL_CHUNK)))
 
 
