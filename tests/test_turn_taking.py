@@ -389,7 +389,9 @@ def test_turn_taking_on_the_virtual_alsa_devices(speech: dict[str, np.ndarray],
     assert reason == "silence" and "sorry" in text.lower()
     # Ended on the words saying finished, or (a decode slower than the longest wait, on
     # a loaded machine) at that wait; how soon is bench_latency.py's to measure.
-    assert why in ("a finished sentence", "waiting for the words")
+    # (Or on words that neither finish nor go on: Whisper wrote no final mark.)
+    assert why in ("a finished sentence", "waiting for the words") or why.startswith(
+        "words unknown"), out["finished"]
     assert pause <= PATIENCE["fast"].incomplete_s + 0.021
     reason, pause, why, text = out["paused"]
     # normal: 'So what I can do is, um' and 1.1 s of silence did not end the turn.
