@@ -12,9 +12,9 @@ compiling librosa's kernels anew): the new virtualenv sees a folder that exposes
 the environment running the tests, exactly the distributions the wheel's
 ``Requires-Dist`` (with the ``whisper`` extra) pulls in, transitively — nothing else,
 not this checkout's editable install, not the test tools. pip still resolves the
-wheel's requirements against what it sees, so a dependency missing from the metadata
-fails the run as it would for a user (it is not there to import), and one the view
-cannot offer is fetched by pip as usual.
+wheel's requirements against what it sees (and must install nothing but the wheel),
+so a dependency missing from the metadata fails the run as it would for a user: it is
+not there to import.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def dependency_view(requires: list[str], extras: set[str], into: Path) -> list[s
         name = canonicalize_name(req.name)
         dist = here.get(name)
         assert dist is not None and req.specifier.contains(dist.version, prereleases=True), (
-            f"{req} is not installed in {sys.prefix} (pip install -e '.[dev]')")
+            f"{req} is not installed in {sys.prefix}: run scripts/setup")
         more = set(req.extras) - needed.get(name, set())
         if name in needed and not more:
             continue
