@@ -121,8 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"voice-sim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    groups = {id(sub): parser}
-    """Each subcommand table, and the parser it belongs to."""
+    groups = {id(sub): parser}  # each subcommand table -> the parser it belongs to
 
     def cmd(name: str, target: str, help: str, parent: Any = None) -> _Parser:
         """Add command ``name`` to ``parent`` (a group's ``add_subparsers()``; default
