@@ -85,3 +85,18 @@ def test_new_folders_are_recorded_in_their_parents(
     assert fsyncs.dirs() == [tmp_path.stat().st_ino, a.stat().st_ino, b.stat().st_ino]
     paths.write_atomic(out, b"RIFF2")  # the folders exist now: only the file's own
     assert fsyncs.dirs()[3:] == [b.stat().st_ino]
+
+
+def test_the_embedding_runtime_setting_is_read_and_refused_here(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from voice_sim.errors import InputError
+
+    for value, runtime in (("", "onnxruntime"), ("numpy", "numpy"),
+                           (" onnxruntime ", "onnxruntime")):
+        monkeypatch.setenv("VOICE_SIM_EMBEDDING_RUNTIME", value)
+        assert paths.embedding_runtime() == runtime
+    monkeypatch.setenv("VOICE_SIM_EMBEDDING_RUNTIME", "onnx")
+    with pytest.raises(InputError) as e:
+        paths.embedding_runtime()
+    assert e.value.line() == ("VOICE_SIM_EMBEDDING_RUNTIME='onnx': not a runtime — set it to "
+                              "onnxruntime or numpy, or unset it")

@@ -13,6 +13,9 @@ is refused with one line naming the variable, the value and the fix
 ``VOICE_SIM_MAX_AUDIO_S``  longest audio file read, seconds (:func:`max_audio_s`)
 ``VOICE_SIM_MODELS_URL``   where ``voice-sim fetch`` downloads from (:func:`models_url`)
 ``VOSK_MODEL_PATH``        a Vosk model folder (:func:`vosk_model_env`)
+``VOICE_SIM_EMBEDDING_``   ``RUNTIME``: ``numpy`` runs the sentence encoder in NumPy
+                           even where onnxruntime is installed
+                           (:func:`embedding_runtime`)
 =========================  ==========================================================
 """
 
@@ -154,6 +157,24 @@ def max_audio_s(default: float) -> float:
 def history_file() -> Path | None:
     """The history database named by ``VOICE_SIM_HISTORY`` (None: the default place)."""
     return env_path("VOICE_SIM_HISTORY")
+
+
+EMBEDDING_RUNTIME_ENV = "VOICE_SIM_EMBEDDING_RUNTIME"
+EMBEDDING_RUNTIMES = ("onnxruntime", "numpy")
+
+
+def embedding_runtime() -> str:
+    """What runs the sentence encoder (``VOICE_SIM_EMBEDDING_RUNTIME``): ``onnxruntime``
+    (the default; the NumPy pass still runs where it is not installed) or ``numpy``."""
+    from voice_sim.errors import InputError
+
+    value = os.environ.get(EMBEDDING_RUNTIME_ENV, "").strip()
+    if not value:
+        return EMBEDDING_RUNTIMES[0]
+    if value not in EMBEDDING_RUNTIMES:
+        raise InputError(f"{EMBEDDING_RUNTIME_ENV}={value!r}: not a runtime",
+                         hint=f"set it to {' or '.join(EMBEDDING_RUNTIMES)}, or unset it")
+    return value
 
 
 def vosk_model_env() -> Path | None:
