@@ -79,7 +79,7 @@ def numpy_model(weights: dict[str, Any]) -> embedding.Model:
     """The NumPy encoder of :mod:`voice_sim.embedding` built from ``weights`` (the same
     code path as at run time, with the tensors swapped in)."""
     with mock.patch.object(embedding, "_read_safetensors", lambda _path: weights):
-        return embedding._build(embedding.model_dir())
+        return embedding._build(embedding.model_dir(), runtime="numpy")
 
 
 def make_encoder(weights: dict[str, Any], top: int, rank: int, alpha: float) -> Any:
