@@ -26,7 +26,7 @@ they overlap for the whole call but do not end every answer in the same instant;
 last tab opened is in front, the others are background tabs, and the gap is also
 given for each kind), with the 1-minute load average (the machine may be shared).
 Three answered turns per call (a call lasts about a minute): the defaults give 12
-and 9 turns in about 5 minutes.
+and 9 turns in about 5½ minutes.
 ``--terminal FILE`` takes the terminal path's perceived gap from
 scripts/bench_latency.py --json output (``figures.perceived``, the same speech end ->
 sound; older files without it: silence setting + detect + audible) and prints the
