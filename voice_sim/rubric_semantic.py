@@ -150,14 +150,19 @@ def tfidf(text: str, vocab: dict[str, int], idf: np.ndarray) -> tuple[list[int],
 
 
 def dense_features(unit_vecs: np.ndarray, customer_vec: np.ndarray | None,
-                   rule_ids: frozenset[str]) -> np.ndarray:
-    """Max and mean of the unit vectors, the rule ids found, similarity to the customer."""
+                   rule_ids: frozenset[str], text: str | None = None) -> np.ndarray:
+    """Max and mean of the unit vectors, the rule ids found, similarity to the customer
+    and, when the reply's normalised ``text`` is given, its word cues
+    (:mod:`voice_sim.rubric_cues`; the shipped model is trained with them)."""
     import numpy as np
+
+    from voice_sim.rubric_cues import CUES, cue_vector
 
     rules = np.array([1.0 if i in rule_ids else 0.0 for i in CONTENT_IDS], dtype=np.float32)
     cs = float((unit_vecs @ customer_vec).max()) if customer_vec is not None else 0.0
+    cues = cue_vector(text) if text is not None else np.zeros(len(CUES), dtype=np.float32)
     return np.concatenate([unit_vecs.max(axis=0), unit_vecs.mean(axis=0), rules,
-                           np.array([cs], dtype=np.float32)])
+                           np.array([cs], dtype=np.float32), cues])
 
 
 def unit_spans(norm: Norm, us: Sequence[Unit]) -> list[tuple[int, int]]:
@@ -298,7 +303,7 @@ def _decide(norm: Norm, us: tuple[Unit, ...], vecs: np.ndarray, cvec: np.ndarray
     """The verdict of one reply from its unit vectors."""
     import numpy as np
 
-    dense = dense_features(vecs, cvec, rule_ids)
+    dense = dense_features(vecs, cvec, rule_ids, norm.text)
     probs = {id_: float(p) for id_, p in
              zip(clf.ids, clf.probabilities(dense, norm.text), strict=True)}
     sims = vecs @ bank.vectors.T if len(bank.texts) else np.zeros((len(us), 0))
