@@ -13,8 +13,13 @@ analysis on out-of-fold cross-validation predictions (``docs/content_scoring.md`
 * ``contradict`` / ``defend``: the reply contradicts the customer or justifies the
   company ("that is not what happened", "strictly speaking", "our records show",
   "I very much doubt") — the corpus's quiet ``argue``;
+* ``feeling``: the customer's feeling or burden named or validated ("no wonder", "I
+  can see why", "anyone would be", "that sounds exhausting", "fed up") — ``empathize``
+  (the bare "I understand" / "I hear you" are not in it);
 * ``blame``: the fault put on the customer ("you should have", "if you had", "did you
   even", "most people") — ``blame_customer``;
+* ``policy``: hiding behind policy, systems, rules or another department ("it is our
+  policy", "not my department", "nothing I can do") — ``excuse``;
 * ``timeframe`` / ``honest``: a time frame for the outcome or honesty about a limit
   ("within two working days", "by Friday", "to be honest", "I can not …, but") —
   ``set_expectations``;
@@ -59,14 +64,26 @@ CUES: dict[str, str] = {
         r"nothing wrong with|no wrong answer|not saying you|you do not (?:have|need) to|"
         r"you did not do anything wrong|not your fault|you are right|fair enough|"
         r"of course)\b"),
+    "feeling": (
+        r"\bno wonder\b|\bi can (?:hear|see|tell|imagine|understand) (?:how|why|that you)\b|"
+        r"\b(?:anyone|anybody|everyone) would (?:be|feel)\b|\bi would be \w+ too\b|"
+        r"\bmust (?:be|have been|feel) (?:so |really |incredibly )?\w+|"
+        r"\b(?:that|it) sounds (?:so |really )?(?:awful|exhausting|stressful|frustrating|"
+        r"horrible|hard|upsetting|worrying|miserable)\b|\bwhat a (?:nightmare|mess|week|day)\b|"
+        r"\b(?:fed up|worn out|exhausted|stressed|upset|furious|annoyed|frustrated|worried)\b"),
     "blame": (
         r"\byou (?:should have|should not have|must have|need to have|ought to have|"
-        r"did not|forgot|failed|were supposed|clearly|obviously|have to|needed to)\b|"
+        r"did not|forgot|failed|were supposed|clearly|obviously)\b|"
         r"\bif you (?:had|would have)\b|\b(?:your|you are) (?:own )?(?:fault|responsibility|"
         r"problem)\b|\b(?:on|down to) you\b|\bdid you (?:actually|even|not)\b|"
         r"\byou never (?:told|said|mentioned|let|informed|called|rang|reported|updated|gave|"
         r"sent|asked)\b|"
         r"\bhave you (?:actually|even)\b|\bare you sure\b|\bmost people\b"),
+    "policy": (
+        r"\bpolicy\b|\bnot my (?:department|job|problem|call)\b|\bnothing (?:i|we) can do\b|"
+        r"\bout of my hands\b|\b(?:the|our) (?:system|rules|terms)\b|"
+        r"\bthat is (?:just )?how it (?:works|is)\b|\brules are rules\b|"
+        r"\b(?:another|a different|a separate) (?:team|department)\b"),
     "timeframe": (
         rf"\b(?:within|in|by|up to|around|about|takes?|taking|over the next|next)\s+"
         rf"(?:{_NUM}\s+)?(?:(?:working|business|calendar)\s+)?"
