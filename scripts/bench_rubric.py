@@ -11,8 +11,13 @@ Usage: ``scripts/bench_rubric.py [--n 300] [--runtimes]``. Prints, each on its o
 * one reply again with the customer line embedded beforehand (as when it is embedded
   while the line plays);
 * ``check-reply --jsonl`` throughput: a real ``voice-sim check-reply --jsonl`` process on
-  ``--n`` lines, wall clock including its start-up, and steady (that run minus a
-  one-line run: the start-up and model load taken out);
+  ``--n`` lines, with one worker process and with two, wall clock including its
+  start-up, and steady (that run minus a one-line run: the start-up and model load
+  taken out);
+* with ``--profile``: where the CPU time of scoring goes, stage by stage (rules, text
+  normalisation, clauses, tokenizer, the encoder's matrix products, GELU, LayerNorm,
+  pooling, features and classifier, evidence, JSON), for one reply at a time and for a
+  ``--jsonl``-style batch;
 * with ``--runtimes``: the same MiniLM forward pass in torch and onnxruntime where they
   are importable (they are not project dependencies; run it with a Python that has them),
   next to the NumPy one.
@@ -58,8 +63,9 @@ def _pairs(n: int) -> list[tuple[str, str]]:
     return [(r["reply"], r["customer"]) for r in rows[::step]][:n]
 
 
-def _jsonl(pairs: list[tuple[str, str]]) -> tuple[float, float]:
-    """Wall and CPU seconds of a real ``voice-sim check-reply --jsonl`` process."""
+def _jsonl(pairs: list[tuple[str, str]], workers: int) -> tuple[float, float]:
+    """Wall and CPU seconds of a real ``voice-sim check-reply --jsonl`` process (its
+    workers included)."""
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
         for reply, customer in pairs:
             f.write(json.dumps({"reply": reply, "customer": customer}) + "\n")
@@ -67,7 +73,8 @@ def _jsonl(pairs: list[tuple[str, str]]) -> tuple[float, float]:
     try:
         t = time.perf_counter()
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        subprocess.run([sys.executable, "-m", "voice_sim", "check-reply", "--jsonl", name],
+        subprocess.run([sys.executable, "-m", "voice_sim", "check-reply", "--jsonl", name,
+                        "--workers", str(workers)],
                        stdout=subprocess.DEVNULL, check=True)
         wall = time.perf_counter() - t
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -174,10 +181,107 @@ def _runtimes(texts: list[str]) -> None:
           f"text; max difference from numpy {float(np.abs(out - ref).max()):.1e}")
 
 
+class _Stages:
+    """CPU seconds spent inside wrapped functions (outermost call only, so a stage
+    called from another is not counted twice)."""
+
+    def __init__(self) -> None:
+        self.cpu: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self.depth = 0
+        self.undo: list[tuple[object, str, object]] = []
+
+    def wrap(self, owner: object, attr: str, label: str) -> None:
+        import functools
+
+        fn = getattr(owner, attr)
+
+        @functools.wraps(fn)
+        def timed(*a: object, **k: object) -> object:
+            t = time.thread_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.cpu[label] = self.cpu.get(label, 0.0) + time.thread_time() - t
+                self.calls[label] = self.calls.get(label, 0) + 1
+
+        self.undo.append((owner, attr, fn))
+        setattr(owner, attr, timed)
+
+    def restore(self) -> None:
+        for owner, attr, fn in reversed(self.undo):
+            setattr(owner, attr, fn)
+        self.undo.clear()
+
+
+def _profile(pairs: list[tuple[str, str]]) -> None:
+    """CPU time per stage, for one reply at a time and for a batch."""
+    import voice_sim.embedding as emb
+    import voice_sim.rubric as rubric
+    import voice_sim.rubric_semantic as sem
+    from voice_sim.rubric import load_rubric, score_replies, score_reply
+
+    rb = load_rubric()
+    score_reply("Warm up.", "Hello?", rubric=rb)
+    model = emb.load_model()
+    # Stages that nest: the inner ones are subtracted from their callers below.
+    nested = [
+        (rubric, "rule_content", "rules (normalise, phrases, negation, echo)"),
+        (sem, "normalize", "normalise for the semantic layer"),
+        (sem, "units", "clauses"),
+        (emb.Model, "_tokenize", "tokenizer"),
+        (emb.Model, "_states_many", "encoder (matrix products, attention, softmax)"),
+        (emb, "_gelu", "encoder: GELU"),
+        (emb, "_norm", "encoder: LayerNorm"),
+        (emb, "_pool", "pooling clause vectors"),
+        (sem, "dense_features", "features: max/mean, rules, customer similarity"),
+        (sem, "tfidf", "features: TF-IDF"),
+        (sem.Classifier, "probabilities", "classifier"),
+        (sem, "_decide", "evidence: nearest exemplar per id"),
+        (rubric, "_merge", "merging rules and semantic verdicts"),
+    ]
+    parent = {"encoder: GELU": "encoder (matrix products, attention, softmax)",
+              "encoder: LayerNorm": "encoder (matrix products, attention, softmax)",
+              "features: TF-IDF": "classifier",
+              "classifier": "evidence: nearest exemplar per id",
+              "features: max/mean, rules, customer similarity":
+                  "evidence: nearest exemplar per id"}
+    runtime = "onnxruntime" if model.session is not None else "numpy"
+    print(f"encoder runtime: {runtime}")
+    for label, run in (("one reply at a time", False), ("batch (as --jsonl)", True)):
+        st = _Stages()
+        for owner, attr, name in nested:
+            st.wrap(owner, attr, name)
+        model.cache.clear()
+        c0 = time.thread_time()
+        try:
+            if run:
+                contents = score_replies(pairs, rubric=rb)
+            else:
+                contents = [score_reply(r, c, rubric=rb) for r, c in pairs]
+            t = time.thread_time()
+            for c in contents:
+                json.dumps(c.to_json(), ensure_ascii=False)
+            st.cpu["JSON"] = time.thread_time() - t
+        finally:
+            st.restore()
+        total = time.thread_time() - c0
+        own = dict(st.cpu)
+        for child, par in parent.items():
+            own[par] = own.get(par, 0.0) - st.cpu.get(child, 0.0)
+        print(f"profile, {label}: {1000 * total / len(pairs):.2f} ms CPU per reply "
+              f"({len(pairs)} replies, each customer line new)")
+        for name, secs in sorted(own.items(), key=lambda kv: -kv[1]):
+            print(f"  {1000 * secs / len(pairs):6.2f} ms  {100 * secs / total:4.1f}%  {name}")
+        rest = total - sum(own.values())
+        print(f"  {1000 * rest / len(pairs):6.2f} ms  {100 * rest / total:4.1f}%  everything else")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=300, help="replies to score (default 300)")
     ap.add_argument("--runtimes", action="store_true", help="compare embedding runtimes")
+    ap.add_argument("--profile", action="store_true", help="CPU time per stage")
     ap.add_argument("--child-load", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_load:
@@ -186,6 +290,11 @@ def main() -> int:
     pairs = _pairs(args.n)
     if args.runtimes:
         _runtimes([r for r, _ in pairs[:60]])
+        return 0
+    if args.profile:
+        print(f"load average {os.getloadavg()[0]:.2f}")
+        _profile(pairs)
+        print(f"load average {os.getloadavg()[0]:.2f}")
         return 0
     print(f"load average {os.getloadavg()[0]:.2f}")
     out = subprocess.run([sys.executable, __file__, "--child-load"], capture_output=True,
@@ -219,16 +328,19 @@ def main() -> int:
         print(f"one reply, warm ({label}): median {1000 * statistics.median(times):.1f} ms, "
               f"p95 {1000 * p95:.1f} ms ({len(times)} replies); CPU time "
               f"{1000 * cpu:.1f} ms per reply")
-    one = _jsonl(pairs[:1])
-    full = _jsonl(pairs)
-    wall, child_cpu = full
-    steady_wall, steady_cpu = full[0] - one[0], full[1] - one[1]
-    print(f"check-reply --jsonl: {len(pairs)} replies in {wall:.2f} s = "
-          f"{len(pairs) / wall:.0f} replies/s (including process start and model load); "
-          f"CPU time {child_cpu:.2f} s = {len(pairs) / child_cpu:.0f} replies per CPU-second")
-    n = len(pairs) - 1
-    print(f"check-reply --jsonl, steady (the {len(pairs)}-line run minus a 1-line run): "
-          f"{n / steady_wall:.0f} replies/s; {n / steady_cpu:.0f} replies per CPU-second")
+    one = _jsonl(pairs[:1], 1)
+    for workers in (1, 2):
+        full = _jsonl(pairs, workers)
+        wall, child_cpu = full
+        steady_wall, steady_cpu = full[0] - one[0], full[1] - one[1]
+        what = f"check-reply --jsonl --workers {workers}"
+        print(f"{what}: {len(pairs)} replies in {wall:.2f} s = "
+              f"{len(pairs) / wall:.0f} replies/s (including process start and model load); "
+              f"CPU time {child_cpu:.2f} s = {len(pairs) / child_cpu:.0f} replies per "
+              f"CPU-second (load average {os.getloadavg()[0]:.2f})")
+        n = len(pairs) - 1
+        print(f"{what}, steady (the {len(pairs)}-line run minus a 1-line run): "
+              f"{n / steady_wall:.0f} replies/s; {n / steady_cpu:.0f} replies per CPU-second")
     print(f"load average {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -428,6 +428,26 @@ def test_cli_jsonl_keeps_order_and_names_bad_lines(tmp_path: Path,
     assert f"{f}:2: not valid JSON" in capsys.readouterr().err
 
 
+def test_cli_jsonl_workers_keep_order_and_equal_one_process(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import voice_sim.rubric_cli as rubric_cli
+
+    rows = [json.loads(x) for x in DATA.read_text(encoding="utf-8").splitlines()[:11]]
+    f = tmp_path / "in.jsonl"
+    f.write_text("".join(json.dumps({"reply": r["reply"], "customer": r.get("customer")})
+                         + "\n" for r in rows), encoding="utf-8")
+    monkeypatch.setattr(rubric_cli, "PARALLEL_CHUNK", 3)  # four tasks for two processes
+    outs = []
+    for workers in ("1", "2"):
+        assert main(["check-reply", "--jsonl", str(f), "--workers", workers]) == 0
+        outs.append(capsys.readouterr().out)
+    assert outs[0] == outs[1]
+    assert [json.loads(x)["line"] for x in outs[1].splitlines()] == list(range(1, 12))
+    assert main(["check-reply", "--jsonl", str(f), "--workers", "-1"]) == 2
+    assert "--workers -1" in capsys.readouterr().err
+
+
 def test_cli_bad_rubric_and_missing_text(tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     bad = _write(tmp_path, "ids:\n  excuse:\n    weight: lots\n")

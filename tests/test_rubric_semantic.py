@@ -270,6 +270,25 @@ def test_numpy_pass_matches_the_reference_similarities(rubric: object) -> None:
     assert close > 0.5 > far  # paraphrases near, an unrelated sentence far
 
 
+def test_onnx_graph_and_numpy_pass_give_the_same_vectors(
+        rubric: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    m = embedding.load_model()
+    if m.session is None:
+        pytest.skip("onnxruntime is not installed: only the NumPy pass runs")
+    monkeypatch.setenv(embedding.RUNTIME_ENV, "numpy")
+    plain = embedding._build(m.folder)
+    assert plain.session is None
+    texts = [r for r, _ in BATCH_ROWS if r]
+    m.cache.clear()
+    # both runtimes, each batched (the NumPy pass stacks mixed lengths in one block)
+    stacked = plain.embed(texts)
+    assert np.abs(m.embed(texts) - stacked).max() <= 1e-5
+    plain.cache.clear()
+    assert np.array_equal(stacked, np.stack([plain.embed([t])[0] for t in texts]))
+
+
 def test_trainer_exemplar_counts_without_retraining(tmp_path: Path, rubric: object) -> None:
     reply = "Crikey, what a palaver you've been put through."
     extra = tmp_path / "rubric.yaml"

@@ -133,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--customer", metavar="TEXT", help="the customer line it answers")
     p.add_argument("--jsonl", metavar="FILE",
                    help='score one {"reply", "customer"} object per line (- for stdin)')
+    p.add_argument("--workers", metavar="N", type=int, default=0,
+                   help="processes scoring --jsonl (default: one per idle core, at most 2)")
     p.add_argument("--rubric", metavar="FILE", help="extra rubric file overriding the built-in one")
     p.add_argument("--expect", metavar="IDS", help="comma-separated steps this reply should hold")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -1,16 +1,19 @@
-"""Sentence embeddings, offline: all-MiniLM-L6-v2 run by a small NumPy forward pass.
+"""Sentence embeddings, offline: all-MiniLM-L6-v2, its encoder run by onnxruntime or NumPy.
 
 The weights (safetensors) and tokenizer ship inside a registry package
-(:data:`MODEL_PACKAGES`); nothing is fetched at run time. The 6-layer BERT encoder is
-evaluated here with NumPy (the weights are memory-mapped, so only the rows a text uses
-are read), the WordPiece tokenizer is the ``tokenizers`` library's, and a text's vector
-is the mean of its token states, L2-normalised — the model's own pooling. Why NumPy and
-not torch or onnxruntime: measured in ``docs/benchmarks.md`` (same vectors, a fraction
-of the install, faster to load).
+(:data:`MODEL_PACKAGES`); nothing is fetched at run time. The word embeddings are
+memory-mapped (only the rows a text uses are read) and the WordPiece tokenizer is the
+``tokenizers`` library's. The 6-layer BERT encoder runs in onnxruntime, from a graph
+written at load time from these weights (:mod:`voice_sim.embedding_ort`: its products
+pack each weight once, twice as fast for a reply), or — without onnxruntime, or with
+``VOICE_SIM_EMBEDDING_RUNTIME=numpy`` — in the NumPy pass here (:meth:`Model._forward`);
+the two agree to 4e-7. A text's vector is the mean of its token states, L2-normalised —
+the model's own pooling. Why not torch: measured in ``docs/content_scoring.md``.
 
-Texts are encoded in batches of equal token length (no padding), so a text's vector
-never depends on what else was encoded with it: same text, same vector, bit for bit,
-alone or in a batch. Vectors are cached per process by text.
+Texts are encoded in batches without padding (onnxruntime: texts of one token length
+together; NumPy: tokens of any length stacked, attention per run of equal lengths), so
+a text's vector never depends on what else was encoded with it: same text, same
+vector, bit for bit, alone or in a batch. Vectors are cached per process by text.
 
 :func:`load_model` is the only entry point that touches the files; a missing or
 corrupt model raises :class:`~voice_sim.errors.ModelError` naming the package to
@@ -21,12 +24,14 @@ persona's first line plays).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
+import os
 import struct
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,9 +58,13 @@ _LAYERS = 6
 _HEADS = 12
 _EPS = 1e-12
 _CACHE_MAX = 100_000
-BATCH_TOKENS = 512
-"""Tokens per batch of equal-length sequences (bigger batches gain little and cost
-memory)."""
+RUNTIME_ENV = "VOICE_SIM_EMBEDDING_RUNTIME"
+"""Set to ``numpy`` to run the encoder in NumPy even where onnxruntime is installed."""
+BATCH_TOKENS = 1024
+"""Tokens per block of the encoder (sequences of any length stacked; bigger blocks gain
+little and cost memory)."""
+_GELU_ROWS = 128
+"""Rows the GELU works on at a time (its buffers stay in the core's cache)."""
 
 
 def model_dir() -> Path:
@@ -134,19 +143,28 @@ class Model:
     layers: tuple[_Layer, ...]
     cache: dict[str, np.ndarray] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    local: threading.local = field(default_factory=threading.local)
+    """Per-thread work buffers (:meth:`_scratch`)."""
+    session: Any = None
+    """The encoder layers as an onnxruntime session (:mod:`voice_sim.embedding_ort`;
+    :attr:`layers` is then empty, its weights live in the session), or None: the NumPy
+    pass (:meth:`_forward`) over :attr:`layers`."""
+
+    @property
+    def pos_type(self) -> np.ndarray:
+        """Position plus token-type embedding of each position (computed once)."""
+        pt: np.ndarray | None = self.__dict__.get("_pos_type")
+        if pt is None:
+            pt = self.position + self.token_type[0]
+            object.__setattr__(self, "_pos_type", pt)
+        return pt
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), 384) float32 unit vectors. Texts not in the cache are encoded
         together (:meth:`_states_many`), each distinct text once."""
         import numpy as np
 
-        todo = list(dict.fromkeys(t for t in texts if t not in self.cache))
-        if todo:
-            encs = self._tokenize(todo)
-            states = self._states_many([e[0] for e in encs])
-            with one_blas_thread():
-                for t, st in zip(todo, states, strict=True):
-                    self._remember(t, _unit(st.mean(axis=0)))
+        self.embed_spans_many([], also=texts)
         out = np.empty((len(texts), DIM), dtype=np.float32)
         for i, t in enumerate(texts):
             out[i] = self.cache[t]
@@ -158,15 +176,21 @@ class Model:
         each span alone; the states carry the text around the span)."""
         return self.embed_spans_many([(text, spans)])[0]
 
-    def embed_spans_many(self, items: Sequence[tuple[str, Sequence[tuple[int, int]]]]
-                         ) -> list[np.ndarray]:
-        """:meth:`embed_spans` for many texts at once: the passes are batched (texts of
-        equal token length share each matrix product) and a text that occurs twice is
-        encoded once. Each text's vectors are bit-for-bit those it gets alone."""
+    def embed_spans_many(self, items: Sequence[tuple[str, Sequence[tuple[int, int]]]],
+                         also: Sequence[str] = ()) -> list[np.ndarray]:
+        """:meth:`embed_spans` for many texts at once: the passes are batched (the
+        texts' tokens share each matrix product) and a text that occurs twice is encoded
+        once. Each text's vectors are bit-for-bit those it gets alone. ``also``: texts
+        to embed whole into the cache (as :meth:`embed` does) in the same passes — a
+        reply and the customer line it answers cost one pass."""
         texts = list(dict.fromkeys(t for t, _ in items))
-        encs = dict(zip(texts, self._tokenize(texts), strict=True))
-        states = dict(zip(texts, self._states_many([encs[t][0] for t in texts]), strict=True))
+        whole = [t for t in dict.fromkeys(also) if t not in self.cache]
+        todo = list(dict.fromkeys([*texts, *whole]))
+        encs = dict(zip(todo, self._tokenize(todo), strict=True))
+        states = dict(zip(todo, self._states_many([encs[t][0] for t in todo]), strict=True))
         with one_blas_thread():
+            for t in whole:
+                self._remember(t, _unit(states[t].mean(axis=0)))
             return [_pool(states[t], encs[t][1], spans) for t, spans in items]
 
     def _remember(self, text: str, v: np.ndarray) -> None:
@@ -189,59 +213,148 @@ class Model:
     def _states_many(self, seqs: Sequence[list[int]]) -> list[np.ndarray]:
         """The last layer's token states of each id sequence, (len, 384) each.
 
-        Sequences of the same length go through the encoder together, up to
-        :data:`BATCH_TOKENS` tokens per batch: one matrix product per weight per batch,
-        no padding (so nothing a sequence sees depends on its neighbours, and its states
-        are exactly those it gets alone — BLAS computes each row of a product the same
-        way whatever the other rows, checked by ``tests/test_rubric_semantic.py``). The
+        The sequences go through the encoder in blocks of up to :data:`BATCH_TOKENS`
+        tokens, their tokens stacked as rows whatever their lengths: every product with a
+        weight matrix, the GELU and the LayerNorms work row by row, so a block is one
+        matrix product per weight per layer; only attention looks across tokens, and it
+        runs on each run of equal-length sequences of the block as one stacked product.
+        No padding, so nothing a sequence sees depends on its neighbours, and its states
+        are exactly those it gets alone (BLAS computes each row of a product the same way
+        whatever the other rows — checked by ``tests/test_rubric_semantic.py``). The
         matrices are small: BLAS threads cost more than they bring (and, on a busy
         machine, spin for many times the work), so the passes run on one."""
+        if self.session is not None:
+            return self._states_onnx(seqs)
+        out: list[np.ndarray | None] = [None] * len(seqs)
+        order = sorted(range(len(seqs)), key=lambda k: len(seqs[k]))
+        blocks: list[list[int]] = []
+        size = BATCH_TOKENS + 1
+        for k in order:
+            if size + len(seqs[k]) > BATCH_TOKENS:
+                blocks.append([])
+                size = 0
+            blocks[-1].append(k)
+            size += len(seqs[k])
+        with one_blas_thread():
+            for ks in blocks:
+                h = self._forward([seqs[k] for k in ks])
+                row = 0
+                for k in ks:
+                    out[k] = h[row:row + len(seqs[k])]
+                    row += len(seqs[k])
+        return [o for o in out if o is not None]
+
+    def _states_onnx(self, seqs: Sequence[list[int]]) -> list[np.ndarray]:
+        """:meth:`_states_many` through the onnxruntime session: sequences of one length
+        batched (up to :data:`BATCH_TOKENS` tokens), no padding, so a sequence's states
+        are those it gets alone (checked by ``tests/test_rubric_semantic.py``)."""
         import numpy as np
 
         out: list[np.ndarray | None] = [None] * len(seqs)
         by_len: dict[int, list[int]] = {}
         for k, s in enumerate(seqs):
             by_len.setdefault(len(s), []).append(k)
-        with one_blas_thread():
-            for n, ks in sorted(by_len.items()):
-                per = max(1, BATCH_TOKENS // n)
-                for a in range(0, len(ks), per):
-                    chunk = ks[a:a + per]
-                    h = self._forward(np.array([seqs[k] for k in chunk], dtype=np.int64))
-                    for b, k in enumerate(chunk):
-                        out[k] = h[b]
+        for n, ks in sorted(by_len.items()):
+            per = max(1, BATCH_TOKENS // n)
+            for a in range(0, len(ks), per):
+                chunk = ks[a:a + per]
+                ids = np.array([seqs[k] for k in chunk], dtype=np.int64)
+                h = np.asarray(self.word[ids.reshape(-1)], dtype=np.float32)
+                h = h.reshape(len(chunk), n, DIM)
+                h += self.pos_type[:n]
+                states = self.session.run(None, {"h": h})[0]
+                for b, k in enumerate(chunk):
+                    out[k] = states[b]
         return [o for o in out if o is not None]
 
-    def _forward(self, ids: np.ndarray) -> np.ndarray:
-        """States of a (batch, n) block of equal-length id sequences: (batch, n, 384)."""
+    def _scratch(self, rows: int) -> _Scratch:
+        """This thread's work buffers, for blocks of up to ``rows`` tokens (reused:
+        fresh arrays of this size cost a page fault per 4 kB, more than the arithmetic
+        on them)."""
+        sc: _Scratch | None = getattr(self.local, "scratch", None)
+        if sc is None or sc.rows < rows:
+            sc = _Scratch.make(max(rows, BATCH_TOKENS))
+            self.local.scratch = sc
+        return sc
+
+    def _forward(self, seqs: Sequence[list[int]]) -> np.ndarray:
+        """States of a block of id sequences, sorted by length: (total tokens, 384), the
+        rows of each sequence in turn (a new array)."""
         import numpy as np
 
-        bsz, n = ids.shape
+        lens = [len(s) for s in seqs]
+        rows = sum(lens)
+        sc = self._scratch(rows)
+        ids = np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int64, count=rows)
+        pos = np.fromiter(itertools.chain.from_iterable(range(n) for n in lens),
+                          dtype=np.int64, count=rows)
+        # runs of equal length: (first row, sequences, length)
+        runs: list[tuple[int, int, int]] = []
+        row = 0
+        for n, grp in itertools.groupby(lens):
+            cnt = len(list(grp))
+            runs.append((row, cnt, n))
+            row += cnt * n
         d = DIM // _HEADS
-        h = np.asarray(self.word[ids.reshape(-1)], dtype=np.float32)
-        h += np.tile(self.position[:n] + self.token_type[0], (bsz, 1))
+        h = sc.h[:rows]
+        np.take(self.word, ids, axis=0, out=h)
+        h += self.pos_type[pos]
         h = _norm(h, self.ln0)
+        qkv, ctx, att = sc.qkv[:rows], sc.ctx[:rows], sc.att[:rows]
+        up, down = sc.up[:rows], sc.down[:rows]
         for ly in self.layers:
-            qkv = h @ ly.qkv_w
+            np.matmul(h, ly.qkv_w, out=qkv)
             qkv += ly.qkv_b
-            # (3, batch, heads, n, d); the 1/sqrt(d) scale is folded into the query weights
-            q, k, v = qkv.reshape(bsz, n, 3, _HEADS, d).transpose(2, 0, 3, 1, 4)
-            s = q @ k.transpose(0, 1, 3, 2)
-            s -= s.max(axis=-1, keepdims=True)
-            np.exp(s, out=s)
-            s /= s.sum(axis=-1, keepdims=True)
-            ctx = (s @ v).transpose(0, 2, 1, 3).reshape(bsz * n, DIM)
-            att = ctx @ ly.out_w
+            for a, cnt, n in runs:
+                b = a + cnt * n
+                # (3, batch, heads, n, d); the 1/sqrt(d) scale is folded into the query
+                # weights
+                q, k, v = qkv[a:b].reshape(cnt, n, 3, _HEADS, d).transpose(2, 0, 3, 1, 4)
+                s = q @ k.transpose(0, 1, 3, 2)
+                s -= s.max(axis=-1, keepdims=True)
+                np.exp(s, out=s)
+                s /= s.sum(axis=-1, keepdims=True)
+                ctx[a:b].reshape(cnt, n, _HEADS, d)[...] = (s @ v).transpose(0, 2, 1, 3)
+            np.matmul(ctx, ly.out_w, out=att)
             att += ly.out_b
             att += h
-            h = _norm(att, ly.ln1)
-            up = h @ ly.up_w
+            h2 = _norm(att, ly.ln1)
+            np.matmul(h2, ly.up_w, out=up)
             up += ly.up_b
-            down = _gelu(up) @ ly.down_w
+            for a in range(0, rows, _GELU_ROWS):
+                _gelu(up[a:a + _GELU_ROWS], sc)
+            np.matmul(up, ly.down_w, out=down)
             down += ly.down_b
-            down += h
-            h = _norm(down, ly.ln2)
-        return h.reshape(bsz, n, DIM)
+            down += h2
+            # the next layer's input goes to h, freeing down and att for reuse
+            np.copyto(h, _norm(down, ly.ln2))
+        return h.copy()
+
+
+@dataclass(frozen=True, eq=False)
+class _Scratch:
+    """Work buffers of one thread's passes."""
+
+    rows: int
+    h: np.ndarray
+    qkv: np.ndarray
+    ctx: np.ndarray
+    att: np.ndarray
+    up: np.ndarray
+    down: np.ndarray
+    gelu: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+    @staticmethod
+    def make(rows: int) -> _Scratch:
+        import numpy as np
+
+        def e(r: int, c: int) -> np.ndarray:
+            return np.empty((r, c), dtype=np.float32)
+
+        return _Scratch(rows, e(rows, DIM), e(rows, 3 * DIM), e(rows, DIM), e(rows, DIM),
+                        e(rows, 4 * DIM), e(rows, DIM),
+                        (e(_GELU_ROWS, 4 * DIM), e(_GELU_ROWS, 4 * DIM),
+                         e(_GELU_ROWS, 4 * DIM)))
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -298,20 +411,22 @@ def _norm(x: np.ndarray, ln: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     return x
 
 
-def _gelu(x: np.ndarray) -> np.ndarray:
+def _gelu(x: np.ndarray, sc: _Scratch) -> np.ndarray:
     """BERT's exact GELU, x·Φ(x), with erf from Abramowitz & Stegun 7.1.26 (error below
     1.5e-7, far under float32 noise in the vectors). Written as max(x, 0) − ½|x|·q with
-    q = 1 − erf(|x|/√2) = poly(t)·exp(−x²/2), in place over three buffers (``x`` is
-    overwritten)."""
+    q = 1 − erf(|x|/√2) = poly(t)·exp(−x²/2), in place on ``x`` (at most
+    :data:`_GELU_ROWS` rows) with the scratch buffers of ``sc``."""
     import numpy as np
 
     f = np.float32
-    z = np.abs(x)
+    n = x.shape[0]
+    z, t, q = (b[:n] for b in sc.gelu)
+    np.abs(x, out=z)
     z *= f(1 / math.sqrt(2))
-    t = z * f(0.3275911)
+    np.multiply(z, f(0.3275911), out=t)
     t += f(1)
     np.reciprocal(t, out=t)
-    q = t * f(1.061405429)
+    np.multiply(t, f(1.061405429), out=q)
     for c in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
         q += f(c)
         q *= t
@@ -364,9 +479,19 @@ def _build(folder: Path) -> Model:
     word = g("embeddings.word_embeddings.weight")
     if word.shape != (tok.get_vocab_size(), DIM):
         raise ValueError(f"word embeddings {word.shape} do not fit the tokenizer")
-    return Model(folder, tok, word, np.array(g("embeddings.position_embeddings.weight")),
-                 np.array(g("embeddings.token_type_embeddings.weight")),
-                 ln("embeddings.LayerNorm"), tuple(layers))
+    model = Model(folder, tok, word, np.array(g("embeddings.position_embeddings.weight")),
+                  np.array(g("embeddings.token_type_embeddings.weight")),
+                  ln("embeddings.LayerNorm"), tuple(layers))
+    if os.environ.get(RUNTIME_ENV, "onnxruntime") == "numpy":
+        return model
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:  # not installed: the NumPy pass (the same vectors, slower)
+        return model
+    from voice_sim.embedding_ort import session
+
+    # the layers now live in the session: the NumPy copies are dropped (42 MB)
+    return replace(model, session=session(model), layers=())
 
 
 _MODEL: Model | None = None

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from voice_sim.errors import InputError
 from voice_sim.rubric import Content, TurnScore, score_replies, score_reply, turn_score
@@ -14,8 +17,18 @@ from voice_sim.rubric_file import check_rubric, load_rubric, valid_ids_hint
 from voice_sim.steps import STEP_IDS
 
 JSONL_CHUNK = 256
-"""Replies scored together by ``check-reply --jsonl`` (their passes batched; results
-are written after each chunk)."""
+"""Replies scored together by ``check-reply --jsonl`` in one process (their passes
+batched; results are written after each chunk)."""
+PARALLEL_CHUNK = 64
+"""Replies per task when several processes score ``--jsonl`` (small enough to keep
+both busy, large enough to fill the encoder's blocks)."""
+MAX_WORKERS = 2
+"""Default ceiling on ``--jsonl`` worker processes (one per core of the machine this
+was measured on; more than the cores only adds start-up)."""
+
+_JOB: tuple[Any, list[str]] | None = None
+"""(rubric, default expected steps) of the ``--jsonl`` run, inherited by forked
+workers."""
 
 
 def _parse_expect(value: str | None) -> list[str]:
@@ -111,17 +124,8 @@ def cmd_check_reply(args: argparse.Namespace) -> int:
             raise InputError("give either TEXT or --jsonl, not both",
                              hint="put the reply inside the JSONL file")
         rows = _read_jsonl(args.jsonl)  # all lines checked before any output
-        out = sys.stdout
-        for a in range(0, len(rows), JSONL_CHUNK):
-            chunk = rows[a:a + JSONL_CHUNK]
-            contents = score_replies([(o["reply"], o.get("customer")) for _, o in chunk],
-                                     rubric=rubric)
-            for (n, obj), content in zip(chunk, contents, strict=True):
-                score = turn_score(content, obj.get("expect", expected), rubric=rubric)
-                d = _result(content, score)
-                d["line"] = n
-                out.write(json.dumps(d, ensure_ascii=False) + "\n")
-            out.flush()
+        workers = _workers(args.workers, len(rows))
+        _score_jsonl(rows, rubric, expected, workers, sys.stdout)
         return 0
     if args.text is None:
         raise InputError("no reply to check", hint='give the reply as TEXT, or --jsonl FILE '
@@ -133,6 +137,68 @@ def cmd_check_reply(args: argparse.Namespace) -> int:
     else:
         _print_text(content, score)
     return 0
+
+
+def _workers(asked: int, n: int) -> int:
+    """Worker processes for ``n`` lines: ``--workers`` when given, else one per usable
+    core that is not already busy (cores minus the 1-minute load average; on a
+    saturated machine a second worker only splits the same CPU and re-embeds customer
+    lines the other has), up to :data:`MAX_WORKERS`; never more than there are tasks.
+    The output is the same whatever the number."""
+    if asked < 0:
+        raise InputError(f"--workers {asked}: must be 0 (automatic) or more",
+                         hint="give the number of processes, e.g. --workers 2")
+    if asked == 0:
+        idle = len(os.sched_getaffinity(0)) - int(os.getloadavg()[0])
+        asked = min(MAX_WORKERS, idle)
+    return max(1, min(asked, -(-n // PARALLEL_CHUNK)))
+
+
+def _jsonl_chunk(chunk: Sequence[tuple[int, dict[str, Any]]]) -> str:
+    """The output lines of one chunk of ``--jsonl`` input (rubric from :data:`_JOB`)."""
+    assert _JOB is not None
+    rubric, expected = _JOB
+    contents = score_replies([(o["reply"], o.get("customer")) for _, o in chunk],
+                             rubric=rubric)
+    lines = []
+    for (n, obj), content in zip(chunk, contents, strict=True):
+        score = turn_score(content, obj.get("expect", expected), rubric=rubric)
+        d = _result(content, score)
+        d["line"] = n
+        lines.append(json.dumps(d, ensure_ascii=False) + "\n")
+    return "".join(lines)
+
+
+def _quiet_worker() -> None:
+    """A worker leaves Ctrl-C to the parent (which stops the pool and says so once)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _score_jsonl(rows: Sequence[tuple[int, dict[str, Any]]], rubric: Any,
+                 expected: list[str], workers: int, out: TextIO) -> None:
+    """Score ``--jsonl`` rows in input order, with ``workers`` processes. The model
+    is loaded here first, so the forked workers share it instead of loading it again;
+    each reply's result is the one it gets alone, so the output does not depend on
+    the number of workers."""
+    global _JOB
+    _JOB = (rubric, expected)
+    if workers <= 1:
+        for a in range(0, len(rows), JSONL_CHUNK):
+            out.write(_jsonl_chunk(rows[a:a + JSONL_CHUNK]))
+            out.flush()
+        return
+    import multiprocessing
+
+    from voice_sim.embedding import load_model
+    from voice_sim.rubric_semantic import exemplar_bank, load_classifier
+
+    exemplar_bank(rubric, load_model())
+    load_classifier()
+    chunks = [rows[a:a + PARALLEL_CHUNK] for a in range(0, len(rows), PARALLEL_CHUNK)]
+    with multiprocessing.get_context("fork").Pool(workers, _quiet_worker) as pool:
+        for text in pool.imap(_jsonl_chunk, chunks):
+            out.write(text)
+            out.flush()
 
 
 def cmd_rubric_check(args: argparse.Namespace) -> int:

@@ -281,10 +281,11 @@ def judge_many(rows: Sequence[tuple[str, str | None, frozenset[str]]], rb: Rubri
     norms = [normalize(reply) for reply, _, _ in rows]
     uss = [units(n) for n in norms]
     todo = [k for k, us in enumerate(uss) if us]
-    vecs = dict(zip(todo, model.embed_spans_many(
-        [(norms[k].text, unit_spans(norms[k], uss[k])) for k in todo]), strict=True))
     cnorms = [normalize(customer).text if customer else "" for _, customer, _ in rows]
-    model.embed([c for c in cnorms if c])  # the distinct ones, batched, into the cache
+    # the replies and (into the model's cache) the distinct customer lines, one batch
+    vecs = dict(zip(todo, model.embed_spans_many(
+        [(norms[k].text, unit_spans(norms[k], uss[k])) for k in todo],
+        also=[cnorms[k] for k in todo if cnorms[k]]), strict=True))
     out = []
     with one_blas_thread():
         for k, (_reply, _customer, rule_ids) in enumerate(rows):

@@ -1,0 +1,175 @@
+"""The encoder's layers as an onnxruntime graph, built here from the loaded weights.
+
+Why: onnxruntime's matrix products pack each weight once, when the session is made,
+where NumPy's BLAS packs it again on every product; for the few dozen tokens of one
+reply that halves the CPU time of a pass (measured in ``docs/content_scoring.md``).
+The vectors are the NumPy pass's to float noise (4e-7), and a text's states do not
+depend on what else is in its batch (sequences of one length share a batch, no
+padding), as in :mod:`voice_sim.embedding`.
+
+No ONNX file ships and the ``onnx`` package is not needed: :func:`graph_bytes` writes
+the graph's protocol-buffer encoding itself (the handful of ONNX message fields it
+uses are listed beside the code), with the weights :class:`~voice_sim.embedding.Model`
+already holds. The word and position embeddings stay in NumPy (a memory-mapped table
+and a sum); the graph takes their sum and returns the last layer's token states.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from voice_sim.embedding import Model
+
+_OPSET = 20
+_IR_VERSION = 9
+_FLOAT, _INT64 = 1, 7  # TensorProto.DataType
+_ATTR_FLOAT, _ATTR_INT, _ATTR_INTS = 1, 2, 7  # AttributeProto.AttributeType
+
+
+def _varint(n: int) -> bytes:
+    n &= (1 << 64) - 1  # int64 fields: two's complement
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+_Parts = list[bytes | memoryview]
+"""An encoded message as pieces, joined once at the end (the weights are not copied
+at every level of nesting)."""
+
+
+def _size(parts: _Parts) -> int:
+    return sum(len(x) if isinstance(x, bytes) else x.nbytes for x in parts)
+
+
+def _field(num: int, parts: _Parts) -> _Parts:
+    """A length-delimited field (strings, bytes, sub-messages)."""
+    return [_varint(num << 3 | 2) + _varint(_size(parts)), *parts]
+
+
+def _int(num: int, value: int) -> _Parts:
+    return [_varint(num << 3) + _varint(value)]
+
+
+def _str(num: int, s: str) -> _Parts:
+    return _field(num, [s.encode()])
+
+
+def _attr(name: str, value: float | int | list[int]) -> _Parts:
+    """AttributeProto: name 1, f 2, i 3, ints 8, type 20."""
+    if isinstance(value, float):
+        body = [_varint(2 << 3 | 5) + struct.pack("<f", value), *_int(20, _ATTR_FLOAT)]
+    elif isinstance(value, int):
+        body = [*_int(3, value), *_int(20, _ATTR_INT)]
+    else:
+        body = [*(x for v in value for x in _int(8, v)), *_int(20, _ATTR_INTS)]
+    return [*_str(1, name), *body]
+
+
+def _tensor(name: str, arr: np.ndarray) -> _Parts:
+    """TensorProto: dims 1, data_type 2, name 8, raw_data 9 (little-endian)."""
+    import numpy as np
+
+    dtype = _FLOAT if arr.dtype == np.float32 else _INT64
+    dims = [x for d in arr.shape for x in _int(1, d)]
+    data = np.ascontiguousarray(arr).data.cast("B")
+    return [*dims, *_int(2, dtype), *_str(8, name), *_field(9, [data])]
+
+
+def _value_info(name: str, dims: list[int | str]) -> _Parts:
+    """ValueInfoProto (name 1, type 2) of a float tensor: TypeProto.tensor_type 1 →
+    elem_type 1, shape 2 → dim 1 → dim_value 1 / dim_param 2."""
+    shape = [x for d in dims for x in _field(1, _int(1, d) if isinstance(d, int)
+                                             else _str(2, d))]
+    return [*_str(1, name), *_field(2, _field(1, [*_int(1, _FLOAT), *_field(2, shape)]))]
+
+
+class _Graph:
+    def __init__(self) -> None:
+        self.nodes: list[_Parts] = []
+        self.inits: list[_Parts] = []
+
+    def const(self, name: str, arr: np.ndarray) -> str:
+        self.inits.append(_tensor(name, arr))
+        return name
+
+    def node(self, op: str, inputs: list[str], **attrs: float | int | list[int]) -> str:
+        """NodeProto: input 1, output 2, name 3, op_type 4, attribute 5."""
+        out = f"{op}_{len(self.nodes)}"
+        self.nodes.append([*(x for i in inputs for x in _str(1, i)), *_str(2, out),
+                           *_str(3, out), *_str(4, op),
+                           *(x for k, v in attrs.items() for x in _field(5, _attr(k, v)))])
+        return out
+
+
+def graph_bytes(model: Model) -> bytes:
+    """The serialized ONNX model of the encoder layers: input ``h`` (batch, n, 384), the
+    summed word, position and token-type embeddings; output ``states`` (batch, n, 384)."""
+    import numpy as np
+
+    from voice_sim.embedding import _EPS, _HEADS, DIM
+
+    g = _Graph()
+    d = DIM // _HEADS
+    g.const("split5", np.array([0, 0, 3, _HEADS, d], dtype=np.int64))
+    g.const("merge3", np.array([0, 0, DIM], dtype=np.int64))
+    for j in range(3):
+        g.const(f"part{j}", np.array(j, dtype=np.int64))
+
+    def ln(x: str, p: tuple[np.ndarray, np.ndarray], name: str) -> str:
+        return g.node("LayerNormalization", [x, g.const(name + ".g", p[0]),
+                                             g.const(name + ".b", p[1])],
+                      axis=-1, epsilon=float(_EPS))
+
+    def dense(x: str, w: np.ndarray, b: np.ndarray, name: str) -> str:
+        return g.node("Add", [g.node("MatMul", [x, g.const(name + ".w", w)]),
+                              g.const(name + ".b", b)])
+
+    h = ln("h", model.ln0, "ln0")
+    for i, ly in enumerate(model.layers):
+        p = f"layer{i}"
+        # (3, batch, heads, n, d); the 1/sqrt(d) scale is folded into the query weights
+        qkv = g.node("Transpose", [g.node("Reshape", [dense(h, ly.qkv_w, ly.qkv_b, p + ".qkv"),
+                                                      "split5"])], perm=[2, 0, 3, 1, 4])
+        q, k, v = (g.node("Gather", [qkv, f"part{j}"], axis=0) for j in range(3))
+        s = g.node("Softmax", [g.node("MatMul", [q, g.node("Transpose", [k],
+                                                           perm=[0, 1, 3, 2])])], axis=-1)
+        ctx = g.node("Reshape", [g.node("Transpose", [g.node("MatMul", [s, v])],
+                                        perm=[0, 2, 1, 3]), "merge3"])
+        h = ln(g.node("Add", [dense(ctx, ly.out_w, ly.out_b, p + ".out"), h]), ly.ln1,
+               p + ".ln1")
+        up = g.node("Gelu", [dense(h, ly.up_w, ly.up_b, p + ".up")])
+        h = ln(g.node("Add", [dense(up, ly.down_w, ly.down_b, p + ".down"), h]), ly.ln2,
+               p + ".ln2")
+    nodes = [*g.nodes, [*_str(1, h), *_str(2, "states"), *_str(3, "states"),
+                        *_str(4, "Identity")]]
+    graph = [*(x for n in nodes for x in _field(1, n)), *_str(2, "minilm"),
+             *(x for t in g.inits for x in _field(5, t)),
+             *_field(11, _value_info("h", ["batch", "n", DIM])),
+             *_field(12, _value_info("states", ["batch", "n", DIM]))]
+    opset = [*_str(1, ""), *_int(2, _OPSET)]
+    return b"".join([*_int(1, _IR_VERSION), *_field(7, graph), *_field(8, opset)])
+
+
+def session(model: Model) -> Any:
+    """An onnxruntime session of the encoder layers, on one thread that does not spin
+    (the machine is shared; a reply's products are small)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    return ort.InferenceSession(graph_bytes(model), opts, providers=["CPUExecutionProvider"])
