@@ -9,8 +9,9 @@ How a reply is read (:func:`judge`):
    the passes batched; each verdict is the one :func:`judge` gives the reply alone.
 2. Features: the element-wise max and mean of the unit vectors, which ids the
    hand-written rules found (built-in rubric only, so the features mean what they meant
-   in training), the highest similarity of a unit to the customer's line, and TF-IDF of
-   the reply's words and word pairs.
+   in training), the highest similarity of a unit to the customer's line, the word cues
+   of :mod:`voice_sim.rubric_cues` (contradiction, blame, time frames, done actions...),
+   and TF-IDF of the reply's words and word pairs.
 3. One logistic model per id (weights in ``rubric_model.npz``, trained by
    ``scripts/train_rubric.py`` on the labelled corpus in ``tests/data/``) gives a
    probability; an id counts when it reaches the id's threshold (steps and pitfalls have
