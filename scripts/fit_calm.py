@@ -366,8 +366,9 @@ def main() -> int:
         same = calm.MODEL_PATH.exists() and calm.MODEL_PATH.read_text("utf-8") == text
         print("packaged model " + ("matches the refit" if same else "DIFFERS from the refit"))
         return 0 if same else 1
-    calm.MODEL_PATH.parent.mkdir(parents=True, exist_ok=True)
-    calm.MODEL_PATH.write_text(text, encoding="utf-8")
+    from voice_sim.paths import write_atomic
+
+    write_atomic(calm.MODEL_PATH, text)  # a reader (a running call) never sees half a model
     print(f"fit_calm: wrote {calm.MODEL_PATH.relative_to(ROOT)}", file=sys.stderr)
     return 0
 

@@ -22,7 +22,6 @@ bomb also get their own processes, to measure memory."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -751,21 +750,13 @@ def test_no_yaml_file_ran_code(made: dict[str, dict[str, Path]],
 def test_matrix_covers_every_command_that_takes_a_file_or_device() -> None:
     """A new command (or a new file or device option) must join the matrix: every
     subcommand with an argument naming a file, folder, persona or device has a row."""
-    from voice_sim.cli import build_parser
+    from voice_sim.cli import commands
 
     takes = re.compile(r"FILE|DIR|PATH|AUDIO|DEV|SPEC|PERSONA|SESSION")
 
-    def walk(parser: argparse.ArgumentParser, prefix: tuple[str, ...]
-             ) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, sub in action.choices.items():
-                    yield (*prefix, name), sub
-                    yield from walk(sub, (*prefix, name))
-
     untested = []
-    for words, sub in walk(build_parser(), ()):
-        own = [a for a in sub._actions if not isinstance(a, argparse._SubParsersAction)]
+    for command in commands():
+        words, own = command.words, command.arguments
         if not any(takes.search(str(a.metavar or a.dest).upper()) for a in own
                    if a.dest != "help"):
             continue

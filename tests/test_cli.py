@@ -33,9 +33,8 @@ def test_help_lists_commands_without_importing_heavy_libraries() -> None:
     code = f"""
 import sys
 from voice_sim import cli
-parser = cli.build_parser()
-commands = [a for a in parser._subparsers._group_actions[0].choices]
-for argv in [["--help"], *[[c, "--help"] for c in commands]]:
+commands = [" ".join(c.words) for c in cli.commands()]
+for argv in [["--help"], *[[*c.split(), "--help"] for c in commands]]:
     try:
         cli.main(argv)
     except SystemExit as e:
@@ -46,8 +45,29 @@ print(",".join(m for m in {HEAVY!r} if m in sys.modules))
     r = _run(sys.executable, "-c", code)
     assert r.returncode == 0, r.stderr
     commands, heavy = r.stdout.splitlines()[-2:]
-    assert {"doctor", "devices", "voices", "say"} <= set(commands.split(","))
+    assert {"doctor", "devices", "voices", "say", "persona check", "history import",
+            "models fetch", "fixtures make"} <= set(commands.split(","))
     assert heavy == ""
+
+
+def test_commands_is_the_tree_argparse_parses(capsys: pytest.CaptureFixture[str]) -> None:
+    """What :func:`cli.commands` lists is what the parser takes: each group's help
+    names exactly its listed actions, and each command runs what it says."""
+    parser = cli.build_parser()
+    listed = cli.commands(parser)
+    assert len({c.words for c in listed}) == len(listed) > 20
+    for group in [(), *[c.words for c in listed if c.target == cli.GROUP_HELP]]:
+        children = {c.words[-1] for c in listed if c.words[:-1] == group and c.words != group}
+        if not group:
+            parser.print_help()
+        else:
+            assert cli.main(list(group)) == 0  # a group alone prints its help
+        shown = capsys.readouterr().out
+        assert children and all(f"    {name}" in shown for name in children), (group, shown)
+    for c in listed:
+        if c.target != cli.GROUP_HELP:
+            assert ":" in c.target and c.arguments[0].dest == "help", c
+            assert c.parser.get_default("_target") == c.target
 
 
 def test_help_text() -> None:

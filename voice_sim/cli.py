@@ -11,7 +11,8 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from voice_sim import __version__
 from voice_sim.engines import ENGINE_NAMES
@@ -59,10 +60,50 @@ def _voice_args(p: argparse.ArgumentParser) -> None:
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (what is wrong and where to look), like
-    every other error, instead of the whole usage block."""
+    every other error, instead of the whole usage block; and it remembers its own
+    arguments and subcommands, which argparse keeps private (see :func:`commands`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.arguments: list[argparse.Action] = []  # before: argparse adds -h itself
+        self.subcommands: dict[str, _Parser] = {}
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        self.arguments.append(action)
+        return action
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"voice-sim: error: {message} — see `{self.prog} --help`\n")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command of the tree, e.g. ``persona check``."""
+
+    words: tuple[str, ...]
+    """What is typed after ``voice-sim``: ``("persona", "check")``."""
+    target: str
+    """``"module:function"`` that runs it, or :data:`GROUP_HELP` for a group."""
+    parser: argparse.ArgumentParser
+    arguments: tuple[argparse.Action, ...]
+    """Its own options and positionals (``-h`` included), not its subcommands'."""
+
+
+def commands(parser: argparse.ArgumentParser | None = None) -> list[Command]:
+    """Every command and group under ``parser`` (default: :func:`build_parser`'s), in
+    the order ``--help`` lists them, each group before its actions."""
+    root = parser if parser is not None else build_parser()
+    out: list[Command] = []
+
+    def walk(p: argparse.ArgumentParser, words: tuple[str, ...]) -> None:
+        for name, sub in getattr(p, "subcommands", {}).items():
+            here = (*words, name)
+            out.append(Command(here, sub.get_default("_target"), sub, tuple(sub.arguments)))
+            walk(sub, here)
+
+    walk(root, ())
+    return out
 
 
 GROUP_HELP = "help"
@@ -80,11 +121,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"voice-sim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def cmd(name: str, target: str, help: str, parent: argparse._SubParsersAction | None = None,
-            **kw: object) -> argparse.ArgumentParser:
-        p = (parent or sub).add_parser(name, help=help, description=help, **kw)  # type: ignore[arg-type]
+    groups = {id(sub): parser}  # each subcommand table -> the parser it belongs to
+
+    def cmd(name: str, target: str, help: str, parent: Any = None) -> _Parser:
+        """Add command ``name`` to ``parent`` (a group's ``add_subparsers()``; default
+        the top level)."""
+        table = parent or sub
+        p = table.add_parser(name, help=help, description=help)
         p.set_defaults(_target=target, _parser=p)
+        groups[id(table)].subcommands[name] = p
         return p
+
+    def actions(group: _Parser) -> Any:
+        """The subcommand table of a command group (``voice-sim persona ACTION``)."""
+        table = group.add_subparsers(dest=f"{group.prog.split()[-1]}_command",
+                                     metavar="ACTION")
+        groups[id(table)] = group
+        return table
 
     # --- foundation ---------------------------------------------------------------
     p = cmd("doctor", "voice_sim.doctor:cmd_doctor",
@@ -107,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("models", "voice_sim.models:cmd_models",
             "list speech models found and the places searched")
     p.add_argument("--json", action="store_true", help="print JSON")
-    msub = p.add_subparsers(dest="models_command", metavar="ACTION")
+    msub = actions(p)
     p = cmd("fetch", "voice_sim.models:cmd_fetch",
             "download, verify and install a Vosk model into audio_models/", parent=msub)
     p.add_argument("name", nargs="?", default="vosk-model-small-en-us-0.15", help="model name")
@@ -139,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expect", metavar="IDS", help="comma-separated steps this reply should hold")
     p.add_argument("--json", action="store_true", help="print JSON")
     p = cmd("rubric", GROUP_HELP, "check a trainer's rubric file")
-    rsub = p.add_subparsers(dest="rubric_command", metavar="ACTION")
+    rsub = actions(p)
     p = cmd("check", "voice_sim.rubric_cli:cmd_rubric_check",
             "validate a rubric file (every problem as file:line:col)", parent=rsub)
     p.add_argument("file", metavar="FILE", help="the rubric file (e.g. personas/rubric.yaml)")
@@ -151,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p = cmd("persona", GROUP_HELP,
             "write, check, hear and record persona scripts")
-    psub = p.add_subparsers(dest="persona_command", metavar="ACTION")
+    psub = actions(p)
     p = cmd("check", "voice_sim.persona_cli:cmd_check", "validate persona files", parent=psub)
     p.add_argument("paths", nargs="+", metavar="PATH", help="persona files or folders")
     p.add_argument("--json", action="store_true", help="print the problems as JSON")
@@ -244,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default) or patient, as practice --turn-end")
     p = cmd("fixtures", GROUP_HELP,
             "answer audio for automated tests of personas")
-    fsub = p.add_subparsers(dest="fixtures_command", metavar="ACTION")
+    fsub = actions(p)
     p = cmd("make", "voice_sim.fixtures:cmd_fixtures_make",
             "render answer audio from text (NAME.fixtures.yaml) and a call spec to fill in",
             parent=fsub)
@@ -271,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", metavar="FILE", help="write the history page with charts")
     p.add_argument("--db", metavar="PATH", help="history database file (default: in the data "
                    "folder; env VOICE_SIM_HISTORY)")
-    hsub = p.add_subparsers(dest="history_command", metavar="ACTION")
+    hsub = actions(p)
     p = cmd("import", "voice_sim.history:cmd_history_import",
             "add existing session folders (or folders of them) to the history", parent=hsub)
     p.add_argument("dirs", nargs="+", metavar="DIR", help="session folders")

@@ -27,7 +27,6 @@ import contextlib
 import itertools
 import json
 import math
-import os
 import struct
 import threading
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voice_sim.errors import ModelError
+from voice_sim.paths import EMBEDDING_RUNTIME_ENV, embedding_runtime
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,8 +58,9 @@ _LAYERS = 6
 _HEADS = 12
 _EPS = 1e-12
 _CACHE_MAX = 100_000
-RUNTIME_ENV = "VOICE_SIM_EMBEDDING_RUNTIME"
-"""Set to ``numpy`` to run the encoder in NumPy even where onnxruntime is installed."""
+RUNTIME_ENV = EMBEDDING_RUNTIME_ENV
+"""Set to ``numpy`` to run the encoder in NumPy even where onnxruntime is installed
+(read by :func:`voice_sim.paths.embedding_runtime`)."""
 BATCH_TOKENS = 1024
 """Tokens per block of the encoder (sequences of any length stacked; bigger blocks gain
 little and cost memory)."""
@@ -442,7 +443,7 @@ def _gelu(x: np.ndarray, sc: _Scratch) -> np.ndarray:
     return x
 
 
-def _build(folder: Path) -> Model:
+def _build(folder: Path, runtime: str | None = None) -> Model:
     import numpy as np
     from tokenizers import Tokenizer
 
@@ -482,7 +483,7 @@ def _build(folder: Path) -> Model:
     model = Model(folder, tok, word, np.array(g("embeddings.position_embeddings.weight")),
                   np.array(g("embeddings.token_type_embeddings.weight")),
                   ln("embeddings.LayerNorm"), tuple(layers))
-    if os.environ.get(RUNTIME_ENV, "onnxruntime") == "numpy":
+    if (runtime or embedding_runtime()) == "numpy":
         return model
     try:
         import onnxruntime  # noqa: F401
@@ -507,8 +508,9 @@ def load_model() -> Model:
     with _LOAD_LOCK:
         if _MODEL is None:
             folder = model_dir()
+            runtime = embedding_runtime()  # a bad setting is its own error, not "broken"
             try:
-                model = _build(folder)
+                model = _build(folder, runtime)
                 model.embed(["hello"])  # a corrupt tensor shows here, not mid-call
             except ImportError as e:
                 raise ModelError(f"the sentence-embedding runtime is missing ({e.name})",

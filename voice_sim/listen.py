@@ -515,15 +515,18 @@ class WavSink:
                  sync_s: float = 1.0) -> None:
         import soundfile as sf
 
+        from voice_sim.paths import fsync_dir, make_dirs
+
         self.path = Path(path)
         self.sr = sr
         self.frames = 0
         self._sync_every = max(1, int(sync_s * sr))
         self._since_sync = 0
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.path.parent)
             self._f: soundfile.SoundFile | None = sf.SoundFile(
                 str(self.path), "w", samplerate=sr, channels=1, subtype="PCM_16", format="WAV")
+            fsync_dir(self.path.parent)  # the file's name is durable from the first block
         except (OSError, RuntimeError) as e:
             raise AudioError(f"{self.path}: cannot write the answer recording ({e})",
                              hint="check the folder exists and is writable") from e

@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from voice_sim.errors import InputError, ModelError
-from voice_sim.paths import SOURCE_ROOT, models_dirs, models_url, vosk_model_env
+from voice_sim.paths import SOURCE_ROOT, fsync_dir, models_dirs, models_url, vosk_model_env
 
 if TYPE_CHECKING:
     import zipfile
@@ -378,6 +378,7 @@ def fetch(name: str = DEFAULT_MODEL, *, url: str | None = None, sha256: str | No
                                   "https://alphacephei.com/vosk/models")
         try:
             os.rename(model_root, target)
+            fsync_dir(root)  # the installed model's name survives a power cut
         except OSError as e:
             raise ModelError(f"{target}: cannot install there ({e.strerror})",
                              hint="remove what is in the way, or pick --dest") from e

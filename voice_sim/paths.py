@@ -13,11 +13,15 @@ is refused with one line naming the variable, the value and the fix
 ``VOICE_SIM_MAX_AUDIO_S``  longest audio file read, seconds (:func:`max_audio_s`)
 ``VOICE_SIM_MODELS_URL``   where ``voice-sim fetch`` downloads from (:func:`models_url`)
 ``VOSK_MODEL_PATH``        a Vosk model folder (:func:`vosk_model_env`)
+``VOICE_SIM_EMBEDDING_``   ``RUNTIME``: ``numpy`` runs the sentence encoder in NumPy
+                           even where onnxruntime is installed
+                           (:func:`embedding_runtime`)
 =========================  ==========================================================
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Iterator
@@ -53,15 +57,44 @@ def temp_name(path: Path, suffix: str = "") -> Path:
     return path.with_name(f".{path.name}.{threading.get_ident()}.{os.getpid()}.tmp{suffix}")
 
 
+def fsync_dir(folder: str | os.PathLike[str]) -> None:
+    """fsync a folder, so the names created, renamed or removed in it survive a power
+    cut (the fsync of a file keeps its data, not the entry that names it). A file
+    system that cannot fsync a folder (some network and FUSE ones) is left as it is:
+    the rename has still happened, it is only less durable."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def make_dirs(folder: str | os.PathLike[str]) -> None:
+    """Create ``folder`` and its missing parents (:data:`DIR_MODE`), each new one
+    recorded durably in its parent (:func:`fsync_dir`); nothing when it exists."""
+    f = Path(folder)
+    if f.is_dir():
+        return
+    missing = [d for d in (f, *f.parents) if not d.exists()]
+    f.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    for d in reversed(missing):
+        fsync_dir(d.parent)
+
+
 def replace_atomic(tmp: Path, path: Path) -> None:
     """fsync ``tmp`` (written by someone else: a synthesiser, a library) and rename it
-    over ``path``, so ``path`` is either the old file or the whole new one."""
+    over ``path``, so ``path`` is either the old file or the whole new one; then fsync
+    the folder, so the new name is on disk too."""
     fd = os.open(tmp, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 
 @contextmanager
@@ -69,10 +102,11 @@ def atomic_file(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
     """Open ``path`` for writing so that a reader never sees half of it, and a crash
     or power cut leaves either the old file or the new one: the data goes to a temp
     file beside it (created with :data:`FILE_MODE`), is fsynced, and renamed over
-    ``path`` when the block ends without an exception; otherwise the temp is removed.
-    The folder is created when missing. Raises OSError (callers say what failed)."""
+    ``path`` when the block ends without an exception, and the folder is fsynced so
+    the rename itself is on disk; otherwise the temp is removed. The folder is created
+    when missing. Raises OSError (callers say what failed)."""
     p = Path(path)
-    p.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    make_dirs(p.parent)
     tmp = temp_name(p)
     try:
         with open(create_file(tmp), mode, encoding=None if "b" in mode else "utf-8") as f:
@@ -83,6 +117,7 @@ def atomic_file(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    fsync_dir(p.parent)
 
 
 def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
@@ -122,6 +157,24 @@ def max_audio_s(default: float) -> float:
 def history_file() -> Path | None:
     """The history database named by ``VOICE_SIM_HISTORY`` (None: the default place)."""
     return env_path("VOICE_SIM_HISTORY")
+
+
+EMBEDDING_RUNTIME_ENV = "VOICE_SIM_EMBEDDING_RUNTIME"
+EMBEDDING_RUNTIMES = ("onnxruntime", "numpy")
+
+
+def embedding_runtime() -> str:
+    """What runs the sentence encoder (``VOICE_SIM_EMBEDDING_RUNTIME``): ``onnxruntime``
+    (the default; the NumPy pass still runs where it is not installed) or ``numpy``."""
+    from voice_sim.errors import InputError
+
+    value = os.environ.get(EMBEDDING_RUNTIME_ENV, "").strip()
+    if not value:
+        return EMBEDDING_RUNTIMES[0]
+    if value not in EMBEDDING_RUNTIMES:
+        raise InputError(f"{EMBEDDING_RUNTIME_ENV}={value!r}: not a runtime",
+                         hint=f"set it to {' or '.join(EMBEDDING_RUNTIMES)}, or unset it")
+    return value
 
 
 def vosk_model_env() -> Path | None:

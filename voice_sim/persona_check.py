@@ -8,7 +8,6 @@ finds problems and builds nothing.
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,7 +17,16 @@ from typing import Any
 
 from voice_sim.errors import TTSError
 from voice_sim.steps import ALL_IDS, END_STATES, PITFALL_IDS, STEP_IDS
-from voice_sim.yamlfile import Problem, position
+from voice_sim.yamlfile import (
+    Checker,
+    Problem,
+    closest,
+    field_name,
+    kind_of,
+    node_at,
+    path_position,
+    position,
+)
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "persona.schema.json"
 """The JSON Schema of the persona format, shipped in the package."""
@@ -38,50 +46,9 @@ def schema() -> dict[str, Any]:
     return result
 
 
-def _field(path: Sequence[str | int]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _node_at(data: Any, path: Sequence[str | int]) -> Any:
-    node = data
-    for part in path:
-        node = node[part]
-    return node
-
-
-def _pos(data: Any, path: Sequence[str | int]) -> tuple[int, int]:
-    """Position of the value at ``path`` (its key, for a mapping entry)."""
-    if not path:
-        return position(data) if hasattr(data, "lc") else (1, 1)
-    try:
-        parent = _node_at(data, path[:-1])
-    except (KeyError, IndexError, TypeError):
-        return (0, 0)
-    return position(parent, path[-1])
-
-
 def suggest(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'? " if close else ""
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "empty"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
+    close = closest(word, choices)
+    return f"did you mean '{close}'? " if close else ""
 
 
 _TYPE_WORDS = {"string": "text", "integer": "a whole number", "number": "a number",
@@ -104,18 +71,18 @@ def _validator() -> Any:
 def schema_problems(data: Any, file: str) -> list[Problem]:
     """Structure, types, ranges and ids, as the JSON Schema says, in a trainer's words."""
     steps, pitfalls = set(STEP_IDS), set(PITFALL_IDS)
-    problems: list[Problem] = []
+    found = Checker(file, data)
     seen: set[tuple[str, str]] = set()
 
     def add(path: Sequence[str | int], message: str, hint: str, key: str | None = None) -> None:
         full = [*path, key] if key is not None else list(path)
-        fld = _field(full)
+        fld = field_name(full)
         if (fld, message) in seen:
             return
         seen.add((fld, message))
-        line, col = _pos(data, full) if key is None or key in _node_at(data, path) else \
-            _pos(data, path)
-        problems.append(Problem(file, line, col, fld, message, hint))
+        line, col = path_position(data, full) if key is None or key in node_at(data, path) \
+            else path_position(data, path)
+        found.note(line, col, fld, message, hint)
 
     for err in _validator().iter_errors(data):
         path = list(err.absolute_path)
@@ -137,7 +104,7 @@ def schema_problems(data: Any, file: str) -> list[Problem]:
         elif kind == "required":
             for key in sch["required"]:
                 if key not in inst:
-                    where = _field(path) or "the file"
+                    where = field_name(path) or "the file"
                     about = sch["properties"].get(key, {}).get("description")
                     add(path, f"missing field '{key}'",
                         f"add `{key}:` to {where}" + (f" ({about})" if about else ""), key=key)
@@ -148,7 +115,7 @@ def schema_problems(data: Any, file: str) -> list[Problem]:
             if not path and inst is None:
                 add(path, "the file is empty", "start from `voice-sim persona new ID`")
             else:
-                add(path, f"must be {words}, not {_kind(inst)}",
+                add(path, f"must be {words}, not {kind_of(inst)}",
                     _TYPE_HINTS.get(wants[0], "fix the value"))
         elif kind == "enum":
             values = [str(v) for v in err.validator_value]
@@ -200,7 +167,7 @@ def schema_problems(data: Any, file: str) -> list[Problem]:
                 f"shorten it to at most {err.validator_value}")
         else:  # a rule the schema gained later; still one clear line
             add(path, err.message, "see `voice-sim persona schema`")
-    return problems
+    return found.problems
 
 
 
@@ -235,24 +202,19 @@ def semantic_problems(data: dict[str, Any], path: Path, *, check_voice: bool) ->
     return c.problems
 
 
-class _Checker:
+class _Checker(Checker):
     """One pass of the semantic checks over a structurally loaded persona."""
 
     def __init__(self, data: dict[str, Any], path: Path) -> None:
-        self.data, self.path = data, path
-        self.problems: list[Problem] = []
+        super().__init__(path, data)
+        self.data: dict[str, Any] = data
+        self.file = path
         self.lines: dict[str, tuple[int, dict[str, Any]]] = {}
         """Line id -> (index in ``lines``, the mapping), first occurrence only."""
         self.edges: dict[str, list[str]] = {}
         """Line id -> targets of its own ``next`` rules."""
         self.misspelt: set[str] = set()
         """Lines a misspelt ``goto`` probably meant (not reported again as unreachable)."""
-
-    def add(self, fpath: Sequence[str | int], message: str, hint: str = "",
-            severity: str = "error") -> None:
-        line, col = _pos(self.data, fpath)
-        self.problems.append(Problem(str(self.path), line, col, _field(fpath), message, hint,
-                                     severity))
 
     @property
     def ids(self) -> list[str]:
@@ -263,10 +225,10 @@ class _Checker:
 
     def persona_id(self) -> None:
         pid = self.data.get("id")
-        if isinstance(pid, str) and pid and self.path.stem != pid:
-            self.add(["id"], f"id '{pid}' differs from the file name '{self.path.name}'",
-                     f"rename the file to {pid}{self.path.suffix or '.yaml'} or set "
-                     f"`id: {self.path.stem}`")
+        if isinstance(pid, str) and pid and self.file.stem != pid:
+            self.at(["id"], f"id '{pid}' differs from the file name '{self.file.name}'",
+                    f"rename the file to {pid}{self.file.suffix or '.yaml'} or set "
+                    f"`id: {self.file.stem}`")
 
     def collect_lines(self) -> None:
         raw = self.data.get("lines")
@@ -278,11 +240,11 @@ class _Checker:
             lid = item["id"]
             if lid in self.lines:
                 first = position(raw, self.lines[lid][0])[0]
-                self.add(["lines", i, "id"], f"duplicate line id '{lid}' (first used on line "
-                         f"{first})", "give every line its own id")
+                self.at(["lines", i, "id"], f"duplicate line id '{lid}' (first used on line "
+                        f"{first})", "give every line its own id")
             elif lid in END_STATES:
-                self.add(["lines", i, "id"], f"'{lid}' is an end state, not a line id",
-                         f"rename the line, e.g. {lid}_line")
+                self.at(["lines", i, "id"], f"'{lid}' is an end state, not a line id",
+                        f"rename the line, e.g. {lid}_line")
             else:
                 self.lines[lid] = (i, item)
 
@@ -292,28 +254,30 @@ class _Checker:
             return False
         if target in self.lines or target in END_STATES:
             return True
-        self.misspelt.update(difflib.get_close_matches(target, self.ids, n=1, cutoff=0.6))
-        self.add(fpath, f"'{target}' is not a line",
-                 f"{suggest(target, [*self.ids, *END_STATES])}lines: {', '.join(self.ids)}; "
-                 f"or end the call with {', '.join(END_STATES)}")
+        meant = closest(target, self.ids)
+        if meant is not None:
+            self.misspelt.add(meant)
+        self.at(fpath, f"'{target}' is not a line",
+                f"{suggest(target, [*self.ids, *END_STATES])}lines: {', '.join(self.ids)}; "
+                f"or end the call with {', '.join(END_STATES)}")
         return False
 
     def rule(self, fpath: list[str | int], rule: dict[str, Any]) -> None:
         self.target([*fpath, "goto"], rule.get("goto"))
         both = sorted(set(_str_list(rule.get("heard"))) & set(_str_list(rule.get("not_heard"))))
         if both:
-            self.add(fpath, f"'{both[0]}' is both in heard and not_heard: the rule can never "
-                     "match", "keep it in one of the two")
+            self.at(fpath, f"'{both[0]}' is both in heard and not_heard: the rule can never "
+                    "match", "keep it in one of the two")
         lo, hi = rule.get("mood_at_least"), rule.get("mood_below")
         if isinstance(lo, int | float) and isinstance(hi, int | float) and lo >= hi:
-            self.add(fpath, f"mood_at_least {lo} and mood_below {hi} can never both hold",
-                     "make mood_at_least smaller than mood_below")
+            self.at(fpath, f"mood_at_least {lo} and mood_below {hi} can never both hold",
+                    "make mood_at_least smaller than mood_below")
 
     def start_line(self) -> str | None:
         start = self.data.get("start")
         if isinstance(start, str) and start not in self.lines:
-            self.add(["start"], f"'{start}' is not a line",
-                     f"{suggest(start, self.ids)}lines: {', '.join(self.ids)}")
+            self.at(["start"], f"'{start}' is not a line",
+                    f"{suggest(start, self.ids)}lines: {', '.join(self.ids)}")
             return None
         if not isinstance(start, str):
             if "start" in self.data or not self.lines:
@@ -322,8 +286,8 @@ class _Checker:
         if self.ends(start):
             where: list[str | int] = ["start"] if "start" in self.data else \
                 ["lines", self.lines[start][0], "end"]
-            self.add(where, f"the opening line '{start}' has `end`, so the call would close "
-                     "before the trainee speaks", "start with a line that has `next`")
+            self.at(where, f"the opening line '{start}' has `end`, so the call would close "
+                    "before the trainee speaks", "start with a line that has `next`")
         return start
 
     def always_rules(self) -> None:
@@ -331,37 +295,37 @@ class _Checker:
             fpath: list[str | int] = ["always", k if k is not None else 0]
             self.rule(fpath, rule)
             if not any(c in rule for c in CONDITIONS):
-                self.add(fpath, "a rule under `always` needs a condition (it would override "
-                         "every line)", "add e.g. `mood_at_least: 10`, or move the rule into a "
-                         "line's `next`")
+                self.at(fpath, "a rule under `always` needs a condition (it would override "
+                        "every line)", "add e.g. `mood_at_least: 10`, or move the rule into a "
+                        "line's `next`")
 
     def each_line(self) -> None:
         pid = self.data.get("id")
-        folder_id = pid if isinstance(pid, str) else self.path.stem
+        folder_id = pid if isinstance(pid, str) else self.file.stem
         for lid, (i, item) in self.lines.items():
             base: list[str | int] = ["lines", i]
             has_end, has_next = item.get("end") is not None, "next" in item
             if has_end and has_next:
-                self.add([*base, "next"], f"line '{lid}' has both `end` and `next`",
-                         "an end line closes the call after it is spoken: remove `next` or "
-                         "`end`")
+                self.at([*base, "next"], f"line '{lid}' has both `end` and `next`",
+                        "an end line closes the call after it is spoken: remove `next` or "
+                        "`end`")
             elif not has_end and not has_next:
-                self.add(base, f"line '{lid}' has neither `next` nor `end`",
-                         "add `next:` (where the call goes after the trainee answers) or "
-                         f"`end:` ({', '.join(END_STATES)})")
+                self.at(base, f"line '{lid}' has neither `next` nor `end`",
+                        "add `next:` (where the call goes after the trainee answers) or "
+                        f"`end:` ({', '.join(END_STATES)})")
             if has_end:
                 for key in ("expects", "hurts", "sample_reply"):
                     if item.get(key):
-                        self.add([*base, key], f"line '{lid}' ends the call, so no reply "
-                                 f"follows and `{key}` is never used", f"remove `{key}` here",
-                                 "warning")
+                        self.at([*base, key], f"line '{lid}' ends the call, so no reply "
+                                f"follows and `{key}` is never used", f"remove `{key}` here",
+                                "warning")
             self.edges[lid] = self.next_rules(lid, base, item) if has_next and not has_end \
                 else []
             audio = item.get("audio")
             if isinstance(audio, str) and audio.strip():
-                found = _audio_problem(audio, self.path, folder_id, lid)
+                found = _audio_problem(audio, self.file, folder_id, lid)
                 if found:
-                    self.add([*base, "audio"], *found)
+                    self.at([*base, "audio"], *found)
             self.variants(lid, base, item)
 
     def variants(self, lid: str, base: list[str | int], item: dict[str, Any]) -> None:
@@ -373,12 +337,12 @@ class _Checker:
         text = " ".join(str(item.get("text", "")).split())
         for k, v in enumerate(raw):
             if isinstance(v, str) and " ".join(v.split()) == text:
-                self.add([*base, "variants", k], f"variant {k + 1} of line '{lid}' repeats its "
-                         "text", "write a different phrasing, or remove it")
+                self.at([*base, "variants", k], f"variant {k + 1} of line '{lid}' repeats its "
+                        "text", "write a different phrasing, or remove it")
         if item.get("audio") and raw:
-            self.add([*base, "variants"], f"line '{lid}' has a recording but its variants have "
-                     "none: they are spoken by the TTS voice", "remove `audio` or the variants",
-                     "warning")
+            self.at([*base, "variants"], f"line '{lid}' has a recording but its variants have "
+                    "none: they are spoken by the TTS voice", "remove `audio` or the variants",
+                    "warning")
 
     def next_rules(self, lid: str, base: list[str | int], item: dict[str, Any]) -> list[str]:
         """Check a line's ``next`` rules; return their targets."""
@@ -391,21 +355,21 @@ class _Checker:
                 targets.append(rule["goto"])
             is_default = not any(c in rule for c in CONDITIONS)
             if n == len(rules) - 1 and not is_default:
-                self.add(rpath, f"the last rule of line '{lid}' has conditions, so a reply "
-                         "could match no rule", "add a final rule with only `goto:` (the "
-                         "default)")
+                self.at(rpath, f"the last rule of line '{lid}' has conditions, so a reply "
+                        "could match no rule", "add a final rule with only `goto:` (the "
+                        "default)")
             elif n < len(rules) - 1 and is_default:
-                self.add(rpath, "this rule has no condition, so the rules after it are never "
-                         "used", "move it to the end of the list, or give it a condition")
+                self.at(rpath, "this rule has no condition, so the rules after it are never "
+                        "used", "move it to the end of the list, or give it a condition")
         return targets
 
     def turn_limit(self) -> None:
         on_max = self.data.get("on_max_turns")
         if on_max is not None and self.target(["on_max_turns"], on_max) \
                 and on_max in self.lines and not self.ends(on_max):
-            self.add(["on_max_turns"], f"line '{on_max}' has no `end`, so the call would go on "
-                     "past max_turns", f"name a line with `end:`, or one of "
-                     f"{', '.join(END_STATES)}")
+            self.at(["on_max_turns"], f"line '{on_max}' has no `end`, so the call would go on "
+                    "past max_turns", f"name a line with `end:`, or one of "
+                    f"{', '.join(END_STATES)}")
 
     def graph(self, start: str) -> None:
         """Every line reachable; an end reachable from each; resolving fits max_turns."""
@@ -421,8 +385,8 @@ class _Checker:
                            if n in self.lines and not self.ends(n) else [])
         for lid, (i, _) in self.lines.items():
             if lid not in reach and lid not in self.misspelt:  # one typo, one problem
-                self.add(["lines", i, "id"], f"line '{lid}' can never be reached",
-                         "point a `goto` at it, or remove it")
+                self.at(["lines", i, "id"], f"line '{lid}' can never be reached",
+                        "point a `goto` at it, or remove it")
         enders = {lid for lid in self.lines if self.ends(lid)}
         enders |= {lid for lid, ts in follow.items() if any(t in END_STATES for t in ts)}
         back: dict[str, list[str]] = {}
@@ -432,9 +396,9 @@ class _Checker:
         can_end = _reachable(list(enders), lambda n: back.get(n, []))
         for lid, (i, _) in self.lines.items():
             if lid in reach and lid not in can_end:
-                self.add(["lines", i, "id"], f"no end can be reached from line '{lid}': every "
-                         "path from it loops back", "add a rule that leads to a line with "
-                         "`end:`, or `goto: resolved` / `hung_up`")
+                self.at(["lines", i, "id"], f"no end can be reached from line '{lid}': every "
+                        "path from it loops back", "add a rule that leads to a line with "
+                        "`end:`, or `goto: resolved` / `hung_up`")
 
         dist = _distances(start, follow)
         resolving = [d for lid, d in dist.items()
@@ -443,12 +407,12 @@ class _Checker:
                       if lid in dist and "resolved" in ts]
         max_turns = self.data.get("max_turns")
         if not resolving:
-            self.add(["lines"], "no line leads to `resolved`: the trainee can never resolve "
-                     "this call", "add a line with `end: resolved` and a rule that reaches it",
-                     "warning")
+            self.at(["lines"], "no line leads to `resolved`: the trainee can never resolve "
+                    "this call", "add a line with `end: resolved` and a rule that reaches it",
+                    "warning")
         elif isinstance(max_turns, int) and min(resolving) > max_turns:
-            self.add(["max_turns"], f"resolving takes at least {min(resolving)} replies but "
-                     f"max_turns is {max_turns}", f"raise max_turns to {min(resolving)} or more")
+            self.at(["max_turns"], f"resolving takes at least {min(resolving)} replies but "
+                    f"max_turns is {max_turns}", f"raise max_turns to {min(resolving)} or more")
         if resolving:
             self.difficulty(min(resolving))
 
@@ -461,9 +425,9 @@ class _Checker:
         if (declared == "easy" and points >= HARD_POINTS) or \
                 (declared == "hard" and points <= EASY_POINTS):
             shape = "hard" if declared == "easy" else "easy"
-            self.add(["difficulty"], f"declared {declared}, but the call is shaped like a "
-                     f"{shape} one ({'; '.join(why)})", f"set `difficulty: {shape}`, or change "
-                     "the call (docs/personas.md, 'What makes a call hard')", "warning")
+            self.at(["difficulty"], f"declared {declared}, but the call is shaped like a "
+                    f"{shape} one ({'; '.join(why)})", f"set `difficulty: {shape}`, or change "
+                    "the call (docs/personas.md, 'What makes a call hard')", "warning")
 
     def voice(self) -> None:
         customer = self.data.get("customer")
@@ -476,13 +440,13 @@ class _Checker:
         try:
             exists = voice_exists(vid)
         except TTSError as e:
-            self.add(where, f"could not check voice '{vid}': {e.line()}",
-                     "run `voice-sim doctor`", "warning")
+            self.at(where, f"could not check voice '{vid}': {e.line()}",
+                    "run `voice-sim doctor`", "warning")
             return
         if not exists:
-            self.add(where, f"unknown voice '{vid}' on this machine",
-                     "pick one from `voice-sim voices --lang en` (e.g. en-us+f3); the default "
-                     "voice is used meanwhile", "warning")
+            self.at(where, f"unknown voice '{vid}' on this machine",
+                    "pick one from `voice-sim voices --lang en` (e.g. en-us+f3); the default "
+                    "voice is used meanwhile", "warning")
 
 
 HARD_POINTS, EASY_POINTS = 3, -2

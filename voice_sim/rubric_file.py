@@ -10,7 +10,6 @@ persona's folder.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,7 +21,15 @@ from voice_sim.errors import InputError, RubricError
 from voice_sim.rubric_patterns import Matcher, Src, build_matcher, compile_classes
 from voice_sim.steps import PITFALL_IDS, STEP_IDS, WORD_STEP_IDS
 from voice_sim.textnorm import normalize, stem
-from voice_sim.yamlfile import Problem, YamlProblem, load_yaml, position
+from voice_sim.yamlfile import (
+    Checker,
+    Problem,
+    YamlProblem,
+    closest,
+    kind_of,
+    load_yaml,
+    position,
+)
 
 BUILTIN_PATH = Path(__file__).with_name("rubric.yaml")
 """The rubric shipped with the package."""
@@ -90,8 +97,8 @@ class Rubric:
 
 def valid_ids_hint(id: str, choices: Sequence[str] = ALL_IDS,
                     label: str = "valid ids") -> str:
-    close = difflib.get_close_matches(id, choices, n=1)
-    prefix = f"did you mean {close[0]!r}? " if close else ""
+    close = closest(id, choices)
+    prefix = f"did you mean {close!r}? " if close else ""
     return prefix + f"{label}: " + ", ".join(choices)
 
 # --- reading rubric files ------------------------------------------------------------
@@ -127,33 +134,19 @@ class _Raw:
     ids: dict[str, _RawId] = field(default_factory=dict)
 
 
-class _Reader:
+class _Reader(Checker):
     """Walks one rubric file, collecting every problem instead of stopping at the first."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.problems: list[Problem] = []
-
-    def problem(self, node: Any, key: str | int | None, fld: str, message: str,
-                hint: str = "", *, at_value: bool = False) -> None:
-        line, col = _value_position(node, key) if at_value else position(node, key)
-        self.problems.append(Problem(self.path, line, col, fld, message, hint))
 
     def mapping(self, node: Any, key: str | int | None, value: Any, fld: str) -> bool:
         if isinstance(value, dict):
             return True
-        self.problem(node, key, fld, f"must be a mapping, not {_kind(value)}",
-                     "write key: value lines indented under it")
+        self.add(node, key, fld, f"must be a mapping, not {kind_of(value)}",
+                 "write key: value lines indented under it", at_value=False)
         return False
 
     def keys(self, node: dict[str, Any], allowed: Sequence[str], fld: str) -> None:
-        for k in node:
-            if k not in allowed:
-                close = difflib.get_close_matches(str(k), allowed, n=1)
-                hint = (f"did you mean {close[0]!r}? " if close else "") + \
-                    "allowed: " + ", ".join(allowed)
-                self.problem(node, k, f"{fld}.{k}" if fld else str(k),
-                             f"unknown field {k!r}", hint)
+        self.unknown(node, f"{fld}." if fld else "", allowed,
+                     hint=lambda key, valid: valid_ids_hint(key, valid, "allowed"))
 
     def strings(self, node: Any, key: str | int, fld: str) -> list[Src]:
         value = node[key]
@@ -163,16 +156,16 @@ class _Reader:
         elif isinstance(value, list):
             items = enumerate(value)
         else:
-            self.problem(node, key, fld, f"must be a list of phrases, not {_kind(value)}",
-                         "write one '- phrase' per line")
+            self.add(node, key, fld, f"must be a list of phrases, not {kind_of(value)}",
+                     "write one '- phrase' per line", at_value=False)
             return []
         out: list[Src] = []
         for i, item in items:
             where_node, where_key = (node, key) if i is None else (value, i)
             f = fld if i is None else f"{fld}[{i}]"
             if not isinstance(item, str) or not item.strip():
-                self.problem(where_node, where_key, f, f"must be a non-empty phrase, not "
-                             f"{_kind(item)}", "quote it if it holds : or #")
+                self.add(where_node, where_key, f, f"must be a non-empty phrase, not "
+                         f"{kind_of(item)}", "quote it if it holds : or #", at_value=False)
                 continue
             line, col = position(where_node, where_key)
             out.append(Src(item.strip(), self.path, line, col, f))
@@ -183,9 +176,8 @@ class _Reader:
         for src in self.strings(node, key, fld):
             toks = normalize(src.text).tokens
             if len(toks) != 1:
-                self.problems.append(Problem(self.path, src.line, src.col, src.field,
-                                             f"{src.text!r} must be a single word",
-                                             "split it into one word per entry"))
+                self.note(src.line, src.col, src.field, f"{src.text!r} must be a single word",
+                          "split it into one word per entry")
                 continue
             out.append(toks[0])
         return out
@@ -193,39 +185,21 @@ class _Reader:
     def number(self, node: Any, key: str, fld: str, lo: float, hi: float) -> float | None:
         value = node[key]
         if isinstance(value, bool) or not isinstance(value, int | float):
-            self.problem(node, key, fld, f"must be a number, not {_kind(value)}",
-                         f"write a number from {lo:g} to {hi:g}", at_value=True)
+            self.add(node, key, fld, f"must be a number, not {kind_of(value)}",
+                     f"write a number from {lo:g} to {hi:g}")
             return None
         if not lo <= value <= hi:
-            self.problem(node, key, fld, f"{value} is out of range",
-                         f"use a number from {lo:g} to {hi:g}", at_value=True)
+            self.add(node, key, fld, f"{value} is out of range",
+                     f"use a number from {lo:g} to {hi:g}")
             return None
         return float(value)
 
     def boolean(self, node: Any, key: str, fld: str) -> bool | None:
         value = node[key]
         if not isinstance(value, bool):
-            self.problem(node, key, fld, f"must be true or false, not {_kind(value)}",
-                         at_value=True)
+            self.add(node, key, fld, f"must be true or false, not {kind_of(value)}")
             return None
         return value
-
-
-def _value_position(node: Any, key: str | int | None) -> tuple[int, int]:
-    """1-based (line, column) of the value ``node[key]`` (its key's when unknown)."""
-    return position(node, key, at_value=True)
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "empty"
-    if isinstance(value, bool):
-        return "true/false"
-    for t, name in ((dict, "a mapping"), (list, "a list"), (str, "text"),
-                    (int, "a number"), (float, "a number")):
-        if isinstance(value, t):
-            return name
-    return type(value).__name__
 
 
 def _read(path: str, text: str | None = None) -> tuple[_Raw, list[Problem]]:
@@ -240,12 +214,12 @@ def _read(path: str, text: str | None = None) -> tuple[_Raw, list[Problem]]:
         return raw, [Problem(path, 0, 0, "", "the rubric file is empty",
                              "add an 'ids:' section (see the built-in rubric.yaml)")]
     if not isinstance(data, dict):
-        return raw, [Problem(path, 1, 1, "", f"must be a mapping, not {_kind(data)}",
+        return raw, [Problem(path, 1, 1, "", f"must be a mapping, not {kind_of(data)}",
                              "start with 'ids:' (see the built-in rubric.yaml)")]
     rd.keys(data, _TOP_FIELDS, "")
     if "version" in data and data["version"] != 1:
-        rd.problem(data, "version", "version", f"unsupported version {data['version']!r}",
-                   "write version: 1")
+        rd.add(data, "version", "version", f"unsupported version {data['version']!r}",
+               "write version: 1", at_value=False)
     if "negation" in data and rd.mapping(data, "negation", data["negation"], "negation"):
         neg = data["negation"]
         rd.keys(neg, _NEGATION_FIELDS, "negation")
@@ -262,8 +236,8 @@ def _read(path: str, text: str | None = None) -> tuple[_Raw, list[Problem]]:
         for name in data["classes"]:
             fld = f"classes.{name}"
             if not re.fullmatch(r"[a-z_]+", str(name)) or name == "num":
-                rd.problem(data["classes"], name, fld, f"bad class name {name!r}",
-                           "use lowercase letters and _ ('num' is built in)")
+                rd.add(data["classes"], name, fld, f"bad class name {name!r}",
+                       "use lowercase letters and _ ('num' is built in)", at_value=False)
                 continue
             raw.classes[name] = rd.strings(data["classes"], name, fld)
     if "refusal" in data and rd.mapping(data, "refusal", data["refusal"], "refusal"):
@@ -285,24 +259,24 @@ def _read(path: str, text: str | None = None) -> tuple[_Raw, list[Problem]]:
         if "synonyms" in rf:
             syn = rf["synonyms"]
             if not isinstance(syn, list):
-                rd.problem(rf, "synonyms", "reflect.synonyms", "must be a list of word lists",
-                           "write - [twice, double]")
+                rd.add(rf, "synonyms", "reflect.synonyms", "must be a list of word lists",
+                       "write - [twice, double]", at_value=False)
             else:
                 for i in range(len(syn)):
                     group = rd.strings(syn, i, f"reflect.synonyms[{i}]")
                     for src in group:
                         if len(normalize(src.text).tokens) != 1:
-                            rd.problems.append(Problem(
-                                path, src.line, src.col, src.field,
-                                f"{src.text!r} must be a single word",
-                                "synonyms are single words"))
+                            rd.note(src.line, src.col, src.field,
+                                    f"{src.text!r} must be a single word",
+                                    "synonyms are single words")
                     raw.synonyms.append(group)
     if "ids" in data and rd.mapping(data, "ids", data["ids"], "ids"):
         ids = data["ids"]
         for id_ in ids:
             fld = f"ids.{id_}"
             if id_ not in ALL_IDS:
-                rd.problem(ids, id_, fld, f"unknown id {id_!r}", valid_ids_hint(str(id_)))
+                rd.add(ids, id_, fld, f"unknown id {id_!r}", valid_ids_hint(str(id_)),
+                       at_value=False)
                 continue
             node = ids[id_]
             if not rd.mapping(ids, id_, node, fld):
@@ -321,18 +295,19 @@ def _read(path: str, text: str | None = None) -> tuple[_Raw, list[Problem]]:
             for k in ("patterns", "exemplars", "not_if"):
                 if k in node:
                     if id_ == "stay_calm":
-                        rd.problem(node, k, f"{fld}.{k}", "stay_calm is measured from the "
-                                   "audio, not words", "give it only weight and mood")
+                        rd.add(node, k, f"{fld}.{k}", "stay_calm is measured from the "
+                               "audio, not words", "give it only weight and mood",
+                               at_value=False)
                         continue
                     if id_ == "listen_reflect" and k == "patterns":
-                        rd.problem(node, k, f"{fld}.{k}", "listen_reflect is judged against "
-                                   "the customer's line", "put reflective frames under "
-                                   "reflect.frames")
+                        rd.add(node, k, f"{fld}.{k}", "listen_reflect is judged against "
+                               "the customer's line", "put reflective frames under "
+                               "reflect.frames", at_value=False)
                         continue
                     getattr(entry, k).extend(rd.strings(node, k, f"{fld}.{k}"))
     elif "ids" not in data:
-        rd.problem(data, None, "ids", "no 'ids:' section",
-                   "add ids: with the steps and pitfalls to change")
+        rd.add(data, None, "ids", "no 'ids:' section",
+               "add ids: with the steps and pitfalls to change", at_value=False)
     return raw, rd.problems
 
 

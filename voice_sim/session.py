@@ -316,12 +316,12 @@ class SessionWriter:
     """
 
     def __init__(self, root: str | os.PathLike[str], persona_id: str) -> None:
-        from voice_sim.paths import DIR_MODE
+        from voice_sim.paths import DIR_MODE, fsync_dir, make_dirs
 
         self.root = Path(root)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         try:
-            self.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            make_dirs(self.root)
         except OSError as e:
             raise SessionError(f"{self.root}: cannot create the sessions folder "
                                f"({e.strerror})", hint="pick another with --out") from e
@@ -330,6 +330,7 @@ class SessionWriter:
             name = f"{stamp}-{persona_id}" + (f"-{n + 1}" if n else "")
             try:
                 (self.root / name).mkdir(mode=DIR_MODE)
+                fsync_dir(self.root)  # the folder's name survives a power cut too
             except FileExistsError:
                 continue
             except OSError as e:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,6 +200,56 @@ def position(node: Any, key: str | int | None = None, *,
         return (lc.line + 1, lc.col + 1)
 
 
+FieldPath = Sequence[str | int]
+"""Keys and list indexes from the top of a document down to a value, as a schema
+validator reports them: ``["lines", 2, "expects"]``."""
+
+
+def field_name(path: FieldPath) -> str:
+    """The dotted name of a field path, as messages print it: ``lines[2].expects``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def node_at(data: Any, path: FieldPath) -> Any:
+    """The value at ``path`` in ``data``; KeyError, IndexError or TypeError when absent."""
+    node = data
+    for part in path:
+        node = node[part]
+    return node
+
+
+def path_position(data: Any, path: FieldPath) -> tuple[int, int]:
+    """:func:`position` of the value at ``path`` (of its key, for a mapping entry); the
+    document's own for an empty path, (0, 0) when the path leads nowhere."""
+    if not path:
+        return position(data) if hasattr(data, "lc") else (1, 1)
+    try:
+        parent = node_at(data, path[:-1])
+    except (KeyError, IndexError, TypeError):
+        return (0, 0)
+    return position(parent, path[-1])
+
+
+def kind_of(value: Any) -> str:
+    """What a YAML value is, in a trainer's words: ``must be a list, not text``."""
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
 class FileProblems(InputError):
     """A file people write (a call spec, a fixtures spec) with problems: ``problems``
     holds every one, in file order; the message names the first."""
@@ -221,10 +271,16 @@ def load_checked(path: Path, error: type[FileProblems]) -> Any:
         raise error([e.problem]) from e
 
 
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice an unknown name was most likely meant to be; None when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return close[0] if close else None
+
+
 def suggest(word: str, choices: Sequence[str]) -> str:
     """A fix for an unknown name: the closest choice, then all of them."""
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    lead = f"did you mean {close[0]}? " if close else ""
+    close = closest(word, choices)
+    lead = f"did you mean {close}? " if close else ""
     return f"{lead}choose from {', '.join(choices)}"
 
 
@@ -232,24 +288,40 @@ class Checker:
     """Walks one YAML file, collecting every problem (not stopping at the first), each
     pointing at the key or value at fault. A file's reader subclasses it, or uses it as
     is, and adds the checks its own fields need; field names are ``prefix + key``
-    (``expect.`` + ``min_score``)."""
+    (``expect.`` + ``min_score``). The one skeleton of every hand-written validator
+    (call specs, fixtures specs, personas, rubric files)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], data: Any = None) -> None:
         self.path = str(path)
+        self.data = data
+        """The whole document, for problems placed by field path (:meth:`at`)."""
         self.problems: list[Problem] = []
 
+    def note(self, line: int, column: int, fld: str, message: str, hint: str = "",
+             severity: str = "error") -> None:
+        """A problem at a known position."""
+        self.problems.append(Problem(self.path, line, column, fld, message, hint, severity))
+
     def add(self, node: Any, key: Any, fld: str, message: str, hint: str = "", *,
-            at_value: bool = True) -> None:
+            at_value: bool = True, severity: str = "error") -> None:
         """A problem at ``node[key]`` (its value, or its key); at ``node`` for None."""
         line, col = position(node, key, at_value=at_value)
-        self.problems.append(Problem(self.path, line, col, fld, message, hint))
+        self.note(line, col, fld, message, hint, severity)
 
-    def unknown(self, node: Mapping[str, Any], prefix: str, valid: Sequence[str]) -> None:
-        """A problem for every key of ``node`` not in ``valid``."""
+    def at(self, path: FieldPath, message: str, hint: str = "",
+           severity: str = "error") -> None:
+        """A problem at the field ``path`` of :attr:`data`, named by :func:`field_name`."""
+        line, col = path_position(self.data, path)
+        self.note(line, col, field_name(path), message, hint, severity)
+
+    def unknown(self, node: Mapping[str, Any], prefix: str, valid: Sequence[str],
+                hint: Callable[[str, Sequence[str]], str] = suggest) -> None:
+        """A problem for every key of ``node`` not in ``valid``; ``hint`` words the fix
+        from the key and the valid ones."""
         for key in node:
             if key not in valid:
                 self.add(node, key, f"{prefix}{key}", f"unknown field {key!r}",
-                         suggest(str(key), valid), at_value=False)
+                         hint(str(key), valid), at_value=False)
 
     def text(self, node: Mapping[str, Any], key: str, prefix: str) -> str | None:
         """``node[key]`` stripped; None when absent or empty in YAML; a problem (and
