@@ -1,0 +1,412 @@
+#!/usr/bin/env python3
+"""Experiment (issue 12): does fine-tuning the sentence encoder beat the frozen one?
+
+Usage::
+
+    nice -n 19 scripts/finetune_rubric.py [--folds 4] [--epochs 3] [--rank 8] [--top 3]
+
+Needs CPU torch (training only: ``pip install -e '.[train]'``); scoring never does.
+
+What it measures. The tuning situations (the corpus minus
+:data:`train_rubric.HELDOUT`, which is never loaded here) are cut into ``--folds``
+groups of whole situations (sorted names, every ``folds``-th one: 4 folds of 3). For
+each fold, on the other situations plus the project's replies:
+
+* **frozen**: the shipped pipeline — all-MiniLM-L6-v2 as shipped, then
+  :func:`train_rubric.fit` (logistic per id over pooled clause vectors, rule ids,
+  customer similarity, TF-IDF);
+* **fine-tuned**: LoRA adapters (rank ``--rank`` on the query and value projections and
+  both feed-forward matrices of the top ``--top`` layers) and a multi-label head over
+  the 15 content ids trained jointly with torch; the adapters are merged into the
+  weights, the NumPy encoder of :mod:`voice_sim.embedding` is built from the merged
+  weights, and the same :func:`train_rubric.fit` is trained on its vectors — exactly the
+  pipeline that would ship;
+* **head**: the torch head's own decisions (same thresholds), for reference.
+
+All three are scored on the fold's situations with :func:`eval_rubric.evaluate`
+(macro-F1 over the 15 ids, lowest recall, pitfall false alarms on pitfall-free
+replies), per fold and pooled over folds. The torch encoder is checked against the
+NumPy one first (token states to 1e-4). Deterministic: fixed seed, deterministic
+algorithms, 2 threads. Figures and verdict: ``docs/content_scoring.md`` (fine-tuning
+won 0.028 macro-F1 but raised pitfall false alarms: not shipped, so nothing here writes
+an adapter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import eval_rubric as er  # noqa: E402
+import train_rubric as tr  # noqa: E402
+
+from voice_sim import embedding  # noqa: E402
+from voice_sim.rubric import CONTENT_IDS  # noqa: E402
+from voice_sim.rubric_semantic import Classifier, unit_spans  # noqa: E402
+from voice_sim.rubric_units import units  # noqa: E402
+from voice_sim.steps import PITFALL_IDS  # noqa: E402
+from voice_sim.textnorm import normalize  # noqa: E402
+
+SEED = 0
+LAYERS = 6
+HEADS = 12
+DIM = 384
+TARGETS = ("attention.self.query", "attention.self.value", "intermediate.dense",
+           "output.dense")
+"""The matrices of a layer that get a LoRA adapter (names as in the safetensors file)."""
+
+
+def load_weights() -> dict[str, Any]:
+    """The shipped model's tensors as NumPy arrays (copied out of the memory map)."""
+    import numpy as np
+
+    w = embedding._read_safetensors(embedding.model_dir() / "model.safetensors")
+    return {k: np.array(v, dtype=np.float32) for k, v in w.items()}
+
+
+def numpy_model(weights: dict[str, Any]) -> embedding.Model:
+    """The NumPy encoder of :mod:`voice_sim.embedding` built from ``weights`` (the same
+    code path as at run time, with the tensors swapped in)."""
+    with mock.patch.object(embedding, "_read_safetensors", lambda _path: weights):
+        return embedding._build(embedding.model_dir(), runtime="numpy")
+
+
+def make_encoder(weights: dict[str, Any], top: int, rank: int, alpha: float) -> Any:
+    """A torch re-implementation of the BERT encoder over ``weights`` (frozen), with
+    LoRA factors on :data:`TARGETS` of the top ``top`` layers and a linear head."""
+    import torch
+    from torch import nn
+
+    class Encoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = {k: torch.from_numpy(v) for k, v in weights.items()}
+            self.first = LAYERS - top
+            self.scale = alpha / rank
+            self.lora = nn.ParameterDict()
+            for i in range(self.first, LAYERS):
+                for t in TARGETS:
+                    out_d, in_d = weights[f"encoder.layer.{i}.{t}.weight"].shape
+                    key = f"{i}_{t.replace('.', '_')}"
+                    a = torch.empty(rank, in_d)
+                    nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+                    self.lora[key + "_a"] = nn.Parameter(a)
+                    self.lora[key + "_b"] = nn.Parameter(torch.zeros(out_d, rank))
+            self.head = nn.Linear(2 * DIM, len(CONTENT_IDS))
+
+        def lin(self, x: Any, i: int, t: str) -> Any:
+            p = f"encoder.layer.{i}.{t}"
+            y = x @ self.w[p + ".weight"].T + self.w[p + ".bias"]
+            key = f"{i}_{t.replace('.', '_')}"
+            if key + "_a" in self.lora:
+                y = y + (x @ self.lora[key + "_a"].T) @ self.lora[key + "_b"].T * self.scale
+            return y
+
+        def ln(self, x: Any, p: str) -> Any:
+            return torch.nn.functional.layer_norm(x, (DIM,), self.w[p + ".weight"],
+                                                  self.w[p + ".bias"], eps=1e-12)
+
+        def embed_tokens(self, ids: Any) -> Any:
+            n = ids.shape[-1]
+            h = (self.w["embeddings.word_embeddings.weight"][ids]
+                 + self.w["embeddings.position_embeddings.weight"][:n]
+                 + self.w["embeddings.token_type_embeddings.weight"][0])
+            return self.ln(h, "embeddings.LayerNorm")
+
+        def layers(self, h: Any, mask: Any, start: int, stop: int) -> Any:
+            """Layers start..stop-1 over (batch, n, 384) states; ``mask`` (batch, n)
+            marks real tokens (padding is never attended to)."""
+            bsz, n, _ = h.shape
+            d = DIM // HEADS
+            neg = (~mask)[:, None, None, :] * torch.finfo(h.dtype).min
+            for i in range(start, stop):
+                p = f"encoder.layer.{i}."
+                q = self.lin(h, i, "attention.self.query")
+                k = self.lin(h, i, "attention.self.key")
+                v = self.lin(h, i, "attention.self.value")
+                q, k, v = (x.view(bsz, n, HEADS, d).transpose(1, 2) for x in (q, k, v))
+                s = q @ k.transpose(-1, -2) / math.sqrt(d) + neg
+                ctx = (s.softmax(-1) @ v).transpose(1, 2).reshape(bsz, n, DIM)
+                h = self.ln(self.lin(ctx, i, "attention.output.dense") + h,
+                            p + "attention.output.LayerNorm")
+                up = torch.nn.functional.gelu(self.lin(h, i, "intermediate.dense"))
+                h = self.ln(self.lin(up, i, "output.dense") + h, p + "output.LayerNorm")
+            return h
+
+        def merged(self) -> dict[str, Any]:
+            """The frozen weights with every adapter folded in (NumPy, float32)."""
+            out = {k: v.numpy().copy() for k, v in self.w.items()}
+            with torch.no_grad():
+                for key in self.lora:
+                    if key.endswith("_a"):
+                        base = key[:-2]
+                        i, t = base.split("_", 1)
+                        name = next(x for x in TARGETS if x.replace(".", "_") == t)
+                        delta = (self.lora[base + "_b"] @ self.lora[base + "_a"]) * self.scale
+                        out[f"encoder.layer.{i}.{name}.weight"] += delta.numpy()
+            return out
+
+    return Encoder()
+
+
+def encode_rows(rows: list[dict[str, Any]], tok_model: embedding.Model
+                ) -> list[dict[str, Any]]:
+    """Per reply: token ids and, per unit, the token rows its vector averages (the
+    rows :func:`voice_sim.embedding._pool` uses)."""
+    out = []
+    for row in rows:
+        norm = normalize(row["reply"])
+        us = units(norm)
+        text = norm.text if us else row["reply"]
+        ids, offs = tok_model._tokenize([text])[0]
+        spans = unit_spans(norm, us) if us else [(0, len(text))]
+        pools = []
+        for a, b in spans:
+            rws = [k for k, (s, e) in enumerate(offs) if e > s and s >= a and e <= b]
+            pools.append(rws or list(range(len(ids))))
+        gold = set(row["steps"]) | set(row["pitfalls"])
+        out.append({"ids": ids, "pools": pools,
+                    "y": [1.0 if i in gold else 0.0 for i in CONTENT_IDS]})
+    return out
+
+
+def lower_states(enc: Any, items: list[dict[str, Any]]) -> list[Any]:
+    """States after the frozen lower layers, per reply (batches of similar length,
+    padding masked: the states are those of the reply alone to ~1e-7)."""
+    import torch
+
+    out: list[Any] = [None] * len(items)
+    order = sorted(range(len(items)), key=lambda k: len(items[k]["ids"]))
+    with torch.no_grad():
+        for a in range(0, len(order), 32):
+            ks = order[a:a + 32]
+            n = max(len(items[k]["ids"]) for k in ks)
+            ids = torch.zeros(len(ks), n, dtype=torch.long)
+            mask = torch.zeros(len(ks), n, dtype=torch.bool)
+            for b, k in enumerate(ks):
+                ids[b, :len(items[k]["ids"])] = torch.tensor(items[k]["ids"])
+                mask[b, :len(items[k]["ids"])] = True
+            h = enc.layers(enc.embed_tokens(ids), mask, 0, enc.first)
+            for b, k in enumerate(ks):
+                out[k] = h[b, :len(items[k]["ids"])].clone()
+    return out
+
+
+def batch_logits(enc: Any, lows: list[Any], items: list[dict[str, Any]]) -> Any:
+    """Head logits of a batch: pad the lower states, run the adapted top layers, pool
+    each unit (unit-normalised mean of its tokens), max and mean over units."""
+    import torch
+
+    n = max(x.shape[0] for x in lows)
+    h = torch.zeros(len(lows), n, DIM)
+    mask = torch.zeros(len(lows), n, dtype=torch.bool)
+    for b, x in enumerate(lows):
+        h[b, :x.shape[0]] = x
+        mask[b, :x.shape[0]] = True
+    h = enc.layers(h, mask, enc.first, LAYERS)
+    feats = []
+    for b, it in enumerate(items):
+        vs = torch.stack([h[b, rws].mean(0) for rws in it["pools"]])
+        vs = torch.nn.functional.normalize(vs, dim=-1)
+        feats.append(torch.cat([vs.max(0).values, vs.mean(0)]))
+    return enc.head(torch.stack(feats))
+
+
+def train_adapter(weights: dict[str, Any], items: list[dict[str, Any]], lows: list[Any],
+                  args: Any, log: str = "") -> Any:
+    """LoRA + head trained on ``items`` (``lows``: their :func:`lower_states`); returns
+    the encoder."""
+    import numpy as np
+    import torch
+
+    torch.manual_seed(SEED)
+    rng = np.random.RandomState(SEED)
+    enc = make_encoder(weights, args.top, args.rank, args.alpha)
+    y = torch.tensor([it["y"] for it in items])
+    pos = y.sum(0).clamp(min=1)
+    pos_weight = ((len(items) - pos) / pos).clamp(max=20.0)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    opt = torch.optim.AdamW([{"params": enc.lora.parameters(), "lr": args.lr},
+                             {"params": enc.head.parameters(), "lr": args.head_lr}],
+                            weight_decay=0.01)
+    # batches of similar length (little padding), in a seeded random order
+    order = sorted(range(len(items)), key=lambda k: (len(items[k]["ids"]), k))
+    batches = [order[a:a + args.batch] for a in range(0, len(order), args.batch)]
+    steps = args.epochs * len(batches)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 20) * max(0.0, 1 - s / steps))
+    t = time.perf_counter()
+    for ep in range(args.epochs):
+        total = 0.0
+        for bi in rng.permutation(len(batches)):
+            ks = batches[bi]
+            logits = batch_logits(enc, [lows[k] for k in ks], [items[k] for k in ks])
+            loss = loss_fn(logits, y[ks])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(ks)
+        print(f"    {log}epoch {ep + 1}: loss {total / len(items):.4f} "
+              f"({time.perf_counter() - t:.0f} s, load {os.getloadavg()[0]:.1f})", flush=True)
+    return enc
+
+
+def head_predict(enc: Any, items: list[dict[str, Any]], lows: list[Any]) -> list[set[str]]:
+    import torch
+
+    thresholds = torch.tensor([tr.PITFALL_THRESHOLD if i in PITFALL_IDS else tr.STEP_THRESHOLD
+                               for i in CONTENT_IDS])
+    out = []
+    with torch.no_grad():
+        for a in range(0, len(items), 32):
+            p = batch_logits(enc, lows[a:a + 32], items[a:a + 32]).sigmoid()
+            out.extend({i for i, ok in zip(CONTENT_IDS, row >= thresholds, strict=True) if ok}
+                       for row in p)
+    return out
+
+
+def check_encoder(weights: dict[str, Any], model: embedding.Model) -> float:
+    """Largest difference between the torch and NumPy token states on a few texts."""
+    import numpy as np
+    import torch
+
+    enc = make_encoder(weights, 0, 1, 1.0)
+    texts = ["I totally get why you're fed up.", "so um the engineer never came on tuesday",
+             "Sorry, but that's our policy and there's nothing I can do about it, okay?"]
+    worst = 0.0
+    with torch.no_grad():
+        for t in texts:
+            ids, _ = model._tokenize([t])[0]
+            ref = model._states_many([ids])[0]
+            tid = torch.tensor([ids])
+            h = enc.layers(enc.embed_tokens(tid), torch.ones_like(tid, dtype=torch.bool), 0,
+                           LAYERS)[0].numpy()
+            worst = max(worst, float(np.abs(h - ref).max()))
+    return worst
+
+
+def predict_fit(train: list[dict[str, Any]], test: list[dict[str, Any]]) -> list[set[str]]:
+    """The shipped recipe (:func:`train_rubric.fit`) trained on ``train``, deciding
+    ``test`` (both featurized by :func:`train_rubric.featurize`)."""
+    arr = tr.fit(train)
+    clf = Classifier(tuple(str(x) for x in arr["ids"]),
+                     {str(v): k for k, v in enumerate(arr["vocab"])}, arr["idf"],
+                     arr["weights"], arr["bias"], arr["thresholds"], int(arr["n_dense"]))
+    return [{i for i, q, th in zip(clf.ids, clf.probabilities(f["dense"], f["text"]),
+                                   clf.thresholds, strict=True) if q >= th} for f in test]
+
+
+def featurize_with(model: embedding.Model, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`train_rubric.featurize` with ``model`` as the process's encoder."""
+    saved = embedding._MODEL
+    embedding._MODEL = model
+    try:
+        return tr.featurize(rows, log=False)
+    finally:
+        embedding._MODEL = saved
+
+
+def summary(res: dict[str, Any]) -> dict[str, float]:
+    return {"macro_f1": round(res["macro_f1"], 4),
+            "lowest_recall": round(min(v["recall"] for v in res["per_id"].values()), 3),
+            "lowest_id": min(res["per_id"], key=lambda i: res["per_id"][i]["recall"]),
+            "pitfall_false_alarms": round(res["pitfall_false_alarms"], 4),
+            "n": res["n"]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--folds", type=int, default=4)
+    ap.add_argument("--only-fold", type=int, default=None, help="run one fold (0-based)")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--rank", type=int, default=8)
+    ap.add_argument("--alpha", type=float, default=16.0)
+    ap.add_argument("--top", type=int, default=3, help="adapted layers, counted from the top")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--head-lr", type=float, default=3e-3)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(2)
+    torch.use_deterministic_algorithms(True)
+    t0 = time.perf_counter()
+    weights = load_weights()
+    frozen = embedding.load_model()
+    print(f"torch vs NumPy token states: max difference {check_encoder(weights, frozen):.2e}",
+          flush=True)
+    rows = tr.tuning_rows()
+    items = encode_rows(rows, frozen)
+    t = time.perf_counter()
+    lows = lower_states(make_encoder(weights, args.top, 1, 1.0), items)
+    print(f"lower {LAYERS - args.top} layers of {len(items)} replies "
+          f"({time.perf_counter() - t:.0f} s)", flush=True)
+    situations = sorted({r["situation"] for r in rows} - {"project"})
+    groups = [situations[g::args.folds] for g in range(args.folds)]
+    t = time.perf_counter()
+    base_feats = tr.featurize(rows, log=False)
+    print(f"featurized {len(rows)} replies, frozen ({time.perf_counter() - t:.0f} s)",
+          flush=True)
+    report: dict[str, Any] = {"config": {k: (str(v) if isinstance(v, Path) else v)
+                                         for k, v in vars(args).items()}, "folds": []}
+    pooled: dict[str, dict[int, set[str]]] = {"frozen": {}, "finetuned": {}, "head": {}}
+    for g, group in enumerate(groups):
+        if args.only_fold is not None and g != args.only_fold:
+            continue
+        held = set(group)
+        tr_idx = [n for n, r in enumerate(rows) if r["situation"] not in held]
+        te_idx = [n for n, r in enumerate(rows) if r["situation"] in held]
+        print(f"fold {g}: {', '.join(group)} ({len(te_idx)} replies; "
+              f"{len(tr_idx)} train)", flush=True)
+        preds = {"frozen": predict_fit([base_feats[n] for n in tr_idx],
+                                       [base_feats[n] for n in te_idx])}
+        t = time.perf_counter()
+        enc = train_adapter(weights, [items[n] for n in tr_idx], [lows[n] for n in tr_idx],
+                            args, f"fold {g} ")
+        train_s = time.perf_counter() - t
+        preds["head"] = head_predict(enc, [items[n] for n in te_idx], [lows[n] for n in te_idx])
+        t = time.perf_counter()
+        feats = featurize_with(numpy_model(enc.merged()), rows)
+        preds["finetuned"] = predict_fit([feats[n] for n in tr_idx],
+                                         [feats[n] for n in te_idx])
+        fold: dict[str, Any] = {"situations": group, "train_seconds": round(train_s),
+                                "featurize_seconds": round(time.perf_counter() - t)}
+        test_rows = [rows[n] for n in te_idx]
+        for name, pr in preds.items():
+            by = {id(r): p for r, p in zip(test_rows, pr, strict=True)}
+            fold[name] = summary(er.evaluate(test_rows, predict=lambda r, by=by: by[id(r)]))
+            pooled[name].update(zip(te_idx, pr, strict=True))
+        report["folds"].append(fold)
+        print("  " + json.dumps(fold), flush=True)
+    done = sorted(pooled["frozen"])
+    test_rows = [rows[n] for n in done]
+    report["pooled"] = {}
+    for name, pr in pooled.items():
+        by = {id(rows[n]): pr[n] for n in done}
+        res = er.evaluate(test_rows, predict=lambda r, by=by: by[id(r)])
+        report["pooled"][name] = {**summary(res), "per_id_f1": {
+            i: round(v["f1"], 3) for i, v in res["per_id"].items()}}
+        er._print(f"{name}, pooled over {len(report['folds'])} folds", res, confusion=0)
+    report["total_seconds"] = round(time.perf_counter() - t0)
+    report["load_average"] = [round(x, 1) for x in os.getloadavg()]
+    print(json.dumps({k: v for k, v in report.items() if k != "folds"}, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
