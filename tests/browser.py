@@ -1,9 +1,11 @@
 """A headless chromium driven over the DevTools protocol, for the browser tests.
 
-Debian's chromium, a tiny DevTools client on ``websockets``: pages open in fresh tabs,
-every console error, uncaught exception and browser log error (Content-Security-Policy
-violations, failed loads) is collected, keys can be typed, and a full-page screenshot
-is decoded (a small PNG decoder on numpy) so a test can check what was really drawn.
+Debian's chromium, a tiny DevTools client on ``websockets``: pages open in fresh tabs
+(more tabs of the same chromium each get their own connection, so each can be driven
+from its own thread), every console error, uncaught exception and browser log error
+(Content-Security-Policy violations, failed loads) is collected, keys can be typed, and
+a full-page screenshot is decoded (a small PNG decoder on numpy) so a test can check
+what was really drawn.
 """
 
 from __future__ import annotations
@@ -43,8 +45,12 @@ _KEYS = {"Tab": 9, "Enter": 13, "Escape": 27, " ": 32, "ArrowDown": 40, "ArrowUp
 class Browser:
     """One page in a headless chromium, over the DevTools protocol."""
 
-    def __init__(self, ws: Any) -> None:
+    def __init__(self, ws: Any, devtools: str = "", tab: bool = False) -> None:
         self.ws = ws
+        self.devtools = devtools
+        """host:port of the chromium's DevTools server"""
+        self.tab = tab
+        """connected to one tab (not to the browser): :meth:`open` loads it"""
         self.n = 0
         self.events: list[dict[str, Any]] = []
         self.session: str | None = None
@@ -68,11 +74,13 @@ class Browser:
             self.events.append(got)
 
     def open(self, url: str) -> None:
-        """Open ``url`` in a fresh tab and wait for its load event."""
-        target = self.call("Target.createTarget", {"url": "about:blank"}, page=False)
-        self.session = self.call("Target.attachToTarget", {"targetId": target["targetId"],
-                                                           "flatten": True},
-                                 page=False)["sessionId"]
+        """Open ``url`` in a fresh tab (or, for a :meth:`new_tab`, in that tab) and wait
+        for its load event."""
+        if not self.tab:
+            target = self.call("Target.createTarget", {"url": "about:blank"}, page=False)
+            self.session = self.call("Target.attachToTarget",
+                                     {"targetId": target["targetId"], "flatten": True},
+                                     page=False)["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
             self.call(f"{domain}.enable")
         self.events.clear()
@@ -82,6 +90,20 @@ class Browser:
             self.events.append(json.loads(self.ws.recv(timeout=max(0.1, deadline
                                                                    - time.monotonic()))))
         self.call("Runtime.evaluate", {"expression": "1"})  # flushes queued events
+
+    @contextmanager
+    def new_tab(self) -> Iterator[Browser]:
+        """Another tab of this chromium (in front of the others), on a connection of its
+        own: another thread may drive it while this one is in use. Closed on leaving."""
+        from websockets.sync.client import connect
+
+        target = self.call("Target.createTarget", {"url": "about:blank"}, page=False)
+        try:
+            with connect(f"ws://{self.devtools}/devtools/page/{target['targetId']}",
+                         max_size=None, open_timeout=20) as ws:
+                yield Browser(ws, self.devtools, tab=True)
+        finally:
+            self.call("Target.closeTarget", {"targetId": target["targetId"]}, page=False)
 
     def navigate(self, url: str, timeout: float = 30.0) -> None:
         """Load ``url`` in the current tab and wait for its load event."""
@@ -171,7 +193,7 @@ def chromium(tmp: Path, extra: Sequence[str] = ()) -> Iterator[Browser]:
         port, path = port_file.read_text().split()[:2]
         with connect(f"ws://127.0.0.1:{port}{path}", max_size=None,
                      open_timeout=20) as ws:
-            browser = Browser(ws)
+            browser = Browser(ws, f"127.0.0.1:{port}")
             yield browser
             browser.call("Browser.close", page=False)
         proc.wait(timeout=20)
@@ -255,3 +277,63 @@ def capture_file(path: Path, parts: Sequence[tuple[float, Path]], total_s: float
             raise ValueError(f"{f} at {start} s does not fit in {total_s} s")
         out[i:i + len(x)] += x
     return write_wav(path, out, sr)
+
+
+WORK_S = 8.0
+"""Seconds allowed for the server to finish a turn (end detected -> next line sent),
+on two shared cores with three calls running: ~0.3-0.6 s alone on an idle machine,
+but up to 7 s seen with the tests nice'd under a load of 11 (4 s failed there)."""
+
+SILENCE_END_S = 0.8
+"""The pause after an answer before the turn detector ends it (a margin: the live
+rule may end it sooner)."""
+
+
+def seconds(path: Path) -> float:
+    """A sound file's length in seconds."""
+    import soundfile as sf
+
+    return float(sf.info(str(path)).duration)
+
+
+def plain_personas(shipped: Path, folder: Path) -> Path:
+    """The shipped personas, with double-billing's phrasing variants and voice-by-mood
+    taken out: the fake microphone's file is laid out in advance from the lengths of the
+    lines, so every call must say each line in the one voice and words known here."""
+    from ruamel.yaml import YAML
+
+    folder.mkdir()
+    for f in shipped.glob("*.yaml"):
+        shutil.copy(f, folder)
+    yaml = YAML()
+    path = folder / "double-billing.yaml"
+    data = yaml.load(path.read_text(encoding="utf-8"))
+    data["customer"]["voice"].pop("per_mood", None)
+    for line in data["lines"]:
+        line.pop("variants", None)
+    with path.open("w", encoding="utf-8") as out:
+        yaml.dump(data, out)
+    return folder
+
+
+def line_lengths(persona_id: str, folder: Path) -> dict[str, float]:
+    """Each line's length as the call will play it (the same cached TTS render)."""
+    from voice_sim.persona import load_persona
+    from voice_sim.speak import cached_render
+
+    p = load_persona(folder / f"{persona_id}.yaml")
+    return {k: seconds(line.audio or cached_render(line.text, p.voice))
+            for k, line in p.lines.items()}
+
+
+def timeline(first_at: float, answers: list[Path], lines_after: list[float],
+             work_s: float = WORK_S) -> list[tuple[float, Path]]:
+    """Where each answer goes: the first at ``first_at``; each next one after the answer
+    before it, the silence that ends it, the server's work (``work_s``) and the line it
+    answers."""
+    at, out = first_at, []
+    for i, a in enumerate(answers):
+        out.append((at, a))
+        if i + 1 < len(answers):
+            at += seconds(a) + SILENCE_END_S + work_s + lines_after[i] + 0.7
+    return out

@@ -270,15 +270,13 @@ def test_numpy_pass_matches_the_reference_similarities(rubric: object) -> None:
     assert close > 0.5 > far  # paraphrases near, an unrelated sentence far
 
 
-def test_onnx_graph_and_numpy_pass_give_the_same_vectors(
-        rubric: object, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_onnx_graph_and_numpy_pass_give_the_same_vectors(rubric: object) -> None:
     import numpy as np
 
     m = embedding.load_model()
     if m.session is None:
         pytest.skip("onnxruntime is not installed: only the NumPy pass runs")
-    monkeypatch.setenv(embedding.RUNTIME_ENV, "numpy")
-    plain = embedding._build(m.folder)
+    plain = embedding._build(m.folder, "numpy")
     assert plain.session is None
     texts = [r for r, _ in BATCH_ROWS if r]
     m.cache.clear()

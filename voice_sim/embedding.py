@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voice_sim.errors import ModelError
-from voice_sim.paths import EMBEDDING_RUNTIME_ENV, embedding_runtime
+from voice_sim.paths import embedding_runtime
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,9 +58,6 @@ _LAYERS = 6
 _HEADS = 12
 _EPS = 1e-12
 _CACHE_MAX = 100_000
-RUNTIME_ENV = EMBEDDING_RUNTIME_ENV
-"""Set to ``numpy`` to run the encoder in NumPy even where onnxruntime is installed
-(read by :func:`voice_sim.paths.embedding_runtime`)."""
 BATCH_TOKENS = 1024
 """Tokens per block of the encoder (sequences of any length stacked; bigger blocks gain
 little and cost memory)."""
@@ -443,7 +440,7 @@ def _gelu(x: np.ndarray, sc: _Scratch) -> np.ndarray:
     return x
 
 
-def _build(folder: Path, runtime: str | None = None) -> Model:
+def _build(folder: Path, runtime: str) -> Model:
     import numpy as np
     from tokenizers import Tokenizer
 
@@ -483,7 +480,7 @@ def _build(folder: Path, runtime: str | None = None) -> Model:
     model = Model(folder, tok, word, np.array(g("embeddings.position_embeddings.weight")),
                   np.array(g("embeddings.token_type_embeddings.weight")),
                   ln("embeddings.LayerNorm"), tuple(layers))
-    if (runtime or embedding_runtime()) == "numpy":
+    if runtime == "numpy":
         return model
     try:
         import onnxruntime  # noqa: F401
