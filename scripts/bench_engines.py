@@ -17,8 +17,18 @@ Each engine runs in a process of its own (so its peak memory is its own) and pri
              engine uses for short clips, and with Whisper's usual 30 s window
   peak rss   resource.getrusage peak resident memory of the engine's process
 
+``--quick-window`` instead compares the encoder windows of Whisper's greedy decode (the
+words of a pause, partials: WhisperEngine.quick_decode): word error rate (pooled over
+each set's words) and median encode + decode time with the old 15 s window and with the
+window sized to the clip (whisper.QUICK_WINDOW_S, QUICK_MARGIN_S), on the latency
+benchmark's spoken answers (sample replies of its three personas, espeak-ng), the
+LibriVox clips of pocketsphinx-testdata and every third Asterisk prompt of 6+ words
+(asterisk-core-sounds-en-wav, 8 kHz), with how often the two windows' texts read the same
+to the end-of-turn rule (voice_sim.endpoint.words_state with the end probability).
+
     .venv/bin/python scripts/bench_engines.py [--seconds 30] [--answers 8]
                                               [--trailing 0.2 0.8] [--engine whisper]
+    .venv/bin/python scripts/bench_engines.py --quick-window
 """
 
 from __future__ import annotations
@@ -156,6 +166,86 @@ def window_figures(eng: object, clip: np.ndarray) -> None:
         f"{k} {v * 1000:.0f} ms" for k, v in times.items()) + " (median of 5)")
 
 
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+ASTERISK = Path("/usr/share/asterisk/sounds/en")
+ASTERISK_TEXT = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
+
+
+def quick_sets() -> dict[str, list[tuple[str, np.ndarray]]]:
+    """(reference text, 16 kHz clip) sets for --quick-window (see the docstring)."""
+    import gzip
+    import re
+
+    from voice_sim.audio import load_audio
+    from voice_sim.persona import load_persona
+    from voice_sim.speak import Voice, cached_render
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench_latency import DEFAULT_PERSONAS, TRAINEE_VOICE
+
+    voice = Voice(**TRAINEE_VOICE)  # type: ignore[arg-type]
+    bench = [(line.sample_reply, load_audio(cached_render(line.sample_reply, voice)))
+             for pid in DEFAULT_PERSONAS.split(",")
+             for line in load_persona(pid).lines.values()
+             if line.sample_reply and not line.end]
+    out = {"bench answers": bench}
+    if (LIBRIVOX / "transcription").exists():
+        rows = [re.match(r"<s> (.*) </s> \((.*)\)", t.strip())
+                for t in (LIBRIVOX / "transcription").read_text().splitlines()]
+        out["LibriVox"] = [(m.group(1), load_audio(LIBRIVOX / f"{m.group(2)}.wav"))
+                           for m in rows if m]
+    if ASTERISK_TEXT.exists():
+        prompts = []
+        for t in gzip.open(ASTERISK_TEXT, "rt"):
+            m = re.match(r"([\w-]+): (.*)", t.strip())
+            if (m and "[" not in m.group(2) and len(m.group(2).split()) >= 6
+                    and (ASTERISK / f"{m.group(1)}.wav").exists()):
+                prompts.append((m.group(2), load_audio(ASTERISK / f"{m.group(1)}.wav")))
+        out["Asterisk"] = prompts[::3][:40]
+    return out
+
+
+def quick_window() -> None:
+    """Greedy decodes with the 15 s window vs the sized one (``--quick-window``)."""
+    import numpy as np
+
+    from voice_sim.audio import SAMPLE_RATE
+    from voice_sim.endpoint import words_state
+    from voice_sim.engines import whisper, word_error_rate
+
+    eng = whisper.load()
+    eng.quick_decode(np.zeros(SAMPLE_RATE, np.float32))  # warm-up
+    sized = whisper._quick_window_frames
+    windows = {"15 s": lambda n: (whisper._window_frames(n) or whisper.FULL_WINDOW_FRAMES),
+               "sized": sized}
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
+    for name, clips in quick_sets().items():
+        clips = [(ref, a[-28 * SAMPLE_RATE:]) for ref, a in clips]
+        got: dict[str, list[tuple[str, float | None, float]]] = {}
+        for label, frames in windows.items():
+            whisper._quick_window_frames = frames  # type: ignore[assignment]
+            try:
+                got[label] = []
+                for _, a in clips:
+                    t = time.perf_counter()
+                    text, p = eng.quick_decode(a, end_p=True)
+                    got[label].append((text, p, time.perf_counter() - t))
+            finally:
+                whisper._quick_window_frames = sized
+        words = sum(len(ref.split()) for ref, _ in clips)
+        same = sum(words_state(a[0], a[1]) == words_state(b[0], b[1])
+                   for a, b in zip(got["15 s"], got["sized"], strict=True))
+        parts = []
+        for label, rows in got.items():
+            errors = sum(word_error_rate(ref, text) * len(ref.split())
+                         for (ref, _), (text, _, _) in zip(clips, rows, strict=True))
+            parts.append(f"{label} WER {errors / words:.3f}, "
+                         f"{statistics.median(t for _, _, t in rows) * 1000:.0f} ms")
+        print(f"  {name:13} {len(clips):2d} clips: " + "; ".join(parts)
+              + f"; the rule reads the same words {same}/{len(clips)}")
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
@@ -213,7 +303,12 @@ def main() -> int:
                     help="seconds of silence after each answer (0.2 0.8)")
     ap.add_argument("--engine", choices=("whisper", "vosk"),
                     help="one engine in this process (default: each in its own)")
+    ap.add_argument("--quick-window", action="store_true",
+                    help="Whisper's greedy decode: 15 s vs sized encoder window (WER, time)")
     args = ap.parse_args()
+    if args.quick_window:
+        quick_window()
+        return 0
     if args.engine:
         run_engine(args.engine, args.seconds, args.answers, args.trailing)
         return 0

@@ -209,6 +209,15 @@ class _Observed:
         """The speaker's barge-in of the latest line (the session reads it)."""
         return self.speaker.last
 
+    @property
+    def on_sound(self) -> Any:
+        """The speaker's hook for the line's first sound (the session sets it)."""
+        return self.speaker.on_sound
+
+    @on_sound.setter
+    def on_sound(self, fn: Any) -> None:
+        self.speaker.on_sound = fn
+
 
 def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
                 va: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:

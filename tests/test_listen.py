@@ -314,17 +314,38 @@ def test_live_line_draws_meter_and_caption() -> None:
 @pytest.mark.model
 @pytest.mark.slow
 def test_live_turn_end_to_end(fake: FakeSoundDevice, whisper: Any, answer: np.ndarray,
-                              line_audio: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
+                              line_audio: tuple[np.ndarray, np.ndarray], tmp_path: Path,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Persona audio comes out, the answer goes in, the turn ends on silence, the next
-    line plays — with live captions and a real Whisper transcript."""
+    line plays — with live captions and a real Whisper transcript, decoded only once
+    the next line has started (``final_after``, as the live session does)."""
+    import threading
+    import time
+
+    import voice_sim.listen as listen
+
     line1, line2 = line_audio
     fake.add_answer(answer, delay_s=0.3)
     captions: list[str] = []
+    stream = whisper.stream()
+    finish, finished_at = stream.finish, []
+
+    def noted_finish() -> Any:
+        finished_at.append(time.perf_counter())
+        return finish()
+
+    stream.finish = noted_finish
+    go = threading.Event()
+    monkeypatch.setattr(listen, "FINAL_HOLD_S", 60.0)
     with Microphone() as mic:
         devices.play(line1, SAMPLE_RATE)
-        got = capture_answer(mic, whisper, TurnConfig(turn_end="fast"),
-                             sink=tmp_path / "turn1.wav", on_caption=captions.append)
+        got = capture_answer(mic, stream, TurnConfig(turn_end="fast"),
+                             sink=tmp_path / "turn1.wav", on_caption=captions.append,
+                             wait_final=False, final_after=go)
         devices.play(line2, SAMPLE_RATE)
+        assert got.pending is not None and not finished_at
+        go.set()
+        transcript = got.pending.result(timeout=60)
 
     played = fake.played
     assert len(played) == 2
@@ -342,13 +363,11 @@ def test_live_turn_end_to_end(fake: FakeSoundDevice, whisper: Any, answer: np.nd
     assert got.end_why in ("a finished sentence", "waiting for the words")
     assert got.pause_s is not None
     assert got.pause_s <= PATIENCE["fast"].incomplete_s + 0.021
-    words = got.text.lower()
+    words = transcript.text.lower()
     for w in ("understand", "upset", "order"):
-        assert w in words, got.text
+        assert w in words, transcript.text
     assert captions and captions == list(got.captions)
-    assert got.transcript is not None
+    assert got.transcript is None and got.final_at is None
     # The engine heard from just before the speech to the end of the turn.
-    assert got.transcript.duration_s == pytest.approx(got.duration_s - got.offset_s,
-                                                      abs=0.045)
-    assert got.final_at is not None
-    assert played[1].started_at >= got.final_at >= got.ended_at
+    assert transcript.duration_s == pytest.approx(got.duration_s - got.offset_s, abs=0.045)
+    assert finished_at[0] >= played[1].started_at >= got.ended_at

@@ -159,6 +159,14 @@ def test_a_pause_gets_its_words_decoded_at_once(whisper: Any,
     p = stream.end_p
     assert p is not None and END_P <= p <= 1.0
     assert words_state(stream.text(), p) == "complete"
+    # The pause goes on past the stream's own commit pause: its beam search waits (it
+    # would share the CPU with the scoring of the turn) until asked for.
+    stream.accept(room(0.5, 2))
+    stream.settle()
+    assert stream.committed_s == 0.0 and stream.end_p == p
+    stream.commit()
+    stream.settle()
+    assert stream.committed_s > 0.0 and stream.end_p is None
     stream.accept(speech["rest"][:SAMPLE_RATE // 2])
     assert stream.end_p is None
     assert "order" in stream.finish().text.lower()

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from voice_sim.audio import FRAME_S, SAMPLE_RATE
@@ -339,6 +340,9 @@ class ListeningSpeaker:
         """Milliseconds the echo canceller took per 20 ms block of the latest line."""
         self.aec: EchoCanceller | None = None
         """The latest line's echo canceller (its delay is None: no echo was found)."""
+        self.on_sound: Callable[[], None] | None = None
+        """Called once per line as its first audio goes to the device (the session
+        starts the answer's final transcript then: voice_sim.session.Answer.final_go)."""
         from voice_sim.vad import SpeechProbability
 
         SpeechProbability()  # the model loads now, not as the first line starts
@@ -423,9 +427,13 @@ class ListeningSpeaker:
         tail_until: float | None = None
         started = time.perf_counter()
         player.start()
+        sounded = self.on_sound is None
         try:
             while True:
                 now = time.perf_counter()
+                if not sounded and (player.pos or player.done.is_set()):
+                    sounded = True
+                    self.on_sound()  # type: ignore[misc]
                 if player.done.is_set():
                     if onset is not None:
                         break

@@ -596,6 +596,10 @@ class WavSink:
 _END = "end"
 _ABANDON = "abandon"
 _PAUSE = "pause"
+_COMMIT = "commit"
+FINAL_HOLD_S = 1.0
+"""Seconds at most that a final transcript held for ``capture_answer(final_after=...)``
+waits for its event before it is decoded anyway (a caller that never sets it)."""
 
 
 class _EngineFeeder:
@@ -614,6 +618,7 @@ class _EngineFeeder:
         """(text, samples of the fed audio it covers, the engine's probability that it
         ends a sentence: voice_sim.endpoint.words_state)."""
         self.done: Future[Transcript] = Future()
+        self._after: threading.Event | None = None
         self._fed_n = 0
         self._q: queue.SimpleQueue[np.ndarray | str] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="engine-feeder", daemon=True)
@@ -627,17 +632,25 @@ class _EngineFeeder:
         if hasattr(self.stream, "pause"):
             self._q.put(_PAUSE)
 
+    def commit(self) -> None:
+        """Ask the stream for the committed words of the current pause now (a stream
+        that holds its commit in a pause, Whisper's: the greedy words left it unsure)."""
+        if hasattr(self.stream, "commit"):
+            self._q.put(_COMMIT)
+
     def _run(self) -> None:
         import numpy as np
 
         try:
             while True:
                 item = self._q.get()
-                if isinstance(item, str) and item == _PAUSE:
-                    self.stream.pause()  # type: ignore[attr-defined]
+                if isinstance(item, str) and item in (_PAUSE, _COMMIT):
+                    getattr(self.stream, item)()
                     continue
                 if isinstance(item, str):
                     if item == _END:
+                        if self._after is not None:
+                            self._after.wait(FINAL_HOLD_S)
                         self.done.set_result(self.stream.finish())
                     return
                 # Whatever piled up while the engine was busy goes in as one chunk.
@@ -663,8 +676,8 @@ class _EngineFeeder:
                     self.captions.append(text)
                     if self.on_caption is not None:
                         self.on_caption(text)
-                if end == _PAUSE:
-                    self.stream.pause()  # type: ignore[attr-defined]
+                if end in (_PAUSE, _COMMIT):
+                    getattr(self.stream, end)()
                 elif end is not None:
                     self._q.put(end)
         except BaseException as e:
@@ -677,8 +690,10 @@ class _EngineFeeder:
         if self.error is not None:
             raise self.error
 
-    def finish(self) -> Future[Transcript]:
-        """Finish the stream after the queued audio: the final transcript, to come."""
+    def finish(self, after: threading.Event | None = None) -> Future[Transcript]:
+        """Finish the stream after the queued audio: the final transcript, to come; with
+        ``after``, decoded only once that event is set (or FINAL_HOLD_S went by)."""
+        self._after = after
         self._q.put(_END)
         return self.done
 
@@ -843,6 +858,7 @@ def capture_answer(
     keys: KeyPoll | None = None,
     on_end: Callable[[np.ndarray], None] | None = None,
     wait_final: bool = True,
+    final_after: threading.Event | None = None,
 ) -> CapturedAnswer:
     """Capture one answer from an open microphone until the turn ends.
 
@@ -858,8 +874,11 @@ def capture_answer(
     ``CapturedAnswer.samples``) the moment the end is detected, before the final
     transcript is waited for: work that needs no transcript can start there. With
     ``wait_final=False`` the final transcript is not waited for at all: it comes in
-    ``CapturedAnswer.pending`` and ``partial`` holds the text so far. Raises
-    DeviceError when the microphone stops delivering audio.
+    ``CapturedAnswer.pending`` and ``partial`` holds the text so far; with
+    ``final_after`` too, the final decode itself starts only when that event is set (at
+    most :data:`FINAL_HOLD_S` later), so that it does not take the CPU from the work
+    the caller does first on the partial words (the live session: until the reply
+    sounds). Raises DeviceError when the microphone stops delivering audio.
     """
     import numpy as np
 
@@ -895,6 +914,7 @@ def capture_answer(
     pause_at: float | None = None
     words_at: float | None = None
     hinted = True  # the engine was told of the current pause
+    asked = True  # the engine was asked for the committed words of the current pause
     try:
         while reason is None:
             if keys is not None and (k := keys.poll()) is not None:
@@ -908,6 +928,11 @@ def capture_answer(
                     det.words = engine_words(text, end_p)
                     if words_at is None and pause_at is not None:
                         words_at = time.perf_counter()
+                    if det.words in ("pending", "unknown") and not asked:
+                        # Words the rule cannot read: it waits for the commit's, which
+                        # the stream holds in a pause until asked.
+                        asked = True
+                        feeder.commit()
                 else:
                     det.words = "pending" if det.speech_end is not None else "unknown"
             block = mic.read(timeout=0.05)
@@ -930,7 +955,7 @@ def capture_answer(
                 pause_at = words_at = None
             elif pause_at is None and det.speech_end is not None:
                 pause_at = block.at
-                hinted = False
+                hinted = asked = False
             if reason is not None:
                 ended_at = block.at
             if on_level is not None:
@@ -971,7 +996,7 @@ def capture_answer(
         if on_end is not None:
             on_end(samples)
         partial = feeder.latest[0] if feeder is not None else ""
-        pending = feeder.finish() if feeder is not None else None
+        pending = feeder.finish(final_after) if feeder is not None else None
         transcript = None
         final_at: float | None = time.perf_counter()
         if pending is not None:

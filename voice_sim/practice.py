@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -247,12 +248,14 @@ class LiveTrainee:
               file=sys.stderr)
         prepared: list[Future[Prepared]] = []
         # The final transcript is not waited for here: the session plans the next line
-        # on the words so far and confirms it on the final (session.CONFIRM_S).
+        # on the words so far and confirms it on the final (session.CONFIRM_S), whose
+        # decode it starts once the reply sounds (Answer.final_go).
+        go = threading.Event()
         got = capture_answer(self.mic, self.engine, self.config, sink=wav,
                              on_caption=self.live_line.caption, on_level=self.live_line.level,
                              keys=self.keys,
                              on_end=lambda x: prepared.append(self._analysis.submit(prepare, x)),
-                             wait_final=False)
+                             wait_final=False, final_after=go)
         self.live_line.clear()
         if got.reason == "quit":
             raise Quit()
@@ -260,11 +263,13 @@ class LiveTrainee:
         if pending is not None and not got.partial_covers:
             # The words so far stop short of the answer's end (a slow decode, a key
             # press): nothing to plan on, so the final transcript is waited for.
+            go.set()
             transcript, final_at, pending = pending.result(), time.perf_counter(), None
         return Answer(samples=got.samples, wav=wav, transcript=transcript,
                       ended_at=got.ended_at, final_at=final_at, end_reason=got.reason,
                       source="microphone", prepared=prepared[0] if prepared else None,
-                      pending=pending, partial=got.partial)
+                      pending=pending, partial=got.partial,
+                      final_go=go if pending is not None else None)
 
 
 def cmd_practice(args: argparse.Namespace) -> int:

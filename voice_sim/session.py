@@ -114,6 +114,11 @@ class Answer:
     next line is then planned on ``partial`` and confirmed on this."""
     partial: str = ""
     """The engine's text when the answer ended (live only)."""
+    final_go: threading.Event | None = field(default=None, repr=False, compare=False)
+    """Set to start decoding ``pending`` (live only): the session sets it once the
+    reply sounds, so the final's beam search does not slow the planning of that reply
+    (voice_sim.listen.capture_answer ``final_after``; it starts anyway after
+    listen.FINAL_HOLD_S)."""
 
 
 TALKED_OVER = "you talked over the customer"
@@ -645,9 +650,11 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
                     time.perf_counter() - t0, closing)
         writes.submit(lambda: writer.save(record_of(*snapshot)))
 
-    def say(line: Line, name: str) -> tuple[str, float]:
+    def say(line: Line, name: str, sounding: threading.Event | None = None
+            ) -> tuple[str, float]:
         # Nothing slow here: the line's audio is decoded in memory already, and its copy
-        # in the session folder is written while it plays.
+        # in the session folder is written while it plays. ``sounding`` is set once the
+        # line sounds (by a speaker with an ``on_sound`` hook), else just before it plays.
         samples, sr = voice.samples(line, call.voice_for(line))
         if not call.ended:
             voice.ahead(call.upcoming())  # rendered while this line plays and the answer comes
@@ -655,7 +662,16 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
         prepare_customer(line.text)  # its embedding, while it plays (issue 12)
         if ev.on_line is not None:
             ev.on_line(line, call.mood)
-        return name, speaker.speak(samples, sr)
+        hook = sounding is not None and hasattr(speaker, "on_sound")
+        if hook:
+            speaker.on_sound = sounding.set  # type: ignore[attr-defined, union-attr]
+        elif sounding is not None:
+            sounding.set()
+        try:
+            return name, speaker.speak(samples, sr)
+        finally:
+            if hook:
+                speaker.on_sound = None  # type: ignore[attr-defined]
 
     writer.save(record("in_progress"))
     writes = _Writes()
@@ -691,13 +707,15 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
             if next_line is not None:
                 name = (f"turn-{n + 1:02d}-customer.wav" if call.outcome is None
                         else "closing-customer.wav")
-                customer_audio, started = say(next_line, name)
+                customer_audio, started = say(next_line, name, answer.final_go)
                 talked_over = getattr(speaker, "last", None)
                 if pending_end is not None:
                     latency = started - pending_end
                 if call.outcome is not None:
                     closing = Closing(line=next_line.id, text=next_line.text, audio=name,
                                       extra={"variant": next_line.variant})
+            if answer.final_go is not None:
+                answer.final_go.set()  # no line, or one cut short: decode the final now
             if confirming is not None:
                 turn = confirming.result()
             turn = turns[-1] = _with_latency(turn, latency, started)

@@ -18,7 +18,11 @@ The end-of-turn rule cannot wait for a commit (0.3 s of quiet, then a beam searc
 word times: ~0.8 s after the speech ended, measured live). The caller tells the stream
 when its voice model hears a pause begin (:meth:`WhisperStream.pause`); the words up to
 there are then decoded next, greedily, with the decoder's probability that they end a
-sentence (:attr:`WhisperStream.end_p`), and the commit follows for the transcript.
+sentence (:attr:`WhisperStream.end_p`). The commit then waits (so the beam search does
+not share the two cores with the scoring of the turn): until the speech goes on, until
+the caller asks for it (:meth:`WhisperStream.commit`: its rule could not decide on the
+greedy words), or until :meth:`WhisperStream.finish`, which the live session starts
+only once the reply is sounding (voice_sim.listen, ``final_after``).
 """
 
 from __future__ import annotations
@@ -69,6 +73,16 @@ timestamp tokens on. Windows barely longer than the clip make faster-whisper re-
 the end and repeat it, hence the margin; longer clips keep the full window."""
 WINDOW_MARGIN_S = 5.0
 """Seconds of window left over after the clip, at least."""
+QUICK_WINDOW_S = 10.0
+"""Seconds of encoder window, at least, of a greedy decode (:meth:`WhisperEngine.quick_decode`:
+a pause's words, a partial) ..."""
+QUICK_MARGIN_S = 2.0
+"""... or the clip and this much more. CTranslate2's encoder takes any window up to 30 s;
+its cost grows with the window, and so does the decoder's (it attends to every frame).
+Word error of the greedy text, 15 s window -> this one (10 s floor, 2 s margin): the
+benchmark's 25 spoken answers 0.133 -> 0.111, LibriVox 0.085 -> 0.085, 40 Asterisk
+prompts (8 kHz) 0.214 -> 0.214; without the floor (clip + 0.5-3 s) the prompts lost 5-10
+points (0.26-0.31), an 8 s floor 2 (scripts/bench_engines.py ``quick``)."""
 FRAMES_PER_S = 100
 """Whisper's mel frames per second."""
 FULL_WINDOW_FRAMES = 3000
@@ -192,7 +206,7 @@ class WhisperEngine:
         limit = 28 * SAMPLE_RATE  # one Whisper window; a partial shows the latest words
         audio = np.ascontiguousarray(samples[-limit:], dtype=np.float32)
         feats = self._handle.feature_extractor(audio)
-        window = _window_frames(len(audio)) or FULL_WINDOW_FRAMES
+        window = _quick_window_frames(len(audio))
         feats = feats[:, :window]
         if feats.shape[-1] < window:
             feats = np.pad(feats, ((0, 0), (0, window - feats.shape[-1])))
@@ -283,6 +297,9 @@ class WhisperStream:
         """The caller heard a pause begin: the next job decodes the words up to it."""
         self._end: tuple[int, float | None] = (0, None)
         """(samples decoded, end probability) of the latest decode made at a pause."""
+        self._held_at: int | None = None
+        """Where the caller's pause began (:meth:`pause`): no commit starts while the
+        audio since is quiet, unless :meth:`commit` asks for one."""
 
     # --- the Stream protocol ----------------------------------------------------------
 
@@ -321,10 +338,25 @@ class WhisperStream:
         """The speaker has paused (the caller's voice-activity model says so): the words
         up to here are decoded next, greedily (no beam, no word times), ahead of any
         commit, unless the latest text already covers all the speech. The end-of-turn
-        rule waits for these words; the commit that follows is for the transcript."""
+        rule waits for these words. The commit, for the transcript, is held while the
+        pause lasts (see :meth:`commit`): if the turn ends here, :meth:`finish` does it
+        with the tail, at a time the caller picks."""
         if self._done:
             return
         self._hurry = True
+        self._held_at = self._n
+        if self._job is not None and self._job.done():
+            job, self._job = self._job, None
+            job.result()
+        if self._job is None:
+            self._schedule()
+
+    def commit(self) -> None:
+        """Commit the words of the current pause now (beam search and word times), held
+        since :meth:`pause`: the caller's end-of-turn rule needs them to decide."""
+        if self._done or self._held_at is None:
+            return
+        self._held_at = None
         if self._job is not None and self._job.done():
             job, self._job = self._job, None
             job.result()
@@ -422,6 +454,10 @@ class WhisperStream:
                 self._job = self._engine.submit(self._pause_job, start,
                                                 self._buf[start:self._n].copy())
                 return
+        if self._held_at is not None:
+            if not self._speech_frames(self._held_at, self._n):
+                return  # still the pause the caller heard: the commit waits (pause())
+            self._held_at = None  # the speech went on
         cut = self._find_cut()
         if cut is not None:
             start, self._commit = self._commit, cut
@@ -498,6 +534,12 @@ def _window_frames(n_samples: int) -> int | None:
     if n_samples <= (SHORT_WINDOW_S - WINDOW_MARGIN_S) * SAMPLE_RATE:
         return round(SHORT_WINDOW_S * FRAMES_PER_S)
     return None
+
+
+def _quick_window_frames(n_samples: int) -> int:
+    """Encoder frames of a greedy decode of ``n_samples`` (QUICK_WINDOW_S, QUICK_MARGIN_S)."""
+    s = max(QUICK_WINDOW_S, n_samples / SAMPLE_RATE + QUICK_MARGIN_S)
+    return min(FULL_WINDOW_FRAMES, math.ceil(s * FRAMES_PER_S))
 
 
 def _trailing(flags: np.ndarray) -> int:
