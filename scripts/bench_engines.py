@@ -196,7 +196,9 @@ def quick_sets() -> dict[str, list[tuple[str, np.ndarray]]]:
                            for m in rows if m]
     if ASTERISK_TEXT.exists():
         prompts = []
-        for t in gzip.open(ASTERISK_TEXT, "rt"):
+        with gzip.open(ASTERISK_TEXT, "rt") as f:
+            listed = f.read().splitlines()
+        for t in listed:
             m = re.match(r"([\w-]+): (.*)", t.strip())
             if (m and "[" not in m.group(2) and len(m.group(2).split()) >= 6
                     and (ASTERISK / f"{m.group(1)}.wav").exists()):

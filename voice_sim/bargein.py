@@ -38,8 +38,8 @@ echo still arriving then teaches the floor rather than starting the answer.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from voice_sim.audio import FRAME_S, SAMPLE_RATE

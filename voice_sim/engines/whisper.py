@@ -79,10 +79,11 @@ a pause's words, a partial) ..."""
 QUICK_MARGIN_S = 2.0
 """... or the clip and this much more. CTranslate2's encoder takes any window up to 30 s;
 its cost grows with the window, and so does the decoder's (it attends to every frame).
-Word error of the greedy text, 15 s window -> this one (10 s floor, 2 s margin): the
-benchmark's 25 spoken answers 0.133 -> 0.111, LibriVox 0.085 -> 0.085, 40 Asterisk
-prompts (8 kHz) 0.214 -> 0.214; without the floor (clip + 0.5-3 s) the prompts lost 5-10
-points (0.26-0.31), an 8 s floor 2 (scripts/bench_engines.py ``quick``)."""
+Measured by ``scripts/bench_engines.py --quick-window`` (load 5-6), old window (15 s,
+30 s past 10 s of audio) -> this one: the latency benchmark's 25 spoken answers WER
+0.106 -> 0.085, 773 -> 487 ms; LibriVox (3-7 s) 0.085 -> 0.085, 398 -> 306 ms; 40
+Asterisk prompts (8 kHz) 0.197 -> 0.203; the end-of-turn rule read the same words on
+69 of 70 clips. Without the floor (clip + 0.5-3 s) the prompts lost 5-10 points."""
 FRAMES_PER_S = 100
 """Whisper's mel frames per second."""
 FULL_WINDOW_FRAMES = 3000
