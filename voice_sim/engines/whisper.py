@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -197,13 +196,11 @@ class WhisperEngine:
         """A cheap greedy decode for partial results: no word times, a short window."""
         return self.quick_decode(samples)[0]
 
-    def quick_decode(self, samples: np.ndarray, *, end_p: bool = False,
-                     abandon: Callable[[], bool] | None = None) -> tuple[str, float | None]:
+    def quick_decode(self, samples: np.ndarray, *, end_p: bool = False
+                     ) -> tuple[str, float | None]:
         """:meth:`quick_text`, and with ``end_p`` how sure the decoder was that the words
         end a sentence: the probability it gave ``.``, ``?`` or ``!`` where it wrote the
-        text's final punctuation mark, or where it stopped when it wrote none. When
-        ``abandon()`` is true once the audio is encoded, the decoder (most of the time)
-        is skipped and the text is ''."""
+        text's final punctuation mark, or where it stopped when it wrote none."""
         import ctranslate2
         import numpy as np
 
@@ -217,8 +214,6 @@ class WhisperEngine:
         model = self._handle.model
         encoded = model.encode(ctranslate2.StorageView.from_array(
             np.ascontiguousarray(feats[None], dtype=np.float32)))
-        if abandon is not None and abandon():
-            return "", None
         max_tokens = min(440, int(8 * len(audio) / SAMPLE_RATE) + 10)
         result = model.generate(encoded, [self._decoder_start()], beam_size=1,
                                 max_length=max_tokens, return_logits_vocab=end_p)
@@ -274,8 +269,7 @@ class WhisperStream:
     full (beam search, word times) and its words are committed for good. Between
     pauses, at most every :data:`PARTIAL_EVERY_S` of audio, the uncommitted tail gets a
     cheap re-decode for the partial text. :meth:`pause` puts a greedy decode of
-    everything up to now ahead of both (a partial re-decode in flight skips its decoder
-    for it) and holds the commit while the pause lasts. ``finish`` waits for the job in flight and
+    everything up to now ahead of both. ``finish`` waits for the job in flight and
     decodes only what is left after the last commit.
     """
 
@@ -516,10 +510,7 @@ class WhisperStream:
                 self._end = (0, None)  # the beam's words replace the pause decode's
 
     def _partial_job(self, start: int, audio: np.ndarray) -> None:
-        # A pause heard meanwhile wants the thread: its words matter, this caption not.
-        text, _ = self._engine.quick_decode(audio, abandon=lambda: self._hurry)
-        if self._hurry:
-            return
+        text = self._engine.quick_text(audio)
         with self._lock:
             self._partial = (start, text)
             self._covered = max(self._covered, start + len(audio))
