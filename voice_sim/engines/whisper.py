@@ -310,11 +310,7 @@ class WhisperStream:
         if self._done:
             raise InputError("this stream is finished", hint="start a new one with stream()")
         self._append(chunk)
-        if self._job is not None and self._job.done():
-            job, self._job = self._job, None
-            job.result()  # a failed background decode is raised here, not lost
-        if self._job is None:
-            self._schedule()
+        self._next()
         return self.text()
 
     def finish(self) -> Transcript:
@@ -346,11 +342,7 @@ class WhisperStream:
             return
         self._hurry = True
         self._held_at = self._n
-        if self._job is not None and self._job.done():
-            job, self._job = self._job, None
-            job.result()
-        if self._job is None:
-            self._schedule()
+        self._next()
 
     def commit(self) -> None:
         """Commit the words of the current pause now (beam search and word times), held
@@ -358,11 +350,7 @@ class WhisperStream:
         if self._done or self._held_at is None:
             return
         self._held_at = None
-        if self._job is not None and self._job.done():
-            job, self._job = self._job, None
-            job.result()
-        if self._job is None:
-            self._schedule()
+        self._next()
 
     # --- extras for tests and benchmarks ------------------------------------------------
 
@@ -441,6 +429,15 @@ class WhisperStream:
     def _speech_frames(self, start: int, end: int) -> int:
         quiet = self._quiet(start // FRAME)[:max(0, (end - start) // FRAME)]
         return int((~quiet).sum())
+
+    def _next(self) -> None:
+        """Reap the job in flight if it is done (a failed background decode is raised
+        here, not lost) and, with the thread free, start the next one."""
+        if self._job is not None and self._job.done():
+            job, self._job = self._job, None
+            job.result()
+        if self._job is None:
+            self._schedule()
 
     def _schedule(self) -> None:
         """Start the words of a pause the caller heard (:meth:`pause`), else a commit if a
