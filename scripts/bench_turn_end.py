@@ -27,6 +27,11 @@ live on an idle machine; 0 would flatter the rule.
 own seed): written before the second round of changes to the rule and run once, after
 it.
 
+``--set unseen`` (five more espeak-ng voices and paces, answers of its own) and ``--set
+asterisk`` (real recorded speech: Debian's asterisk-core-sounds-en-wav prompts, an
+unfinished fragment + pause + its continuation, or whole prompts) are the figure sets of
+the learned decision (voice_sim.endpoint), written and committed before it was trained.
+
 Smart Turn v3.2 (the ONNX model inside the PyPI package ``pipecat-ai`` 1.14.0, run with
 onnxruntime on the last 8 s of 16 kHz audio, Whisper log-mel features computed by
 pipecat's own numpy code) is asked, as pipecat asks it, once the VAD has heard
@@ -135,10 +140,93 @@ FRESH_PAUSED = [
     ("sentence", "That was our mistake.", "The late fee has been removed."),
     ("sentence", "Thanks for holding.", "I have the details in front of me."),
 ]
+UNSEEN_VOICES = [("en-us+m1", 140, 45), ("en-gb+f5", 190, 60), ("en-gb-x-rp+m6", 160, 40),
+                 ("en-029+f1", 175, 55), ("en-gb-scotland+m4", 155, 50)]
+"""``--set unseen``: the learned decision's figure set, written and committed before the
+model was trained (issue 15, third round): voices and paces of none of the other sets,
+answers and pauses of its own, and none of the corpus's replies."""
+UNSEEN_FINISHED = [
+    "The replacement router is on its way to you now.",
+    "I have cancelled the second direct debit.",
+    "Would Wednesday afternoon suit you better?",
+    "That is all sorted, you will get an email shortly.",
+    "I am sorry you were kept waiting on the phone.",
+]
+UNSEEN_PAUSED = [
+    ("filler", "So, you know", "the booking is still there under your name."),
+    ("filler", "Basically, um", "the fault is at the exchange, not your house."),
+    ("filler", "What I would suggest, er", "is that we send a new meter."),
+    ("filler", "Right, so, like", "the voucher should cover the whole stay."),
+    ("filler", "I reckon, uh", "the parcel went to your neighbour."),
+    ("holding", "Hold on a sec", "okay, the refund was issued on the ninth."),
+    ("holding", "Let me pull that up", "right, I have your last two invoices here."),
+    ("holding", "I am just looking now", "and yes, the flight was rebooked."),
+    ("holding", "Two ticks", "I can see the engineer never arrived."),
+    ("holding", "Let me have a quick look", "the claim is marked as pending."),
+    ("conjunction", "We can send someone out today, unless",
+     "you would rather wait for the weekend."),
+    ("conjunction", "The fee was added because", "the payment bounced on Friday."),
+    ("conjunction", "I will credit your account so", "you are not out of pocket."),
+    ("conjunction", "Your old plan ended in March, whereas",
+     "the new one started in April."),
+    ("conjunction", "I have logged the fault, and once", "it is fixed you will get a text."),
+    ("breath", "Now that I have your reference,", "I can see exactly what went wrong."),
+    ("breath", "Even though the system says delivered,",
+     "I believe you that nothing came."),
+    ("breath", "As soon as the warehouse confirms,", "I will ring you back myself."),
+    ("breath", "Before we go any further,", "can I just check your postcode?"),
+    ("breath", "For the inconvenience this caused,", "I am adding a month of free service."),
+    ("breath", "The person you spoke to on Monday", "should have logged the complaint."),
+    ("sentence", "I can see that.", "The charge should never have gone through."),
+    ("sentence", "Okay, thank you.", "I will stay on the line while it updates."),
+    ("sentence", "You have every right to be annoyed.", "Let me see what I can do."),
+    ("sentence", "It is done.", "You will not be billed for it again."),
+]
+ASTERISK = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
+"""Real speech: the Debian package ``asterisk-core-sounds-en-wav`` (one speaker, 8 kHz
+prompts recorded to be concatenated; transcripts in asterisk-core-sounds-en's
+core-sounds-en.txt). ``--set asterisk``: paused answers join an unfinished fragment, a
+pause and its continuation, so the pause follows real unfinished-phrase intonation;
+finished answers are whole prompts; ``sentence`` joins two whole prompts. Also written
+before the model was trained."""
+ASTERISK_FINISHED = [
+    ["vm-msgsaved"], ["vm-passchanged"], ["cannot-complete-as-dialed"],
+    ["check-number-dial-again"], ["all-circuits-busy-now"], ["number-not-answering"],
+    ["demo-echodone"], ["confbridge-removed"], ["queue-youarenext"],
+    ["feature-not-avail-line"], ["privacy-unident"], ["dir-nomatch"],
+    ["sorry-youre-having-problems"], ["vm-msgforwarded"], ["speed-dial-empty"],
+    ["vm-mailboxfull"], ["vm-nobodyavail"], ["pls-hold-while-try"],
+]
+ASTERISK_PAUSED = [
+    ("fragment", ["vm-theperson"], ["digits/4", "digits/2", "vm-isunavail"]),
+    ("fragment", ["vm-num-i-have"], ["digits/5", "digits/5", "digits/1"]),
+    ("fragment", ["queue-holdtime"], ["digits/3", "queue-minutes"]),
+    ("fragment", ["queue-thereare"], ["digits/7"]),
+    ("fragment", ["if-correct-press"], ["digits/1"]),
+    ("fragment", ["at-tone-time-exactly"], ["digits/9", "digits/40"]),
+    ("fragment", ["num-was-successfully"], ["removed"]),
+    ("fragment", ["privacy-to-blacklist-last-caller"], ["digits/8", "digits/6"]),
+    ("fragment", ["confbridge-there-are"], ["digits/5", "confbridge-participants"]),
+    ("fragment", ["queue-quantity1"], ["digits/6", "queue-quantity2"]),
+    ("fragment", ["confbridge-dec-list-vol-in"], ["vm-press", "digits/4"]),
+    ("fragment", ["confbridge-leave-in"], ["vm-press", "digits/8"]),
+    ("fragment", ["dir-pls-enter"], ["digits/3", "dir-last"]),
+    ("fragment", ["vm-onefor"], ["vm-INBOX", "vm-messages"]),
+    ("fragment", ["vm-duration"], ["digits/2", "minutes"]),
+    ("sentence", ["im-sorry"], ["please-try-again"]),
+    ("sentence", ["vm-incorrect"], ["please-try-again"]),
+    ("sentence", ["auth-thankyou"], ["pls-hold-while-try"]),
+    ("sentence", ["vm-msgsaved"], ["vm-goodbye"]),
+]
+ASTERISK_DRAWS = 3
+"""Each asterisk answer is built this many times, each with its own pause length and
+noise (the speech is the same: the count is not of independent recordings)."""
 SETS = {"dev": (VOICES, FINISHED, PAUSED),
         "held-out": (HELD_OUT_VOICES, HELD_OUT_FINISHED, HELD_OUT_PAUSED),
-        "fresh": (FRESH_VOICES, FRESH_FINISHED, FRESH_PAUSED)}
-SEEDS = {"dev": 15, "held-out": 15, "fresh": 1515}
+        "fresh": (FRESH_VOICES, FRESH_FINISHED, FRESH_PAUSED),
+        "unseen": (UNSEEN_VOICES, UNSEEN_FINISHED, UNSEEN_PAUSED),
+        "asterisk": ([], [], [])}
+SEEDS = {"dev": 15, "held-out": 15, "fresh": 1515, "unseen": 1516, "asterisk": 1517}
 """Each set's pause lengths and noise (``--seed`` overrides)."""
 
 
@@ -171,6 +259,23 @@ def render(text: str, voice: tuple[str, int, int]) -> Any:
     return x[a:b]
 
 
+def prompt(names: list[str]) -> Any:
+    """Asterisk prompts played one after the other (each trimmed to its speech), at 16 kHz."""
+    import numpy as np
+
+    from voice_sim.audio import load_audio
+
+    if not ASTERISK.is_dir():
+        raise SystemExit(f"bench_turn_end: {ASTERISK} is missing: "
+                         "apt-get install asterisk-core-sounds-en-wav (scripts/setup does)")
+    parts = []
+    for n in names:
+        x = load_audio(ASTERISK / f"{n}.wav")
+        a, b = speech_span(x)
+        parts.append(x[a:b])
+    return np.concatenate(parts)
+
+
 def cases(seed: int, which: str = "dev") -> list[Case]:
     import numpy as np
 
@@ -180,28 +285,36 @@ def cases(seed: int, which: str = "dev") -> list[Case]:
     def room(s: float) -> Any:
         return (noise.standard_normal(int(s * 16_000)) * 10 ** (-62 / 20)).astype(np.float32)
 
-    voices, finished, paused = SETS[which]
+    def finished_case(x: Any) -> Case:
+        return Case("finished", np.concatenate([room(0.3), x, room(2.5)]), None,
+                    0.3 + len(x) / 16_000)
+
+    def paused_case(kind: str, a: Any, b: Any) -> Case:
+        gap = rng.uniform(0.5, 1.2)
+        pause = room(gap)
+        if kind == "breath":
+            # An audible in-breath: band-limited noise, 0.25 s, in the pause's middle.
+            k = int(0.25 * 16_000)
+            br = noise.standard_normal(k).astype(np.float32)
+            br = np.convolve(br, np.ones(8) / 8, mode="same") * np.hanning(k)
+            br *= 10 ** (BREATH_DBFS / 20) / (np.sqrt(np.mean(br ** 2)) + 1e-12)
+            m = (len(pause) - k) // 2
+            pause[m:m + k] += br.astype(np.float32)
+        t0 = 0.3 + len(a) / 16_000
+        return Case(kind, np.concatenate([room(0.3), a, pause, b, room(2.5)]),
+                    (t0, t0 + gap), t0 + gap + len(b) / 16_000)
+
     out = []
+    if which == "asterisk":
+        for _ in range(ASTERISK_DRAWS):
+            out += [finished_case(prompt(names)) for names in ASTERISK_FINISHED]
+            out += [paused_case(kind, prompt(a), prompt(b)) for kind, a, b in ASTERISK_PAUSED]
+        return out
+    voices, finished, paused = SETS[which]
     for v in voices:
-        for text in finished:
-            x = render(text, v)
-            out.append(Case("finished", np.concatenate([room(0.3), x, room(2.5)]), None,
-                            0.3 + len(x) / 16_000))
-        for kind, first, second in paused:
-            a, b = render(first, v), render(second, v)
-            gap = rng.uniform(0.5, 1.2)
-            pause = room(gap)
-            if kind == "breath":
-                # An audible in-breath: band-limited noise, 0.25 s, in the pause's middle.
-                k = int(0.25 * 16_000)
-                br = noise.standard_normal(k).astype(np.float32)
-                br = np.convolve(br, np.ones(8) / 8, mode="same") * np.hanning(k)
-                br *= 10 ** (BREATH_DBFS / 20) / (np.sqrt(np.mean(br ** 2)) + 1e-12)
-                m = (len(pause) - k) // 2
-                pause[m:m + k] += br.astype(np.float32)
-            t0 = 0.3 + len(a) / 16_000
-            out.append(Case(kind, np.concatenate([room(0.3), a, pause, b, room(2.5)]),
-                            (t0, t0 + gap), t0 + gap + len(b) / 16_000))
+        out += [finished_case(render(text, v)) for text in finished]
+        out += [paused_case(kind, render(first, v), render(second, v))
+                for kind, first, second in paused]
     return out
 
 
@@ -350,7 +463,9 @@ def main() -> int:
                    help="pause lengths and noise (default: the set's own)")
     p.add_argument("--set", choices=tuple(SETS), default="dev",
                    help="dev: the answers the rule was built on; held-out: other voices, "
-                        "answers and pauses; fresh: a second, larger held-out set")
+                        "answers and pauses; fresh: a second, larger held-out set; "
+                        "unseen, asterisk: the learned decision's figure sets (espeak-ng; "
+                        "real recorded prompts)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     import numpy as np
