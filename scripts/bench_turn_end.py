@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""End of turn: the rule (voice_sim.endpoint) against Smart Turn v3.2, on rendered answers.
+"""End of turn: the learned decision and the word-list rule (voice_sim.endpoint) against
+Smart Turn v3.2, on rendered and recorded answers.
 
 Two sets of trainee answers, rendered with espeak-ng in four voices and two paces:
 
@@ -15,8 +16,10 @@ Two sets of trainee answers, rendered with espeak-ng in four voices and two pace
 subordinate-clause and breath cues were added after the first run on the ``dev`` set
 (the breaths of both sets are synthetic: band-limited noise, not recorded breathing).
 
-Each answer goes block by block (20 ms) through the real :class:`TurnDetector` (energy
-+ Silero VAD + final pitch + breaths), faster than real time. The words it reads come from a real
+Each answer goes block by block (20 ms) through two real :class:`TurnDetector` (energy
++ Silero VAD + final pitch + breaths), faster than real time: one deciding with the
+learned model (``model``), one with the word lists (``rule``), both reading the same
+words. The words it reads come from a real
 Whisper stream fed the same blocks and told of each pause as capture_answer tells it
 (listen.PAUSE_HINT_S), each decode settled at once and its text shown some seconds of
 audio later: ``--text-lag`` for the pause's greedy decode, ``--commit-lag`` for the
@@ -295,7 +298,7 @@ def cases(seed: int, which: str = "dev") -> list[Case]:
         if kind == "breath":
             # An audible in-breath: band-limited noise, 0.25 s, in the pause's middle.
             k = int(0.25 * 16_000)
-            br = noise.standard_normal(k).astype(np.float32)
+            br: Any = noise.standard_normal(k).astype(np.float32)
             br = np.convolve(br, np.ones(8) / 8, mode="same") * np.hanning(k)
             br *= 10 ** (BREATH_DBFS / 20) / (np.sqrt(np.mean(br ** 2)) + 1e-12)
             m = (len(pause) - k) // 2
@@ -352,8 +355,10 @@ class SmartTurn:
 
 def run_case(c: Case, engine: Any, args: argparse.Namespace, smart: SmartTurn | None
              ) -> dict[str, Any]:
-    """Where each method ends the turn, in seconds of the case's audio."""
-    from voice_sim.endpoint import PATIENCE
+    """Where each method ends the turn, in seconds of the case's audio: the learned
+    decision and the word-list rule, each its own TurnDetector reading the same words
+    of one Whisper stream, and Smart Turn."""
+    from voice_sim.endpoint import PATIENCE, Heard
     from voice_sim.listen import (
         COVER_SLACK_S,
         PAUSE_HINT_S,
@@ -362,19 +367,21 @@ def run_case(c: Case, engine: Any, args: argparse.Namespace, smart: SmartTurn | 
         engine_words,
     )
 
-    cfg = TurnConfig(turn_end=args.turn_end)
-    det = TurnDetector(cfg)
+    dets = {d: TurnDetector(TurnConfig(turn_end=args.turn_end, decision=d))
+            for d in ("model", "rule")}
+    det = dets["model"]  # voice activity is the same in both: it times the hints
     stream = engine.stream()
     # (pos when shown, text, covered samples, end probability)
     history: list[tuple[int, str, int, float | None]] = []
     lag = round(args.text_lag * 16_000)
     commit_lag = round(args.commit_lag * 16_000)
-    rule_end = smart_end = None
+    ends: dict[str, float | None] = {"model": None, "rule": None, "smart": None}
+    whys = {"model": "", "rule": ""}
+    log: list[tuple[float, str]] = []  # the learned decision's readings, as they change
     smart_asked = False
     hinted = True
     longest = PATIENCE[args.turn_end].incomplete_s
     x = c.audio
-    why = ""
     for i in range(0, len(x) - 319, 320):
         b = x[i:i + 320]
         stream.accept(b)
@@ -383,11 +390,18 @@ def run_case(c: Case, engine: Any, args: argparse.Namespace, smart: SmartTurn | 
                         stream.end_p))
         shown = [h for h in history if h[0] <= i]
         text, covered, end_p = shown[-1][1:] if shown else ("", 0, None)
-        if det.speech_end is not None and covered >= det.speech_end - COVER_SLACK_S * 16_000:
-            det.words = engine_words(text, end_p)
-        else:
-            det.words = "pending" if det.speech_end is not None else "unknown"
-        reason = det.push(b)
+        t = (i + 320) / 16_000
+        for name, d in dets.items():
+            if d.speech_end is not None and covered >= d.speech_end - COVER_SLACK_S * 16_000:
+                d.words, d.heard = engine_words(text, end_p), Heard(text, end_p)
+            else:
+                d.words = "pending" if d.speech_end is not None else "unknown"
+                d.heard = None
+            reason = d.push(b)
+            if name == "model" and d.why != (log[-1][1] if log else ""):
+                log.append((t, d.why))
+            if reason == "silence" and ends[name] is None:
+                ends[name], whys[name] = t, d.why
         if det.speaking:
             hinted = False
         elif not hinted and det.armed and det.silence_s >= PAUSE_HINT_S:
@@ -397,22 +411,44 @@ def run_case(c: Case, engine: Any, args: argparse.Namespace, smart: SmartTurn | 
             stream.settle()
             history.append((i + 320 + lag, stream.text(), round(stream.covered_s * 16_000),
                             stream.end_p))
-        t = (i + 320) / 16_000
-        if reason == "silence" and rule_end is None:
-            rule_end, why = t, det.why
-        if smart is not None and smart_end is None and det.armed and det.speech_end:
+        if smart is not None and ends["smart"] is None and det.armed and det.speech_end:
             if det.speaking:
                 smart_asked = False
             elif not smart_asked and det.silence_s >= args.smart_wait:
                 smart_asked = True
                 if smart.probability(x[:i + 320]) > 0.5:
-                    smart_end = t
-            if smart_end is None and det.silence_s >= longest:
-                smart_end = t
-        if rule_end is not None and (smart is None or smart_end is not None):
+                    ends["smart"] = t
+            if ends["smart"] is None and det.silence_s >= longest:
+                ends["smart"] = t
+        if (ends["model"] is not None and ends["rule"] is not None
+                and (smart is None or ends["smart"] is not None)):
             break
-    return {"kind": c.kind, "rule_end": rule_end, "smart_end": smart_end, "why": why,
-            "end_s": c.end_s, "pause": c.pause}
+    return {"kind": c.kind, "model_end": ends["model"], "rule_end": ends["rule"],
+            "smart_end": ends["smart"], "why": whys["model"], "rule_why": whys["rule"],
+            "end_s": c.end_s, "pause": c.pause,
+            # What the model read 0.45 s into the mid-answer pause (or after a finished
+            # answer): the pause decode's words have arrived by then.
+            "read": next((w for t, w in reversed(log)
+                          if t <= (c.pause[0] if c.pause else c.end_s) + 0.45), ""),
+            "asked": (det.heard, det.pitch or "unknown", det.speech_samples / 16_000)}
+
+
+def decision_ms(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Milliseconds per learned decision (uncached), on the words each answer ended with."""
+    from voice_sim.endpoint import load_model
+
+    model = load_model()
+    asked = [r.pop("asked") for r in rows]
+    asked = [a for a in asked if a[0] is not None]
+    times = []
+    for heard, pitch, speech_s in asked[:1] + asked * 5:  # the first: warm-up
+        t = time.perf_counter()
+        model.probability(heard, pitch, speech_s)
+        times.append(time.perf_counter() - t)
+    s = sorted(times[1:])
+    return {"median_ms": round(statistics.median(s) * 1000, 3),
+            "p99_ms": round(s[min(len(s) - 1, round(0.99 * (len(s) - 1)))] * 1000, 3),
+            "max_ms": round(s[-1] * 1000, 3)} if s else {}
 
 
 def summarise(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
@@ -489,13 +525,15 @@ def main() -> int:
     for c in all_cases:
         r = run_case(c, engine, args, smart)
         rows.append(r)
-        print(f"  {r['kind']:>11}: end {r['end_s']:.2f}  rule {r['rule_end']}  "
-              f"smart {r['smart_end']}  ({r['why']})", file=sys.stderr)
+        print(f"  {r['kind']:>11}: end {r['end_s']:.2f}  model {r['model_end']} "
+              f"({r['why']}; read {r['read']})  rule {r['rule_end']} ({r['rule_why']})  "
+              f"smart {r['smart_end']}", file=sys.stderr)
     result: dict[str, Any] = {
         "set": args.set, "turn_end": args.turn_end, "text_lag_s": args.text_lag,
         "commit_lag_s": args.commit_lag,
         "answers": len(rows),
         "nproc": os.cpu_count(), "loadavg": [round(v, 2) for v in load],
+        "model": {**summarise(rows, "model_end"), "decision": decision_ms(rows)},
         "rule": summarise(rows, "rule_end")}
     if smart is not None:
         result["smart_turn"] = summarise(rows, "smart_end")
