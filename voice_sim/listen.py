@@ -7,9 +7,9 @@ noise floor, confirmed by the Silero voice model: voice_sim.vad), and hands spee
 an engine thread that turns the engine's partial results into live captions. The turn
 ends on a pause whose length the end-of-turn decision (voice_sim.endpoint: a learned
 model by default, the word-list rule on request) reads from the words so far, the
-decoder's sentence-end probability and the final pitch, at the maximum length, or on a key (Enter ends it,
-``q`` + Enter quits). :data:`PAUSE_HINT_S` into a pause the engine is told of it, so
-that a stream that can (Whisper's) decodes the words up to it at once.
+decoder's sentence-end probability and the final pitch, at the maximum length, or on a
+key (Enter ends it, ``q`` + Enter quits). :data:`PAUSE_HINT_S` into a pause the engine
+is told of it, so that a stream that can (Whisper's) decodes the words up to it at once.
 """
 
 from __future__ import annotations
