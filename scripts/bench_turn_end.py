@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""End of turn: the rule (voice_sim.endpoint) against Smart Turn v3.2, on rendered answers.
+"""End of turn: the learned decision and the word-list rule (voice_sim.endpoint) against
+Smart Turn v3.2, on rendered and recorded answers.
 
 Two sets of trainee answers, rendered with espeak-ng in four voices and two paces:
 
@@ -15,8 +16,10 @@ Two sets of trainee answers, rendered with espeak-ng in four voices and two pace
 subordinate-clause and breath cues were added after the first run on the ``dev`` set
 (the breaths of both sets are synthetic: band-limited noise, not recorded breathing).
 
-Each answer goes block by block (20 ms) through the real :class:`TurnDetector` (energy
-+ Silero VAD + final pitch + breaths), faster than real time. The words it reads come from a real
+Each answer goes block by block (20 ms) through two real :class:`TurnDetector` (energy
++ Silero VAD + final pitch + breaths), faster than real time: one deciding with the
+learned model (``model``), one with the word lists (``rule``), both reading the same
+words. The words it reads come from a real
 Whisper stream fed the same blocks and told of each pause as capture_answer tells it
 (listen.PAUSE_HINT_S), each decode settled at once and its text shown some seconds of
 audio later: ``--text-lag`` for the pause's greedy decode, ``--commit-lag`` for the
@@ -26,6 +29,11 @@ live on an idle machine; 0 would flatter the rule.
 ``--set fresh`` is a second held-out set (five more voices and paces, other answers, its
 own seed): written before the second round of changes to the rule and run once, after
 it.
+
+``--set unseen`` (five more espeak-ng voices and paces, answers of its own) and ``--set
+asterisk`` (real recorded speech: Debian's asterisk-core-sounds-en-wav prompts, an
+unfinished fragment + pause + its continuation, or whole prompts) are the figure sets of
+the learned decision (voice_sim.endpoint), written and committed before it was trained.
 
 Smart Turn v3.2 (the ONNX model inside the PyPI package ``pipecat-ai`` 1.14.0, run with
 onnxruntime on the last 8 s of 16 kHz audio, Whisper log-mel features computed by
@@ -135,10 +143,93 @@ FRESH_PAUSED = [
     ("sentence", "That was our mistake.", "The late fee has been removed."),
     ("sentence", "Thanks for holding.", "I have the details in front of me."),
 ]
+UNSEEN_VOICES = [("en-us+m1", 140, 45), ("en-gb+f5", 190, 60), ("en-gb-x-rp+m6", 160, 40),
+                 ("en-029+f1", 175, 55), ("en-gb-scotland+m4", 155, 50)]
+"""``--set unseen``: the learned decision's figure set, written and committed before the
+model was trained (issue 15, third round): voices and paces of none of the other sets,
+answers and pauses of its own, and none of the corpus's replies."""
+UNSEEN_FINISHED = [
+    "The replacement router is on its way to you now.",
+    "I have cancelled the second direct debit.",
+    "Would Wednesday afternoon suit you better?",
+    "That is all sorted, you will get an email shortly.",
+    "I am sorry you were kept waiting on the phone.",
+]
+UNSEEN_PAUSED = [
+    ("filler", "So, you know", "the booking is still there under your name."),
+    ("filler", "Basically, um", "the fault is at the exchange, not your house."),
+    ("filler", "What I would suggest, er", "is that we send a new meter."),
+    ("filler", "Right, so, like", "the voucher should cover the whole stay."),
+    ("filler", "I reckon, uh", "the parcel went to your neighbour."),
+    ("holding", "Hold on a sec", "okay, the refund was issued on the ninth."),
+    ("holding", "Let me pull that up", "right, I have your last two invoices here."),
+    ("holding", "I am just looking now", "and yes, the flight was rebooked."),
+    ("holding", "Two ticks", "I can see the engineer never arrived."),
+    ("holding", "Let me have a quick look", "the claim is marked as pending."),
+    ("conjunction", "We can send someone out today, unless",
+     "you would rather wait for the weekend."),
+    ("conjunction", "The fee was added because", "the payment bounced on Friday."),
+    ("conjunction", "I will credit your account so", "you are not out of pocket."),
+    ("conjunction", "Your old plan ended in March, whereas",
+     "the new one started in April."),
+    ("conjunction", "I have logged the fault, and once", "it is fixed you will get a text."),
+    ("breath", "Now that I have your reference,", "I can see exactly what went wrong."),
+    ("breath", "Even though the system says delivered,",
+     "I believe you that nothing came."),
+    ("breath", "As soon as the warehouse confirms,", "I will ring you back myself."),
+    ("breath", "Before we go any further,", "can I just check your postcode?"),
+    ("breath", "For the inconvenience this caused,", "I am adding a month of free service."),
+    ("breath", "The person you spoke to on Monday", "should have logged the complaint."),
+    ("sentence", "I can see that.", "The charge should never have gone through."),
+    ("sentence", "Okay, thank you.", "I will stay on the line while it updates."),
+    ("sentence", "You have every right to be annoyed.", "Let me see what I can do."),
+    ("sentence", "It is done.", "You will not be billed for it again."),
+]
+ASTERISK = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
+"""Real speech: the Debian package ``asterisk-core-sounds-en-wav`` (one speaker, 8 kHz
+prompts recorded to be concatenated; transcripts in asterisk-core-sounds-en's
+core-sounds-en.txt). ``--set asterisk``: paused answers join an unfinished fragment, a
+pause and its continuation, so the pause follows real unfinished-phrase intonation;
+finished answers are whole prompts; ``sentence`` joins two whole prompts. Also written
+before the model was trained."""
+ASTERISK_FINISHED = [
+    ["vm-msgsaved"], ["vm-passchanged"], ["cannot-complete-as-dialed"],
+    ["check-number-dial-again"], ["all-circuits-busy-now"], ["number-not-answering"],
+    ["demo-echodone"], ["confbridge-removed"], ["queue-youarenext"],
+    ["feature-not-avail-line"], ["privacy-unident"], ["dir-nomatch"],
+    ["sorry-youre-having-problems"], ["vm-msgforwarded"], ["speed-dial-empty"],
+    ["vm-mailboxfull"], ["vm-nobodyavail"], ["pls-hold-while-try"],
+]
+ASTERISK_PAUSED = [
+    ("fragment", ["vm-theperson"], ["digits/4", "digits/2", "vm-isunavail"]),
+    ("fragment", ["vm-num-i-have"], ["digits/5", "digits/5", "digits/1"]),
+    ("fragment", ["queue-holdtime"], ["digits/3", "queue-minutes"]),
+    ("fragment", ["queue-thereare"], ["digits/7"]),
+    ("fragment", ["if-correct-press"], ["digits/1"]),
+    ("fragment", ["at-tone-time-exactly"], ["digits/9", "digits/40"]),
+    ("fragment", ["num-was-successfully"], ["removed"]),
+    ("fragment", ["privacy-to-blacklist-last-caller"], ["digits/8", "digits/6"]),
+    ("fragment", ["confbridge-there-are"], ["digits/5", "confbridge-participants"]),
+    ("fragment", ["queue-quantity1"], ["digits/6", "queue-quantity2"]),
+    ("fragment", ["confbridge-dec-list-vol-in"], ["vm-press", "digits/4"]),
+    ("fragment", ["confbridge-leave-in"], ["vm-press", "digits/8"]),
+    ("fragment", ["dir-pls-enter"], ["digits/3", "dir-last"]),
+    ("fragment", ["vm-onefor"], ["vm-INBOX", "vm-messages"]),
+    ("fragment", ["vm-duration"], ["digits/2", "minutes"]),
+    ("sentence", ["im-sorry"], ["please-try-again"]),
+    ("sentence", ["vm-incorrect"], ["please-try-again"]),
+    ("sentence", ["auth-thankyou"], ["pls-hold-while-try"]),
+    ("sentence", ["vm-msgsaved"], ["vm-goodbye"]),
+]
+ASTERISK_DRAWS = 3
+"""Each asterisk answer is built this many times, each with its own pause length and
+noise (the speech is the same: the count is not of independent recordings)."""
 SETS = {"dev": (VOICES, FINISHED, PAUSED),
         "held-out": (HELD_OUT_VOICES, HELD_OUT_FINISHED, HELD_OUT_PAUSED),
-        "fresh": (FRESH_VOICES, FRESH_FINISHED, FRESH_PAUSED)}
-SEEDS = {"dev": 15, "held-out": 15, "fresh": 1515}
+        "fresh": (FRESH_VOICES, FRESH_FINISHED, FRESH_PAUSED),
+        "unseen": (UNSEEN_VOICES, UNSEEN_FINISHED, UNSEEN_PAUSED),
+        "asterisk": ([], [], [])}
+SEEDS = {"dev": 15, "held-out": 15, "fresh": 1515, "unseen": 1516, "asterisk": 1517}
 """Each set's pause lengths and noise (``--seed`` overrides)."""
 
 
@@ -171,6 +262,23 @@ def render(text: str, voice: tuple[str, int, int]) -> Any:
     return x[a:b]
 
 
+def prompt(names: list[str]) -> Any:
+    """Asterisk prompts played one after the other (each trimmed to its speech), at 16 kHz."""
+    import numpy as np
+
+    from voice_sim.audio import load_audio
+
+    if not ASTERISK.is_dir():
+        raise SystemExit(f"bench_turn_end: {ASTERISK} is missing: "
+                         "apt-get install asterisk-core-sounds-en-wav (scripts/setup does)")
+    parts = []
+    for n in names:
+        x = load_audio(ASTERISK / f"{n}.wav")
+        a, b = speech_span(x)
+        parts.append(x[a:b])
+    return np.concatenate(parts)
+
+
 def cases(seed: int, which: str = "dev") -> list[Case]:
     import numpy as np
 
@@ -180,28 +288,36 @@ def cases(seed: int, which: str = "dev") -> list[Case]:
     def room(s: float) -> Any:
         return (noise.standard_normal(int(s * 16_000)) * 10 ** (-62 / 20)).astype(np.float32)
 
-    voices, finished, paused = SETS[which]
+    def finished_case(x: Any) -> Case:
+        return Case("finished", np.concatenate([room(0.3), x, room(2.5)]), None,
+                    0.3 + len(x) / 16_000)
+
+    def paused_case(kind: str, a: Any, b: Any) -> Case:
+        gap = rng.uniform(0.5, 1.2)
+        pause = room(gap)
+        if kind == "breath":
+            # An audible in-breath: band-limited noise, 0.25 s, in the pause's middle.
+            k = int(0.25 * 16_000)
+            br: Any = noise.standard_normal(k).astype(np.float32)
+            br = np.convolve(br, np.ones(8) / 8, mode="same") * np.hanning(k)
+            br *= 10 ** (BREATH_DBFS / 20) / (np.sqrt(np.mean(br ** 2)) + 1e-12)
+            m = (len(pause) - k) // 2
+            pause[m:m + k] += br.astype(np.float32)
+        t0 = 0.3 + len(a) / 16_000
+        return Case(kind, np.concatenate([room(0.3), a, pause, b, room(2.5)]),
+                    (t0, t0 + gap), t0 + gap + len(b) / 16_000)
+
     out = []
+    if which == "asterisk":
+        for _ in range(ASTERISK_DRAWS):
+            out += [finished_case(prompt(names)) for names in ASTERISK_FINISHED]
+            out += [paused_case(kind, prompt(a), prompt(b)) for kind, a, b in ASTERISK_PAUSED]
+        return out
+    voices, finished, paused = SETS[which]
     for v in voices:
-        for text in finished:
-            x = render(text, v)
-            out.append(Case("finished", np.concatenate([room(0.3), x, room(2.5)]), None,
-                            0.3 + len(x) / 16_000))
-        for kind, first, second in paused:
-            a, b = render(first, v), render(second, v)
-            gap = rng.uniform(0.5, 1.2)
-            pause = room(gap)
-            if kind == "breath":
-                # An audible in-breath: band-limited noise, 0.25 s, in the pause's middle.
-                k = int(0.25 * 16_000)
-                br = noise.standard_normal(k).astype(np.float32)
-                br = np.convolve(br, np.ones(8) / 8, mode="same") * np.hanning(k)
-                br *= 10 ** (BREATH_DBFS / 20) / (np.sqrt(np.mean(br ** 2)) + 1e-12)
-                m = (len(pause) - k) // 2
-                pause[m:m + k] += br.astype(np.float32)
-            t0 = 0.3 + len(a) / 16_000
-            out.append(Case(kind, np.concatenate([room(0.3), a, pause, b, room(2.5)]),
-                            (t0, t0 + gap), t0 + gap + len(b) / 16_000))
+        out += [finished_case(render(text, v)) for text in finished]
+        out += [paused_case(kind, render(first, v), render(second, v))
+                for kind, first, second in paused]
     return out
 
 
@@ -239,8 +355,10 @@ class SmartTurn:
 
 def run_case(c: Case, engine: Any, args: argparse.Namespace, smart: SmartTurn | None
              ) -> dict[str, Any]:
-    """Where each method ends the turn, in seconds of the case's audio."""
-    from voice_sim.endpoint import PATIENCE
+    """Where each method ends the turn, in seconds of the case's audio: the learned
+    decision and the word-list rule, each its own TurnDetector reading the same words
+    of one Whisper stream, and Smart Turn."""
+    from voice_sim.endpoint import PATIENCE, Heard
     from voice_sim.listen import (
         COVER_SLACK_S,
         PAUSE_HINT_S,
@@ -249,19 +367,21 @@ def run_case(c: Case, engine: Any, args: argparse.Namespace, smart: SmartTurn | 
         engine_words,
     )
 
-    cfg = TurnConfig(turn_end=args.turn_end)
-    det = TurnDetector(cfg)
+    dets = {d: TurnDetector(TurnConfig(turn_end=args.turn_end, decision=d))
+            for d in ("model", "rule")}
+    det = dets["model"]  # voice activity is the same in both: it times the hints
     stream = engine.stream()
     # (pos when shown, text, covered samples, end probability)
     history: list[tuple[int, str, int, float | None]] = []
     lag = round(args.text_lag * 16_000)
     commit_lag = round(args.commit_lag * 16_000)
-    rule_end = smart_end = None
+    ends: dict[str, float | None] = {"model": None, "rule": None, "smart": None}
+    whys = {"model": "", "rule": ""}
+    log: list[tuple[float, str]] = []  # the learned decision's readings, as they change
     smart_asked = False
-    hinted = True
+    hinted = asked = True
     longest = PATIENCE[args.turn_end].incomplete_s
     x = c.audio
-    why = ""
     for i in range(0, len(x) - 319, 320):
         b = x[i:i + 320]
         stream.accept(b)
@@ -270,13 +390,23 @@ def run_case(c: Case, engine: Any, args: argparse.Namespace, smart: SmartTurn | 
                         stream.end_p))
         shown = [h for h in history if h[0] <= i]
         text, covered, end_p = shown[-1][1:] if shown else ("", 0, None)
-        if det.speech_end is not None and covered >= det.speech_end - COVER_SLACK_S * 16_000:
-            det.words = engine_words(text, end_p)
-        else:
-            det.words = "pending" if det.speech_end is not None else "unknown"
-        reason = det.push(b)
+        t = (i + 320) / 16_000
+        for name, d in dets.items():
+            if d.speech_end is not None and covered >= d.speech_end - COVER_SLACK_S * 16_000:
+                d.words, d.heard = engine_words(text, end_p), Heard(text, end_p)
+            else:
+                d.words = "pending" if d.speech_end is not None else "unknown"
+                d.heard = None
+            reason = d.push(b)
+            if name == "model" and d.why != (log[-1][1] if log else ""):
+                log.append((t, d.why))
+            if reason == "silence" and ends[name] is None:
+                ends[name], whys[name] = t, d.why
+        if not asked and det.heard is not None and det.words in ("pending", "unknown"):
+            asked = True  # as capture_answer asks for the commit the stream holds
+            stream.commit()
         if det.speaking:
-            hinted = False
+            hinted = asked = False
         elif not hinted and det.armed and det.silence_s >= PAUSE_HINT_S:
             # As capture_answer does: the stream hears of the pause and decodes its words.
             hinted = True
@@ -284,22 +414,44 @@ def run_case(c: Case, engine: Any, args: argparse.Namespace, smart: SmartTurn | 
             stream.settle()
             history.append((i + 320 + lag, stream.text(), round(stream.covered_s * 16_000),
                             stream.end_p))
-        t = (i + 320) / 16_000
-        if reason == "silence" and rule_end is None:
-            rule_end, why = t, det.why
-        if smart is not None and smart_end is None and det.armed and det.speech_end:
+        if smart is not None and ends["smart"] is None and det.armed and det.speech_end:
             if det.speaking:
                 smart_asked = False
             elif not smart_asked and det.silence_s >= args.smart_wait:
                 smart_asked = True
                 if smart.probability(x[:i + 320]) > 0.5:
-                    smart_end = t
-            if smart_end is None and det.silence_s >= longest:
-                smart_end = t
-        if rule_end is not None and (smart is None or smart_end is not None):
+                    ends["smart"] = t
+            if ends["smart"] is None and det.silence_s >= longest:
+                ends["smart"] = t
+        if (ends["model"] is not None and ends["rule"] is not None
+                and (smart is None or ends["smart"] is not None)):
             break
-    return {"kind": c.kind, "rule_end": rule_end, "smart_end": smart_end, "why": why,
-            "end_s": c.end_s, "pause": c.pause}
+    return {"kind": c.kind, "model_end": ends["model"], "rule_end": ends["rule"],
+            "smart_end": ends["smart"], "why": whys["model"], "rule_why": whys["rule"],
+            "end_s": c.end_s, "pause": c.pause,
+            # What the model read 0.45 s into the mid-answer pause (or after a finished
+            # answer): the pause decode's words have arrived by then.
+            "read": next((w for t, w in reversed(log)
+                          if t <= (c.pause[0] if c.pause else c.end_s) + 0.45), ""),
+            "asked": (det.heard, det.pitch or "unknown", det.speech_samples / 16_000)}
+
+
+def decision_ms(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Milliseconds per learned decision (uncached), on the words each answer ended with."""
+    from voice_sim.endpoint import load_model
+
+    model = load_model()
+    asked = [r.pop("asked") for r in rows]
+    asked = [a for a in asked if a[0] is not None]
+    times = []
+    for heard, pitch, speech_s in asked[:1] + asked * 5:  # the first: warm-up
+        t = time.perf_counter()
+        model.probability(heard, pitch, speech_s)
+        times.append(time.perf_counter() - t)
+    s = sorted(times[1:])
+    return {"median_ms": round(statistics.median(s) * 1000, 3),
+            "p99_ms": round(s[min(len(s) - 1, round(0.99 * (len(s) - 1)))] * 1000, 3),
+            "max_ms": round(s[-1] * 1000, 3)} if s else {}
 
 
 def summarise(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
@@ -350,7 +502,9 @@ def main() -> int:
                    help="pause lengths and noise (default: the set's own)")
     p.add_argument("--set", choices=tuple(SETS), default="dev",
                    help="dev: the answers the rule was built on; held-out: other voices, "
-                        "answers and pauses; fresh: a second, larger held-out set")
+                        "answers and pauses; fresh: a second, larger held-out set; "
+                        "unseen, asterisk: the learned decision's figure sets (espeak-ng; "
+                        "real recorded prompts)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     import numpy as np
@@ -374,13 +528,15 @@ def main() -> int:
     for c in all_cases:
         r = run_case(c, engine, args, smart)
         rows.append(r)
-        print(f"  {r['kind']:>11}: end {r['end_s']:.2f}  rule {r['rule_end']}  "
-              f"smart {r['smart_end']}  ({r['why']})", file=sys.stderr)
+        print(f"  {r['kind']:>11}: end {r['end_s']:.2f}  model {r['model_end']} "
+              f"({r['why']}; read {r['read']})  rule {r['rule_end']} ({r['rule_why']})  "
+              f"smart {r['smart_end']}", file=sys.stderr)
     result: dict[str, Any] = {
         "set": args.set, "turn_end": args.turn_end, "text_lag_s": args.text_lag,
         "commit_lag_s": args.commit_lag,
         "answers": len(rows),
         "nproc": os.cpu_count(), "loadavg": [round(v, 2) for v in load],
+        "model": {**summarise(rows, "model_end"), "decision": decision_ms(rows)},
         "rule": summarise(rows, "rule_end")}
     if smart is not None:
         result["smart_turn"] = summarise(rows, "smart_end")

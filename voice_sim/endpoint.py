@@ -1,8 +1,26 @@
-"""When has the trainee finished? The end-of-turn rule, from more than silence.
+"""When has the trainee finished? The end-of-turn decision, from more than silence.
 
 A pause alone is a poor sign: people stop for breath, for "um", for "let me see…",
-and a caller who answered every such pause would cut them off. The rule here asks
-four things when a pause begins and decides how long a pause ends the turn:
+and a caller who answered every such pause would cut them off.
+
+**The learned decision** (the default; :func:`model_pause_needed`): a small model
+(:class:`TurnModel`, voice_sim/data/turn_end_model.json, fitted by
+scripts/train_turn_end.py) gives P(the trainee has finished) from what is known once the
+words reach the pause: the words themselves (their last one to three words, the opening
+of their last clause and sentence, the final mark, as features a logistic layer weighs:
+fitted on the content corpus's complete replies against their prefixes, so it knows
+``so that``, ``which``, ``bear with me`` from how people write replies, not from a list),
+the decoder's sentence-end probability, the final pitch movement and the speech's length
+(a second logistic layer, fitted on rendered speech through Whisper's pause decode). The
+``--turn-end`` profile's :data:`THRESHOLDS` turn P into one of its :data:`PATIENCE`
+waits: finished (``complete_s``), unsure (``unsure_s``) or going on (``incomplete_s``);
+the pause so far is then measured against that wait, the words re-read whenever they
+change (a commit's beam search replaces the pause decode's), and ``--silence-end`` caps
+it. One decision costs ~0.05 ms (cached per pause).
+
+**The word-list rule** (:func:`pause_needed`, ``TurnConfig(decision="rule")``), kept to
+be measured against (scripts/bench_turn_end.py reports both), asks four things when a
+pause begins and decides how long a pause ends the turn:
 
 * **the words so far** (the engine's latest text, when it covers the speech up to
   the pause): ending in a continuation (``and``, ``so``, ``the``…), a filler, a
@@ -27,10 +45,14 @@ and docs/benchmarks.md).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+
+from voice_sim.errors import ModelError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -220,6 +242,168 @@ def pause_needed(words: Words, pitch: Pitch, turn_end: TurnEnd = "normal",
         need, why = p.complete_s, "a finished sentence"
     else:
         need, why = p.unsure_s, f"words {words}, pitch {pitch}"
+    if upper_s is not None and upper_s < need:
+        return upper_s, f"{why} (capped by --silence-end)"
+    return need, why
+
+
+# --- the learned decision -------------------------------------------------------------
+
+MODEL_PATH = Path(__file__).with_name("data") / "turn_end_model.json"
+"""The fitted end-of-turn model (scripts/train_turn_end.py writes it, byte for byte)."""
+Decision = Literal["model", "rule"]
+DECISIONS: tuple[Decision, ...] = ("model", "rule")
+"""``model``: the learned P(finished) below; ``rule``: the word lists above (kept to be
+measured against, scripts/bench_turn_end.py)."""
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What the engine's words say at a pause, as the learned model reads them."""
+
+    text: str
+    """The engine's latest text, covering the speech up to the pause."""
+    end_p: float | None
+    """The decoder's probability that the text ends a sentence (None: not known)."""
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """P(finished) bounds that pick the wait of a :class:`Patience` row."""
+
+    complete_p: float
+    """From here the words count as finished (the profile's ``complete_s``) ..."""
+    incomplete_p: float
+    """... and below this as going on (``incomplete_s``) ..."""
+    unsure_s: float
+    """... and between, seconds of pause that end the turn: longer than the rule's
+    ``unsure_s``, which only words no list knew reached; here every reading the model is
+    not sure of does, half of them unfinished."""
+
+
+THRESHOLDS: dict[TurnEnd, Threshold] = {
+    "fast": Threshold(0.5, 0.2, 0.9),
+    "normal": Threshold(0.6, 0.3, 1.25),
+    "patient": Threshold(0.75, 0.4, 1.6),
+}
+"""Chosen on the training renders' held-out voices and the bench's ``dev`` set
+(scripts/train_turn_end.py prints the rates), never on its figure sets: ``normal``'s
+unsure wait outlasts the 0.5-1.2 s mid-answer pauses people make."""
+
+_MARKS = {".": ".", "?": "?", "!": "!", ",": ",", ";": ";", ":": ";", "…": "…",
+          "-": "-", "—": "-", "–": "-"}
+_TOKEN = re.compile(r"[a-z0-9']+")
+_CLAUSE = re.compile(r"[.,;:!?…—–]|\s-\s")
+
+
+def final_mark(text: str) -> str:
+    """The punctuation mark ``text`` ends on (``...`` as ``…``), '' when none."""
+    t = text.rstrip().rstrip("\"')]”’")
+    if t.endswith("..."):
+        return "…"
+    return _MARKS.get(t[-1:], "") if t else ""
+
+
+def text_features(text: str) -> list[str]:
+    """The text model's features of a partial transcript: its final mark, its last one,
+    two and three words, the first words of its last clause and sentence, the clause's
+    length; digits read as ``#`` (an engine writes numbers either way)."""
+    mark = final_mark(text)
+    low = text.lower()
+    words = [re.sub(r"\d+", "#", w) for w in _TOKEN.findall(low)]
+    feats = [f"m:{mark}"]
+    if not words:
+        return [*feats, "empty"]
+    last = words[-1]
+    feats += [f"w1:{last}", f"w1m:{last}{mark}", f"w2:{' '.join(words[-2:])}",
+              f"w3:{' '.join(words[-3:])}"]
+    clause = _TOKEN.findall(_CLAUSE.split(low.rstrip(" .,;:!?…-—–"))[-1])
+    sentence = _TOKEN.findall(re.split(r"[.!?]\s", low.rstrip(" .!?"))[-1])
+    if clause:
+        feats += [f"c1:{clause[0]}", f"c2:{' '.join(clause[:2])}",
+                  f"cn:{min(len(clause), 8)}"]
+    if sentence:
+        feats += [f"s1:{sentence[0]}", f"sn:{min(len(sentence) // 3, 6)}"]
+    return feats
+
+
+@dataclass(frozen=True)
+class TurnModel:
+    """Two logistic layers: the text's words (fitted on the content corpus's replies and
+    their prefixes), then the text's score with the decoder's sentence-end probability,
+    the final pitch and the speech's length (fitted on rendered speech)."""
+
+    text_bias: float
+    text_weights: dict[str, float]
+    audio_bias: float
+    audio_weights: dict[str, float]
+
+    def text_logit(self, text: str) -> float:
+        """The words' own log-odds of a finished answer."""
+        w = self.text_weights
+        return self.text_bias + sum(w.get(f, 0.0) for f in text_features(text))
+
+    def probability(self, heard: Heard, pitch: Pitch, speech_s: float) -> float:
+        """P(the trainee has finished | the words, end probability, pitch, speech)."""
+        x = audio_features(self.text_logit(heard.text), heard.end_p, pitch, speech_s)
+        z = self.audio_bias + sum(self.audio_weights[k] * v for k, v in x.items())
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+
+def audio_features(text_logit: float, end_p: float | None, pitch: Pitch,
+                   speech_s: float) -> dict[str, float]:
+    """The second layer's inputs (named as in the model file)."""
+    known = end_p is not None
+    p = min(max(end_p if end_p is not None else 0.5, 0.01), 0.99)
+    return {"text": max(-8.0, min(8.0, text_logit)),
+            "end_p": math.log(p / (1 - p)) if known else 0.0,
+            "end_p_unknown": 0.0 if known else 1.0,
+            "fall": float(pitch == "fall"), "rise": float(pitch == "rise"),
+            "level": float(pitch == "level"),
+            "speech": math.log(max(speech_s, 0.2))}
+
+
+_model: TurnModel | None = None
+
+
+def load_model(path: Path = MODEL_PATH) -> TurnModel:
+    """The shipped model, read once per process."""
+    global _model
+    if _model is None or path != MODEL_PATH:
+        import json
+
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            m = TurnModel(float(data["text"]["bias"]), dict(data["text"]["weights"]),
+                          float(data["audio"]["bias"]), dict(data["audio"]["weights"]))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ModelError(f"{path}: the end-of-turn model cannot be read ({e})",
+                             hint="reinstall voice-sim, or rebuild it with "
+                                  "scripts/train_turn_end.py") from e
+        if path != MODEL_PATH:
+            return m
+        _model = m
+    return _model
+
+
+@functools.lru_cache(maxsize=256)
+def finished_p(heard: Heard, pitch: Pitch, speech_s: float) -> float:
+    """The shipped model's P(finished) (cached: a pause asks again every block)."""
+    return load_model().probability(heard, pitch, speech_s)
+
+
+def model_pause_needed(heard: Heard, pitch: Pitch, turn_end: TurnEnd = "normal",
+                       upper_s: float | None = None, speech_s: float = 0.0
+                       ) -> tuple[float, str]:
+    """Seconds of pause that end the turn, and why, from the learned P(finished)."""
+    p = finished_p(heard, pitch, round(speech_s, 2))
+    pat, th = PATIENCE[turn_end], THRESHOLDS[turn_end]
+    if p >= th.complete_p:
+        need, why = pat.complete_s, f"finished (p={p:.2f})"
+    elif p < th.incomplete_p:
+        need, why = pat.incomplete_s, f"going on (p={p:.2f})"
+    else:
+        need, why = th.unsure_s, f"unsure (p={p:.2f})"
     if upper_s is not None and upper_s < need:
         return upper_s, f"{why} (capped by --silence-end)"
     return need, why

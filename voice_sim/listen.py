@@ -5,10 +5,11 @@ thread runs :func:`capture_answer`: it writes every block to the answer's WAV at
 once (so Ctrl-C or a crash loses nothing), detects speech (energy over an adaptive
 noise floor, confirmed by the Silero voice model: voice_sim.vad), and hands speech to
 an engine thread that turns the engine's partial results into live captions. The turn
-ends on a pause whose length the end-of-turn rule (voice_sim.endpoint) reads from the
-words so far and the final pitch, at the maximum length, or on a key (Enter ends it,
-``q`` + Enter quits). :data:`PAUSE_HINT_S` into a pause the engine is told of it, so
-that a stream that can (Whisper's) decodes the words up to it at once.
+ends on a pause whose length the end-of-turn decision (voice_sim.endpoint: a learned
+model by default, the word-list rule on request) reads from the words so far, the
+decoder's sentence-end probability and the final pitch, at the maximum length, or on a
+key (Enter ends it, ``q`` + Enter quits). :data:`PAUSE_HINT_S` into a pause the engine
+is told of it, so that a stream that can (Whisper's) decodes the words up to it at once.
 """
 
 from __future__ import annotations
@@ -28,12 +29,16 @@ from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 
 from voice_sim.audio import FRAME_S, SAMPLE_RATE
 from voice_sim.endpoint import (
+    DECISIONS,
     PATIENCE,
     TURN_ENDS,
+    Decision,
+    Heard,
     Pitch,
     TurnEnd,
     Words,
     final_pitch,
+    model_pause_needed,
     pause_needed,
     words_state,
 )
@@ -95,11 +100,13 @@ class TurnConfig:
     """The trade-off between answering fast and never cutting the trainee off."""
     stall_s: float = 2.0
     """Seconds without a block from the microphone before it counts as lost."""
+    decision: Decision = "model"
+    """How the words decide: the learned model, or the word-list rule (benchmarks)."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
-            if v is None or f.name == "turn_end":
+            if v is None or f.name in ("turn_end", "decision"):
                 continue
             if not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
                 raise InputError(f"turn setting {f.name}={v!r}: must be a number >= 0",
@@ -113,6 +120,9 @@ class TurnConfig:
         if self.turn_end not in TURN_ENDS:
             raise InputError(f"turn setting turn_end={self.turn_end!r}: not a choice",
                              hint=f"one of {', '.join(TURN_ENDS)}")
+        if self.decision not in DECISIONS:
+            raise InputError(f"turn setting decision={self.decision!r}: not a choice",
+                             hint=f"one of {', '.join(DECISIONS)}")
 
 
 @dataclass(frozen=True)
@@ -215,9 +225,9 @@ class TurnDetector:
     is not speech however loud. Such a sound in a pause (an in-breath, most often) does
     hold the turn open: the pause counts again from its end. When a pause follows
     enough speech, the pause that ends the turn comes from voice_sim.endpoint: the
-    words so far (:attr:`words`, set by the caller from the engine's text), the final
-    pitch (measured here on the last speech) and ``config.turn_end``, capped by
-    ``config.silence_end_s``.
+    words so far (:attr:`heard` for the learned decision, :attr:`words` for the rule,
+    both set by the caller from the engine's text), the final pitch (measured here on
+    the last speech) and ``config.turn_end``, capped by ``config.silence_end_s``.
 
     All timing is counted in samples, so it behaves the same whether audio arrives in
     real time or faster.
@@ -254,6 +264,9 @@ class TurnDetector:
         self.speech_end: int | None = None
         self.words: Words = "unknown"
         """What the engine's text says about the speech so far (set by the caller)."""
+        self.heard: Heard | None = None
+        """The engine's text and end probability when they cover the speech up to the
+        pause (set by the caller; the learned decision reads them), else None."""
         self.pitch: Pitch | None = None
         """The final pitch of the speech before the current pause (None: not measured)."""
         self.why = ""
@@ -288,6 +301,11 @@ class TurnDetector:
         """Seconds of pause that end the turn now (measuring the final pitch once)."""
         if self.pitch is None:
             self.pitch = final_pitch(self.recent_speech()) if self.speech_end else "unknown"
+        if self.config.decision == "model" and self.heard is not None:
+            need, self.why = model_pause_needed(self.heard, self.pitch, self.config.turn_end,
+                                                self.config.silence_end_s,
+                                                speech_s=self.speech_samples / self.sr)
+            return need
         need, self.why = pause_needed(self.words, self.pitch, self.config.turn_end,
                                       self.config.silence_end_s,
                                       speech_s=self.speech_samples / self.sr)
@@ -317,7 +335,7 @@ class TurnDetector:
         self.voiced = self.speaking = False
         self._stretch, self._heard_voice = [], False
         self._recent.clear()
-        self.pitch, self.words, self.why = None, "unknown", ""
+        self.pitch, self.words, self.why, self.heard = None, "unknown", "", None
         self._hold_until = 0
         if self.vad is not None:
             self.vad.reset()
@@ -926,6 +944,7 @@ def capture_answer(
                 if (fed_from is not None and det.speech_end is not None and fed_at + covered
                         >= det.speech_end - COVER_SLACK_S * SAMPLE_RATE):
                     det.words = engine_words(text, end_p)
+                    det.heard = Heard(text, end_p)
                     if words_at is None and pause_at is not None:
                         words_at = time.perf_counter()
                     if det.words in ("pending", "unknown") and not asked:
@@ -935,6 +954,7 @@ def capture_answer(
                         feeder.commit()
                 else:
                     det.words = "pending" if det.speech_end is not None else "unknown"
+                    det.heard = None
             block = mic.read(timeout=0.05)
             if block is None:
                 if time.perf_counter() - last_block_at > cfg.stall_s:
