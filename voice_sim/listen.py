@@ -1053,7 +1053,9 @@ def capture_answer(
         noise_floor_dbfs=det.floor_dbfs,
         pending=pending,
         partial=partial,
-        partial_covers=det.words not in ("pending", "unknown"),
+        # The words reached the pause (what the decision read), however the word lists
+        # would read them: a quick decode's unsure words are as safe to plan on.
+        partial_covers=det.heard is not None and bool(det.heard.text.strip()),
         end_why=det.why if reason == "silence" else "",
         pause_s=det.silence_s if reason == "silence" and det.armed else None,
         pause_at=pause_at,
