@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from voice_sim.embedding import Model
 
-_OPSET = 20
+_OPSET = 21
 _IR_VERSION = 9
 _FLOAT, _UINT8, _INT8, _INT64 = 1, 2, 3, 7  # TensorProto.DataType
 _ATTR_FLOAT, _ATTR_INT, _ATTR_INTS = 1, 2, 7  # AttributeProto.AttributeType
@@ -127,7 +127,6 @@ def graph_bytes(model: Model) -> bytes:
     if model.layers and model.layers[0].qkv_s is not None:
         g.const("axis_last", np.array([-1], dtype=np.int64))
         g.const("zp128", np.array(128, dtype=np.uint8))
-        g.const("f128", np.array(128.0, dtype=np.float32))
         g.const("f127", np.array(127.0, dtype=np.float32))
         g.const("tiny", np.array(1e-12, dtype=np.float32))
     d = DIM // _HEADS
@@ -188,8 +187,10 @@ def _int8_dense(g: _Graph, x: str, w: np.ndarray, s: np.ndarray, b: np.ndarray,
 
     row = g.node("Div", [g.node("Max", [g.node("ReduceMax", [g.node("Abs", [x]), "axis_last"],
                                                keepdims=1), "tiny"]), "f127"])
-    xq = g.node("Cast", [g.node("Add", [g.node("Round", [g.node("Div", [x, row])]), "f128"])],
-                to=_UINT8)
+    # round(x / row) + 128 as uint8, one block per row (opset 21's blocked quantization;
+    # its zero point must have the scale's shape)
+    zp = g.node("Expand", ["zp128", g.node("Shape", [row])])
+    xq = g.node("QuantizeLinear", [x, row, zp], axis=-1, block_size=int(w.shape[0]))
     acc = g.node("MatMulInteger", [xq, g.const(name + ".wq", w.astype(np.int8)), "zp128"])
     y = g.node("Mul", [g.node("Cast", [acc], to=_FLOAT), g.const(name + ".s", s)])
     return g.node("Add", [g.node("Mul", [y, row]), g.const(name + ".b", b)])
