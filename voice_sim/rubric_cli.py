@@ -121,6 +121,9 @@ def _read_jsonl(name: str) -> list[tuple[int, dict[str, Any]]]:
 
 def cmd_check_reply(args: argparse.Namespace) -> int:
     """``voice-sim check-reply``: steps and pitfalls in one reply, or in a JSONL batch."""
+    from voice_sim.embedding import warm_up
+
+    warm_up()  # the model loads (mostly outside the GIL) while the rubric file is read
     rubric = load_rubric(args.rubric)
     expected = _parse_expect(args.expect)
     if args.jsonl is not None:
