@@ -350,3 +350,15 @@ def test_corrupt_model_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert main(["check-reply", "I'm so sorry."]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "reinstall" in err[0]
+
+
+def test_a_step_the_rules_found_needs_less_probability_a_pitfall_does_not() -> None:
+    from voice_sim.rubric_semantic import RULE_AGREES, load_classifier, thresholds
+
+    clf = load_classifier()
+    need = dict(zip(clf.ids, thresholds(clf, frozenset({"set_expectations", "excuse"})),
+                    strict=True))
+    plain = dict(zip(clf.ids, thresholds(clf, frozenset()), strict=True))
+    assert need["set_expectations"] == RULE_AGREES < plain["set_expectations"]
+    assert need["excuse"] == plain["excuse"] > RULE_AGREES  # pitfalls keep their bar
+    assert need["empathize"] == plain["empathize"]

@@ -14,7 +14,8 @@ How a reply is read (:func:`judge`):
 3. One logistic model per id (weights in ``rubric_model.npz``, trained by
    ``scripts/train_rubric.py`` on the labelled corpus in ``tests/data/``) gives a
    probability; an id counts when it reaches the id's threshold (steps and pitfalls have
-   their own, chosen by leave-one-situation-out cross-validation).
+   their own, chosen by leave-one-situation-out cross-validation; a step the built-in
+   rules also found needs only :data:`RULE_AGREES`).
 4. Evidence: the unit closest to one of the id's ``exemplars`` (``rubric.yaml``), with
    that exemplar, its ``file:line`` and the cosine similarity.
 
