@@ -6,9 +6,13 @@ memory-mapped (only the rows a text uses are read) and the WordPiece tokenizer i
 ``tokenizers`` library's. The 6-layer BERT encoder runs in onnxruntime, from a graph
 written at load time from these weights (:mod:`voice_sim.embedding_ort`: its products
 pack each weight once, twice as fast for a reply), or — without onnxruntime, or with
-``VOICE_SIM_EMBEDDING_RUNTIME=numpy`` — in the NumPy pass here (:meth:`Model._forward`);
-the two agree to 4e-7. A text's vector is the mean of its token states, L2-normalised —
-the model's own pooling. Why not torch: measured in ``docs/content_scoring.md``.
+``VOICE_SIM_EMBEDDING_RUNTIME=numpy`` — in the NumPy pass here (:meth:`Model._forward`).
+The products with weight matrices are 8-bit integer products (:data:`INT8`,
+:func:`_product`), 1.6x faster in onnxruntime at the same cross-validated accuracy. Both
+runtimes do the same arithmetic; their vectors agree to a cosine of 0.98 or better
+(float noise tips a few values over a rounding boundary; float32 products agree to
+4e-7). A text's vector is the mean of its token states, L2-normalised — the model's own
+pooling. Why not torch: measured in ``docs/content_scoring.md``.
 
 Texts are encoded in batches without padding (onnxruntime: texts of one token length
 together; NumPy: tokens of any length stacked, attention per run of equal lengths), so
@@ -55,13 +59,14 @@ DIM = 384
 MAX_TOKENS = 256
 """Longer texts are cut (the model was trained on at most 256)."""
 LAYERS = 6
-"""Encoder layers run: the first 3 of the model's 6. Cross-validated, the scorer is as
-accurate on them (macro-F1 0.835 against 0.825 with all 6) at half the work
-(``docs/benchmarks.md``); the classifier and exemplar vectors are trained on them."""
+"""Encoder layers run. The first 3 alone cross-validate as well (macro-F1 0.834) at half
+the work, but read reflections of the customer's words worse (the listen_reflect
+paraphrase family, ``docs/benchmarks.md``), so all 6 run."""
 INT8 = True
-"""The products with weight matrices in 8-bit integers (:func:`_product`): 1.8x faster
-in onnxruntime, the same cross-validated accuracy; the classifier is trained on these
-vectors. False: float32 products (retrain after changing either setting)."""
+"""The products with weight matrices in 8-bit integers (:func:`_product`): 1.6x faster
+in onnxruntime at the same cross-validated accuracy (macro-F1 0.826 against 0.825).
+The classifier and exemplar vectors are trained on these vectors: retrain
+(``scripts/train_rubric.py``) after changing this or :data:`LAYERS`."""
 _HEADS = 12
 _EPS = 1e-12
 _CACHE_MAX = 100_000
