@@ -137,7 +137,7 @@ def cross_validate(per_id: bool = False) -> dict[str, Any]:
     situation never picks its threshold)."""
     import train_rubric as tr
 
-    from voice_sim.rubric_semantic import Classifier
+    from voice_sim.rubric_semantic import Classifier, thresholds
 
     t = time.perf_counter()
     rows = tr.tuning_rows()
@@ -154,8 +154,8 @@ def cross_validate(per_id: bool = False) -> dict[str, Any]:
         for n, f in enumerate(feats):
             if f["situation"] == s:
                 p = clf.probabilities(f["dense"], f["text"])
-                predicted[n] = {i for i, q, th in zip(clf.ids, p, clf.thresholds, strict=True)
-                                if q >= th}
+                predicted[n] = {i for i, q, th in zip(clf.ids, p, thresholds(clf, f["rule_ids"]),
+                                                      strict=True) if q >= th}
         print(f"  fold {s}: done ({time.perf_counter() - t:.0f} s)", flush=True)
     test = [(n, f) for n, f in enumerate(feats) if n in predicted]
     by_row = {id(f): predicted[n] for n, f in test}

@@ -127,7 +127,8 @@ def featurize(rows: list[dict[str, Any]], log: bool = True) -> list[dict[str, An
         cvec = model.embed([cn])[0] if cn else None
         rule_ids = rule_content(row["reply"], row.get("customer"), rubric=base).ids
         out.append({**row, "norm": norm, "units": us, "vecs": vecs, "cvec": cvec,
-                    "dense": dense_features(vecs, cvec, rule_ids, norm.text), "text": norm.text})
+                    "dense": dense_features(vecs, cvec, rule_ids, norm.text), "text": norm.text,
+                    "rule_ids": rule_ids})
     return out
 
 
