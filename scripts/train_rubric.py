@@ -16,8 +16,7 @@ tuning data — the corpus in ``tests/data/corpus/`` minus its held-out situatio
 
 scikit-learn (installed with librosa) fits the models; scoring needs only NumPy.
 Same data, same files: every step is deterministic. The shipped files were trained
-with ``VOICE_SIM_EMBEDDING_RUNTIME=numpy`` (that reproduces them byte for byte; the
-onnxruntime encoder's vectors differ from NumPy's by up to 4e-7).
+with the default runtime (onnxruntime where installed, :mod:`voice_sim.embedding`).
 """
 
 from __future__ import annotations
