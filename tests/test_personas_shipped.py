@@ -368,10 +368,10 @@ def test_sample_replies_gain_nothing_unexpected(personas: dict[str, Persona], pi
     the reply's hand-labelled :data:`ALSO_HOLDS`, or be ``listen_reflect`` (judged against
     the customer's phrasing, and restating the caller beside another step is never
     wrong); any pitfall, or any other step, is unexpected, and the unexpected ids over
-    the line's phrasings must be exactly its :data:`KNOWN_MISREADS` (usually none). A wrong extra step is not
-    harmless: a reflective apology read as ``offer_solution`` took a call down the "fix
-    offered" branch before anything was fixed. (Scores come from :func:`heard_in`, shared
-    with the walks above, so this adds almost no time.)"""
+    the line's phrasings must be exactly its :data:`KNOWN_MISREADS` (usually none). A
+    wrong extra step is not harmless: a reflective apology read as ``offer_solution``
+    took a call down the "fix offered" branch before anything was fixed. (Scores come
+    from :func:`heard_in`, shared with the walks above, so this adds almost no time.)"""
     p = personas[pid]
     labelled = (*ALSO_HOLDS, *KNOWN_MISREADS)
     assert {k.split(":")[0] for k in labelled} <= set(IDS)
