@@ -18,6 +18,10 @@ Usage: ``scripts/bench_rubric.py [--n 300] [--runtimes]``. Prints, each on its o
   normalisation, clauses, tokenizer, the encoder's matrix products, GELU, LayerNorm,
   pooling, features and classifier, evidence, JSON), for one reply at a time and for a
   ``--jsonl``-style batch;
+* with ``--encoders``: CPU time per text of the encoder alone (onnxruntime) with all 6
+  layers or the first 3, float32 or 8-bit products, batched as ``--jsonl`` and one text
+  at a time (the shipped setting is :data:`voice_sim.embedding.LAYERS` /
+  :data:`~voice_sim.embedding.INT8`; the others need a retrained classifier to score);
 * with ``--runtimes``: the same MiniLM forward pass in torch and onnxruntime where they
   are importable (they are not project dependencies; run it with a Python that has them),
   next to the NumPy one.
@@ -181,6 +185,33 @@ def _runtimes(texts: list[str]) -> None:
           f"text; max difference from numpy {float(np.abs(out - ref).max()):.1e}")
 
 
+def _encoders(texts: list[str]) -> None:
+    """The encoder's CPU time per text for each depth and arithmetic."""
+    import voice_sim.embedding as emb
+
+    shipped = (emb.LAYERS, emb.INT8)
+    try:
+        for layers, int8 in ((6, False), (6, True), (3, False), (3, True)):
+            emb.LAYERS, emb.INT8 = layers, int8
+            m = emb._build(emb.model_dir(), "onnxruntime")
+            m.embed(texts[:20])  # warm
+            m.cache.clear()
+            t = time.process_time()
+            m.embed(texts)
+            batch = (time.process_time() - t) / len(texts)
+            t = time.process_time()
+            for x in texts[:100]:
+                m.cache.clear()
+                m.embed([x])
+            one = (time.process_time() - t) / min(100, len(texts))
+            mark = "  (shipped)" if (layers, int8) == shipped else ""
+            print(f"encoder, {layers} layers, {'8-bit' if int8 else 'float32'} products: "
+                  f"{1000 * batch:.2f} ms CPU per text batched, {1000 * one:.2f} ms alone"
+                  f"{mark}")
+    finally:
+        emb.LAYERS, emb.INT8 = shipped
+
+
 class _Stages:
     """CPU seconds spent inside wrapped functions (outermost call only, so a stage
     called from another is not counted twice)."""
@@ -282,6 +313,8 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=300, help="replies to score (default 300)")
     ap.add_argument("--runtimes", action="store_true", help="compare embedding runtimes")
     ap.add_argument("--profile", action="store_true", help="CPU time per stage")
+    ap.add_argument("--encoders", action="store_true",
+                    help="encoder CPU time per depth and arithmetic")
     ap.add_argument("--child-load", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_load:
@@ -290,6 +323,11 @@ def main() -> int:
     pairs = _pairs(args.n)
     if args.runtimes:
         _runtimes([r for r, _ in pairs[:60]])
+        return 0
+    if args.encoders:
+        print(f"load average {os.getloadavg()[0]:.2f}")
+        _encoders(list(dict.fromkeys(r for r, _ in pairs)))
+        print(f"load average {os.getloadavg()[0]:.2f}")
         return 0
     if args.profile:
         print(f"load average {os.getloadavg()[0]:.2f}")

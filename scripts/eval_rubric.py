@@ -18,7 +18,9 @@ outside the scorer's code, 16 customer situations; the 4 in
 :data:`train_rubric.HELDOUT` are never used for tuning (not for exemplars, thresholds
 or model choice): the default run reports them through the shipped scorer. ``--cv``
 retrains the semantic layer 12 times, each time without one tuning situation, and
-scores that situation: the figure model choices were made on.
+scores that situation: the figure model choices were made on. The extra replies in
+``tests/data/extra/`` (situations of their own, written for the weakest ids) and the
+project's replies train in every fold and are never scored.
 
 ``tests/data/replies.jsonl`` holds the project's own 272 replies (written with the
 rules; also tuning data for the semantic layer). Its labelling guide:
@@ -135,13 +137,13 @@ def cross_validate(per_id: bool = False) -> dict[str, Any]:
     situation never picks its threshold)."""
     import train_rubric as tr
 
-    from voice_sim.rubric_semantic import Classifier
+    from voice_sim.rubric_semantic import Classifier, thresholds
 
     t = time.perf_counter()
     rows = tr.tuning_rows()
     feats = tr.featurize(rows)
     print(f"featurized {len(feats)} replies in {time.perf_counter() - t:.0f} s", flush=True)
-    situations = sorted({f["situation"] for f in feats} - {"project"})
+    situations = tr.fold_situations(feats)
     predicted: dict[int, set[str]] = {}
     for s in situations:
         train = [f for f in feats if f["situation"] != s]
@@ -152,8 +154,8 @@ def cross_validate(per_id: bool = False) -> dict[str, Any]:
         for n, f in enumerate(feats):
             if f["situation"] == s:
                 p = clf.probabilities(f["dense"], f["text"])
-                predicted[n] = {i for i, q, th in zip(clf.ids, p, clf.thresholds, strict=True)
-                                if q >= th}
+                predicted[n] = {i for i, q, th in zip(clf.ids, p, thresholds(clf, f["rule_ids"]),
+                                                      strict=True) if q >= th}
         print(f"  fold {s}: done ({time.perf_counter() - t:.0f} s)", flush=True)
     test = [(n, f) for n, f in enumerate(feats) if n in predicted]
     by_row = {id(f): predicted[n] for n, f in test}

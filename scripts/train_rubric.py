@@ -3,7 +3,8 @@
 
 Usage: ``scripts/train_rubric.py [--no-exemplars] [--per-id-thresholds]``. Reads the
 tuning data — the corpus in ``tests/data/corpus/`` minus its held-out situations
-(:data:`HELDOUT`), plus ``tests/data/replies.jsonl`` — and writes:
+(:data:`HELDOUT`), plus the extra replies in ``tests/data/extra/`` and
+``tests/data/replies.jsonl`` — and writes:
 
 * ``voice_sim/rubric_model.npz``: the TF-IDF vocabulary and one logistic model per id
   over the features of :mod:`voice_sim.rubric_semantic` (with ``--per-id-thresholds``,
@@ -14,7 +15,8 @@ tuning data — the corpus in ``tests/data/corpus/`` minus its held-out situatio
 * ``voice_sim/rubric_vectors.npz``: the vectors of every built-in exemplar.
 
 scikit-learn (installed with librosa) fits the models; scoring needs only NumPy.
-Same data, same files: every step is deterministic.
+Same data, same files: every step is deterministic. The shipped files were trained
+with the default runtime (onnxruntime where installed, :mod:`voice_sim.embedding`).
 """
 
 from __future__ import annotations
@@ -45,13 +47,17 @@ from voice_sim.textnorm import normalize  # noqa: E402
 
 CORPUS = ROOT / "tests" / "data" / "corpus"
 REPLIES = ROOT / "tests" / "data" / "replies.jsonl"
+EXTRA = ROOT / "tests" / "data" / "extra"
+"""More labelled replies in situations of their own (``SPEC.md``'s format), written for
+the ids cross-validation found weakest; always trained on, never a validation fold, so
+the cross-validated figure stays one over the corpus's 12 tuning situations."""
 RUBRIC = ROOT / "voice_sim" / "rubric.yaml"
 HELDOUT = frozenset({"hotel_overbooked", "medical_billing", "b2b_software_outage",
                      "landlord_repair"})
 """Situations kept out of all tuning: the figure reported is measured on them."""
 C = 10.0
 """Inverse regularisation of each logistic model (chosen by cross-validation)."""
-TFIDF_WEIGHT = 2.0
+TFIDF_WEIGHT = 5.0
 """Scale of the TF-IDF block against the dense features (chosen by cross-validation)."""
 STEP_THRESHOLD = 0.5
 PITFALL_THRESHOLD = 0.7
@@ -76,13 +82,21 @@ def load_corpus(heldout: bool = False) -> list[dict[str, Any]]:
 
 
 def tuning_rows() -> list[dict[str, Any]]:
-    """Everything the scorer may learn from: tuning situations + the project's replies."""
+    """Everything the scorer may learn from: tuning situations, the extra replies
+    (:data:`EXTRA`) and the project's replies. Rows that are never a validation fold
+    have ``always_train``."""
     rows = load_corpus()
+    for path in sorted(EXTRA.glob("*.jsonl")):
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    rows.append({**json.loads(line), "always_train": True})
     with REPLIES.open(encoding="utf-8") as f:
         for line in f:
             if line.strip():
                 row = json.loads(line)
                 row["situation"] = "project"
+                row["always_train"] = True
                 rows.append(row)
     return rows
 
@@ -112,8 +126,15 @@ def featurize(rows: list[dict[str, Any]], log: bool = True) -> list[dict[str, An
         cvec = model.embed([cn])[0] if cn else None
         rule_ids = rule_content(row["reply"], row.get("customer"), rubric=base).ids
         out.append({**row, "norm": norm, "units": us, "vecs": vecs, "cvec": cvec,
-                    "dense": dense_features(vecs, cvec, rule_ids), "text": norm.text})
+                    "dense": dense_features(vecs, cvec, rule_ids, norm.text), "text": norm.text,
+                    "rule_ids": rule_ids})
     return out
+
+
+def fold_situations(feats: list[dict[str, Any]]) -> list[str]:
+    """The situations cross-validation holds out one at a time (not the always-trained
+    rows' ones)."""
+    return sorted({f["situation"] for f in feats if not f.get("always_train")})
 
 
 def labels(row: dict[str, Any]) -> set[str]:
@@ -138,7 +159,7 @@ def choose_thresholds(feats: list[dict[str, Any]], log: bool = False) -> Any:
     more than a miss)."""
     import numpy as np
 
-    situations = sorted({f["situation"] for f in feats} - {"project"})
+    situations = fold_situations(feats)
     groups = [set(situations[g::INNER_FOLDS]) for g in range(INNER_FOLDS)]
     probs = np.zeros((len(feats), len(CONTENT_IDS)))
     gold = np.array([[i in labels(f) for i in CONTENT_IDS] for f in feats])
@@ -225,7 +246,7 @@ def mine_exemplars(feats: list[dict[str, Any]], arrays: dict[str, Any]) -> dict[
             if not 2 <= len(text.split()) <= 14:
                 continue
             rule_ids = rule_content(text, f.get("customer"), rubric=base).ids
-            dense = dense_features(v[None, :], f["cvec"], rule_ids)
+            dense = dense_features(v[None, :], f["cvec"], rule_ids, u.text)
             p = clf.probabilities(dense, u.text)
             for k, id_ in enumerate(clf.ids):
                 if id_ in gold and p[k] >= 0.9:
@@ -318,8 +339,9 @@ def main() -> int:
     import numpy as np
 
     rows = tuning_rows()
-    print(f"training on {len(rows)} replies "
-          f"({len({r['situation'] for r in rows}) - 1} corpus situations + the project's)")
+    extra = {r["situation"] for r in rows if r.get("always_train")} - {"project"}
+    print(f"training on {len(rows)} replies ({len(fold_situations(rows))} corpus tuning "
+          f"situations, {len(extra)} extra ones and the project's)")
     feats = featurize(rows)
     thresholds = None
     if args.per_id_thresholds:

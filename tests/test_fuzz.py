@@ -11,6 +11,7 @@ of stalling the suite.
 
 from __future__ import annotations
 
+import copy
 import io
 import itertools
 import math
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -178,6 +180,19 @@ def test_the_unmutated_persona_is_valid(tmp_path: Path) -> None:
     p = tmp_path / "mini.yaml"
     persona, problems = check_persona(p, text=_yaml(MINI), check_voice=False)
     assert persona is not None, [x.line_text() for x in problems]
+
+
+@pytest.mark.parametrize("value", [True, 3, "empathize"])
+def test_a_scalar_expects_is_a_problem_not_a_crash(tmp_path: Path, value: Any) -> None:
+    """Found by the fuzzer below: ``expects: true`` on a line crashed the difficulty
+    estimate (``len(bool)``) after the problem had been recorded."""
+    data = copy.deepcopy(MINI)
+    data["lines"][0]["expects"] = value
+    path = tmp_path / "mini.yaml"
+    persona, problems = check_persona(path, text=_yaml(data), check_voice=False)
+    _check_problems(problems, path)
+    assert persona is None
+    assert any("expects" in p.line_text() for p in problems)
 
 
 @settings(FUZZ, max_examples=150)

@@ -303,6 +303,92 @@ def test_sample_replies_are_model_answers(personas: dict[str, Persona], pid: str
             assert call.outcome == "resolved", (line.id, seed, path)
 
 
+# Steps a sample reply holds beyond its line's ``expects``, labelled by hand against
+# ../shared/reference/deescalation.md and the labelling guide of scripts/eval_rubric.py
+# ("persona:line" -> ids). A vague promise ("I'll help you", "let me fix it", "I'll put it
+# right") is not offer_solution: that needs a concrete remedy or options.
+ALSO_HOLDS: dict[str, frozenset[str]] = {k: frozenset(v.split()) for k, v in {
+    "abusive-caller:settles": "empathize set_expectations",
+    "bereavement:opening": "apologize",
+    "bereavement:repeats": "apologize",
+    "bill-shock:opening": "apologize",
+    "bill-shock:repeats": "apologize",
+    "cancel-runaround:fed_up": "empathize offer_solution",
+    "cancel-runaround:in_writing": "follow_up set_expectations",
+    "cancel-runaround:opening": "offer_solution",
+    "cancel-runaround:repeats": "apologize",
+    "card-blocked-abroad:angrier": "offer_solution",
+    "card-blocked-abroad:backup": "set_expectations",
+    "card-blocked-abroad:still_cross": "set_expectations",
+    "card-blocked-abroad:how_long": "offer_solution",
+    "card-blocked-abroad:repeats": "offer_solution",
+    "card-blocked-abroad:opening": "offer_solution",
+    "claim-denied:and_then": "offer_solution set_expectations",
+    "claim-denied:not_enough": "empathize",
+    "claim-denied:plumber": "set_expectations",
+    "confused-elderly:statements": "document set_expectations",
+    "damaged-goods:frustrated": "apologize",
+    "damaged-goods:waiting": "set_expectations",
+    "discount-demand:bristles": "empathize",
+    "engineer-no-show:trust": "offer_solution",  # "the booking is marked as a priority"
+    "flight-cancelled:choice": "offer_solution",
+    "flight-cancelled:repeats": "apologize",
+    "follow-up-needed:fed_up": "ask_clarify document",
+    "follow-up-needed:story": "set_expectations",
+    "follow-up-needed:story_again": "document empathize",
+    "follow-up-needed:what_now": "set_expectations",
+    "fraud-hold:cant_you": "escalate offer_solution",
+    "frequent-complainer:restart_again": "set_expectations",
+    "frequent-complainer:the_evenings": "set_expectations",
+    "landlord-repair:tonight": "set_expectations",
+    "landlord-repair:when_fixed": "set_expectations",
+    "late-sofa:what_happened": "offer_solution",
+    "needs-supervisor:explains": "empathize",
+    "needs-supervisor:handover": "escalate",
+    "press-threat:until_thursday": "set_expectations",
+    "saas-outage:the_cost": "set_expectations",  # "It will be [honoured]"
+    "telecom-outage:opening": "apologize",
+    "telecom-outage:repeats": "apologize",
+}.items()}
+
+KNOWN_MISREADS: dict[str, frozenset[str]] = {k: frozenset(v.split()) for k, v in {
+    "flight-cancelled:opening": "offer_solution",  # "Let's get you to Atlanta": no remedy yet
+    "press-threat:angrier": "offer_solution",  # "Let me fix it for you now": no remedy named
+    "saas-outage:angrier": "offer_solution",  # a cause and a time, nothing offered
+}.items()}
+"""Unexpected ids the shipped scorer still gives a sample reply (on one phrasing of its
+line or more): listed so that nothing new slips in, and exact, so an entry the scorer
+stops earning must be removed."""
+
+
+@pytest.mark.parametrize("pid", IDS)
+def test_sample_replies_gain_nothing_unexpected(personas: dict[str, Persona], pid: str) -> None:
+    """Each sample reply, answering each phrasing of its own line, is given no id it does
+    not hold. Precisely: every id the scorer finds must be in the line's ``expects``, in
+    the reply's hand-labelled :data:`ALSO_HOLDS`, or be ``listen_reflect`` (judged against
+    the customer's phrasing, and restating the caller beside another step is never
+    wrong); any pitfall, or any other step, is unexpected, and the unexpected ids over
+    the line's phrasings must be exactly its :data:`KNOWN_MISREADS` (usually none). A
+    wrong extra step is not harmless: a reflective apology read as ``offer_solution``
+    took a call down the "fix offered" branch before anything was fixed. (Scores come
+    from :func:`heard_in`, shared with the walks above, so this adds almost no time.)"""
+    p = personas[pid]
+    labelled = (*ALSO_HOLDS, *KNOWN_MISREADS)
+    assert {k.split(":")[0] for k in labelled} <= set(IDS)
+    assert all(k.split(":")[1] in p.lines for k in labelled if k.startswith(f"{pid}:"))
+    wrong = []
+    for line in p.lines.values():
+        if line.end is not None:
+            continue
+        key = f"{pid}:{line.id}"
+        allowed = set(line.expects) | ALSO_HOLDS.get(key, frozenset()) | {"listen_reflect"}
+        known = KNOWN_MISREADS.get(key, frozenset())
+        extra = [heard_in(line.sample_reply, text) - allowed for text in line.texts]
+        if frozenset().union(*extra) != known:
+            wrong.append((key, [sorted(e) for e in extra], "known", sorted(known),
+                          line.sample_reply))
+    assert wrong == []
+
 @pytest.mark.parametrize("pid", IDS)
 def test_every_variant_of_every_line_is_reachable(personas: dict[str, Persona],
                                                  pid: str) -> None:

@@ -278,11 +278,13 @@ def _write(tmp_path: Path, text: str, name: str = "rubric.yaml") -> Path:
 
 
 def test_a_trainer_file_extends_and_overrides(tmp_path: Path) -> None:
-    reply = "Righto, I reckon that's a proper pickle."
+    # a trainer's regional idiom the built-in scorer does not read as empathy ("I reckon
+    # that's a proper pickle" sits at p 0.50 in the built-in model: too close to call)
+    reply = "Righto, that's a proper palaver."
     assert "empathize" not in score_reply(reply).ids
     extra = _write(tmp_path, "ids:\n  empathize:\n    weight: 40\n    mood: -2.5\n"
                    "    patterns:\n      - \"a proper <pickle>\"\n"
-                   "classes:\n  pickle: [pickle, mess, jam]\n")
+                   "classes:\n  pickle: [pickle, mess, jam, palaver]\n")
     rb = load_rubric(extra)
     content = score_reply(reply, rubric=rb)
     assert "empathize" in content.ids

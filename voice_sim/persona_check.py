@@ -463,7 +463,9 @@ def difficulty_points(data: Mapping[str, Any], replies: int) -> tuple[int, list[
     """
     raw_mood = data.get("mood")
     mood: Mapping[str, Any] = raw_mood if isinstance(raw_mood, Mapping) else {}
-    lines = [x for x in data.get("lines") or () if isinstance(x, Mapping) and "next" in x]
+    raw_lines = data.get("lines")
+    lines = [x for x in raw_lines if isinstance(x, Mapping) and "next" in x] \
+        if isinstance(raw_lines, list) else []
     points, why = 0, []
 
     def score(value: float, hard: float, easy: float, words: str) -> None:
@@ -482,7 +484,7 @@ def difficulty_points(data: Mapping[str, Any], replies: int) -> tuple[int, list[
     if isinstance(factor, int | float):
         score(factor, 2.5, 1.5, "hurts_factor")
     score(replies, 5, 3, "replies to resolve")
-    expects = [len(x.get("expects") or ()) for x in lines]
+    expects = [len(_str_list(x.get("expects"))) for x in lines]
     if expects:
         score(round(sum(expects) / len(expects), 1), 2.2, 1.5, "expected steps per line")
     demanding = sum(1 for x in lines for _, r in rules_of(x.get("next"))

@@ -20,8 +20,12 @@ JSONL_CHUNK = 256
 """Replies scored together by ``check-reply --jsonl`` in one process (their passes
 batched; results are written after each chunk)."""
 PARALLEL_CHUNK = 64
-"""Replies per task when several processes score ``--jsonl`` (small enough to keep
-both busy, large enough to fill the encoder's blocks)."""
+"""Most replies per task when several processes score ``--jsonl``."""
+TASKS_PER_WORKER = 4
+"""Tasks are cut so each worker gets about this many (a short batch still splits
+evenly: 150 lines in 64-line tasks left one worker a third task alone)."""
+MIN_TASK = 8
+"""Fewest replies per task (below this a task's start costs more than it evens out)."""
 MAX_WORKERS = 2
 """Default ceiling on ``--jsonl`` worker processes (one per core of the machine this
 was measured on; more than the cores only adds start-up)."""
@@ -117,6 +121,9 @@ def _read_jsonl(name: str) -> list[tuple[int, dict[str, Any]]]:
 
 def cmd_check_reply(args: argparse.Namespace) -> int:
     """``voice-sim check-reply``: steps and pitfalls in one reply, or in a JSONL batch."""
+    from voice_sim.embedding import warm_up
+
+    warm_up()  # the model loads (mostly outside the GIL) while the rubric file is read
     rubric = load_rubric(args.rubric)
     expected = _parse_expect(args.expect)
     if args.jsonl is not None:
@@ -194,7 +201,8 @@ def _score_jsonl(rows: Sequence[tuple[int, dict[str, Any]]], rubric: Any,
 
     exemplar_bank(rubric, load_model())
     load_classifier()
-    chunks = [rows[a:a + PARALLEL_CHUNK] for a in range(0, len(rows), PARALLEL_CHUNK)]
+    size = min(PARALLEL_CHUNK, max(MIN_TASK, -(-len(rows) // (workers * TASKS_PER_WORKER))))
+    chunks = [rows[a:a + size] for a in range(0, len(rows), size)]
     with multiprocessing.get_context("fork").Pool(workers, _quiet_worker) as pool:
         for text in pool.imap(_jsonl_chunk, chunks):
             out.write(text)

@@ -9,12 +9,14 @@ How a reply is read (:func:`judge`):
    the passes batched; each verdict is the one :func:`judge` gives the reply alone.
 2. Features: the element-wise max and mean of the unit vectors, which ids the
    hand-written rules found (built-in rubric only, so the features mean what they meant
-   in training), the highest similarity of a unit to the customer's line, and TF-IDF of
-   the reply's words and word pairs.
+   in training), the highest similarity of a unit to the customer's line, the word cues
+   of :mod:`voice_sim.rubric_cues` (contradiction, blame, time frames, done actions...),
+   and TF-IDF of the reply's words and word pairs.
 3. One logistic model per id (weights in ``rubric_model.npz``, trained by
    ``scripts/train_rubric.py`` on the labelled corpus in ``tests/data/``) gives a
    probability; an id counts when it reaches the id's threshold (steps and pitfalls have
-   their own, chosen by leave-one-situation-out cross-validation).
+   their own, chosen by leave-one-situation-out cross-validation; a step the built-in
+   rules also found needs only :data:`RULE_AGREES`).
 4. Evidence: the unit closest to one of the id's ``exemplars`` (``rubric.yaml``), with
    that exemplar, its ``file:line`` and the cosine similarity.
 
@@ -59,6 +61,17 @@ VECTORS_PATH = Path(__file__).with_name("rubric_vectors.npz")
 EXEMPLAR_MATCH = 0.8
 """A unit at least this close to a trainer's exemplar (each embedded on its own) finds
 its id."""
+RULE_AGREES = 0.4
+"""A step the built-in rules also found counts from this probability, below the step
+threshold: where the model is unsure (about 0.5) and the rules are sure, a change of
+encoder arithmetic as small as 8-bit products flipped shipped personas' model answers
+either way. Cross-validated: the same macro-F1 (0.826 with 0.4 or without)."""
+RULE_AGREES_REFLECT = 0.2
+""":data:`RULE_AGREES` for ``listen_reflect``, whose rule is the echo of the customer's
+own words (the reference's "judged against the customer's line"): the model, reading
+the reply's meaning, underrates a restatement of specific facts it has not seen
+("the gap before pleasure on the second line"). Cross-validated: macro-F1 0.847 against
+0.848 with 0.4, listen_reflect recall 0.85 against 0.83 (docs/content_scoring.md)."""
 TRAIN_HINT = "reinstall voice-sim, or in a checkout rebuild it with: python scripts/train_rubric.py"
 
 _BROKEN_NPZ = (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile)
@@ -150,14 +163,29 @@ def tfidf(text: str, vocab: dict[str, int], idf: np.ndarray) -> tuple[list[int],
 
 
 def dense_features(unit_vecs: np.ndarray, customer_vec: np.ndarray | None,
-                   rule_ids: frozenset[str]) -> np.ndarray:
-    """Max and mean of the unit vectors, the rule ids found, similarity to the customer."""
+                   rule_ids: frozenset[str], text: str | None = None) -> np.ndarray:
+    """Max and mean of the unit vectors, the rule ids found, similarity to the customer
+    and, when the reply's normalised ``text`` is given, its word cues
+    (:mod:`voice_sim.rubric_cues`; the shipped model is trained with them)."""
     import numpy as np
+
+    from voice_sim.rubric_cues import CUES, cue_vector
 
     rules = np.array([1.0 if i in rule_ids else 0.0 for i in CONTENT_IDS], dtype=np.float32)
     cs = float((unit_vecs @ customer_vec).max()) if customer_vec is not None else 0.0
+    cues = cue_vector(text) if text is not None else np.zeros(len(CUES), dtype=np.float32)
     return np.concatenate([unit_vecs.max(axis=0), unit_vecs.mean(axis=0), rules,
-                           np.array([cs], dtype=np.float32)])
+                           np.array([cs], dtype=np.float32), cues])
+
+
+def thresholds(clf: Classifier, rule_ids: frozenset[str]) -> list[float]:
+    """The probability each id (in ``clf.ids`` order) needs in a reply whose built-in
+    rules found ``rule_ids`` (:data:`RULE_AGREES`)."""
+    from voice_sim.steps import PITFALL_IDS
+
+    return [min(float(t), RULE_AGREES_REFLECT if i == "listen_reflect" else RULE_AGREES)
+            if i in rule_ids and i not in PITFALL_IDS
+            else float(t) for i, t in zip(clf.ids, clf.thresholds, strict=True)]
 
 
 def unit_spans(norm: Norm, us: Sequence[Unit]) -> list[tuple[int, int]]:
@@ -299,12 +327,13 @@ def _decide(norm: Norm, us: tuple[Unit, ...], vecs: np.ndarray, cvec: np.ndarray
     """The verdict of one reply from its unit vectors."""
     import numpy as np
 
-    dense = dense_features(vecs, cvec, rule_ids)
+    dense = dense_features(vecs, cvec, rule_ids, norm.text)
     probs = {id_: float(p) for id_, p in
              zip(clf.ids, clf.probabilities(dense, norm.text), strict=True)}
     sims = vecs @ bank.vectors.T if len(bank.texts) else np.zeros((len(us), 0))
     found: dict[str, Evidence] = {}
     alone: np.ndarray | None = None  # units embedded on their own, for trainer exemplars
+    need = thresholds(clf, rule_ids)
     for k, id_ in enumerate(clf.ids):
         cols = bank.columns.get(id_, [])
         best = None
@@ -312,7 +341,7 @@ def _decide(norm: Norm, us: tuple[Unit, ...], vecs: np.ndarray, cvec: np.ndarray
             sub = sims[:, cols]
             iu, ic = np.unravel_index(int(np.argmax(sub)), sub.shape)
             best = (int(iu), cols[int(ic)], float(sub[iu, ic]))
-        if probs[id_] >= float(clf.thresholds[k]) and not rb.specs[id_].replace:
+        if probs[id_] >= need[k] and not rb.specs[id_].replace:
             if best is None:
                 found[id_] = Evidence(us[0], probs[id_], "", "", 0.0)
             else:
