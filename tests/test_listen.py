@@ -153,8 +153,9 @@ def test_turn_ends_on_silence_through_the_device(fake: FakeSoundDevice, answer: 
     assert got.reason == "silence" and got.heard_speech
     assert got.speech_end_s is not None and got.speech_start_s is not None
     # No engine, so no words: the end-of-turn rule's unsure wait.
-    assert got.duration_s - got.speech_end_s == pytest.approx(0.8, abs=0.021)
-    assert got.pause_s == pytest.approx(0.8, abs=0.021) and "words unknown" in got.end_why
+    unsure = PATIENCE["normal"].unsure_s
+    assert got.duration_s - got.speech_end_s == pytest.approx(unsure, abs=0.021)
+    assert got.pause_s == pytest.approx(unsure, abs=0.021) and "words unknown" in got.end_why
     assert 0.0 < got.speech_start_s <= 0.6  # the answer began 0.4 s after the mic opened
     assert max(levels) > -30 and min(levels) < -60
     saved = load_audio(tmp_path / "a.wav")

@@ -9,6 +9,7 @@ with a simulated echo path. Speech is espeak-ng's; the voice model is Silero's.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -380,10 +381,12 @@ def test_a_call_records_the_interruption_as_a_delivery_fault(whisper: Any, tmp_p
     from voice_sim.session import TALKED_OVER, CallOptions, run_call
 
     persona = load_persona("double-billing")
-    with installed(speed=2.0, echo=0.2) as fake, Microphone() as mic:
+    with installed(speed=1.0, echo=0.2) as fake, Microphone() as mic:
         speaker = ListeningSpeaker(mic)
         trainee = LiveTrainee(mic, whisper, TurnConfig())
-        # Over the opening line, 1.5 s in; nothing after it (the call ends incomplete).
+        # Over the opening line, 3 s in; nothing after it (the call ends incomplete). Real
+        # time: at speed 2 the Whisper partials fall behind the clock on 2 cores, the
+        # barge-in is heard late (1.5 s) and the echo under the answer garbles its words.
         fake.add_answer(speech["answer"], delay_s=3.0, after_playback=False)
 
         class Once:
@@ -398,7 +401,12 @@ def test_a_call_records_the_interruption_as_a_delivery_fault(whisper: Any, tmp_p
     saved = result.record.to_json()["turns"][0]
     assert saved["interruption"]["at_s"] == pytest.approx(turn.interruption.at_s, abs=1e-3)
     assert saved["delivery"]["reasons"][0] == TALKED_OVER
-    assert "sorry" in turn.transcript.text.lower()
+    # The answer is what was transcribed, not the persona's voice under it. Whisper tiny.en
+    # garbles the overlapped opening now and then ("I'm so right now"), so any two of the
+    # answer's words will do; none of the line's may appear.
+    heard = set(re.findall(r"[a-z']+", turn.transcript.text.lower()))
+    assert len(heard & {"sorry", "let", "fix", "this", "right", "now"}) >= 2, heard
+    assert not heard & {"waiting", "weeks", "nobody", "worst", "service"}, heard
 
 
 # --- the ALSA virtual devices, in real time ---------------------------------------------
@@ -472,8 +480,10 @@ def test_turn_taking_on_the_virtual_alsa_devices(speech: dict[str, np.ndarray],
         out["finished"])
     assert pause <= PATIENCE["fast"].incomplete_s + 0.021
     reason, pause, why, text = out["paused"]
-    # normal: 'So what I can do is, um' and 1.1 s of silence did not end the turn.
-    assert reason == "silence" and "replacement" in text.lower(), (text, why)
+    # normal: 'So what I can do is, um' and 1.1 s of silence did not end the turn: the
+    # words after the pause are in it (Whisper hears "replacement" as "a placement" now
+    # and then, so the last words are what is checked).
+    assert reason == "silence" and "shipping" in text.lower(), (text, why)
 
 
 @pytest.mark.slow

@@ -250,9 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="most seconds of silence before your answer counts as finished "
                         "(default: --turn-end's longest wait)")
     p.add_argument("--turn-end", choices=("fast", "normal", "patient"), default="normal",
-                   help="how soon a pause ends your answer: fast answers sooner and cuts "
-                        "you off more often; patient waits out long pauses "
-                        "(default normal)")
+                   help="how soon a pause ends your answer: fast answers within about "
+                        "half a second but may take the turn between two of your "
+                        "sentences; patient waits out long pauses (default normal)")
     p.add_argument("--max-answer", type=float, default=60.0, metavar="S",
                    help="longest answer in seconds (default 60)")
     p.add_argument("--rubric", metavar="FILE", help="extra rubric file")

@@ -84,13 +84,18 @@ class Patience:
 
 
 PATIENCE: dict[TurnEnd, Patience] = {
-    "fast": Patience(0.2, 0.5, 1.3),
-    "normal": Patience(0.3, 0.8, 1.6),
-    "patient": Patience(0.5, 1.1, 2.2),
+    "fast": Patience(0.3, 0.8, 1.6),
+    "normal": Patience(0.6, 1.1, 1.8),
+    "patient": Patience(1.1, 1.4, 2.2),
 }
-"""The trade-offs ``--turn-end`` picks from. ``normal``'s incomplete wait outlasts the
-0.5-1.2 s mid-answer pauses the benchmark renders; ``fast`` answers sooner and cuts off
-more (scripts/bench_turn_end.py reports both)."""
+"""The trade-offs ``--turn-end`` picks from. ``fast`` ends a finished sentence after
+0.3 s of pause: the reply is heard about half a second after the last word, but it also
+takes the turn in the gap a speaker leaves between two sentences (espeak-ng leaves
+0.33 s), so a two-sentence answer is cut after its first. ``normal`` (the default) waits
+0.6 s after a finished sentence: no answer of the live benchmark was cut, at about
+0.75 s to the reply (scripts/bench_latency.py, docs/benchmarks.md has both). Every
+profile's incomplete wait outlasts the 0.5-1.2 s mid-answer pauses people make
+(scripts/bench_turn_end.py)."""
 
 _CONTINUES = frozenset((
     "and", "or", "but", "so", "because", "cause", "the", "a", "an", "to", "of", "for",
@@ -289,13 +294,14 @@ class Threshold:
 
 
 THRESHOLDS: dict[TurnEnd, Threshold] = {
-    "fast": Threshold(0.5, 0.2, 0.9),
+    "fast": Threshold(0.6, 0.3, 1.25),
     "normal": Threshold(0.6, 0.3, 1.25),
     "patient": Threshold(0.75, 0.4, 1.6),
 }
 """Chosen on the training renders' held-out voices and the bench's ``dev`` set
 (scripts/train_turn_end.py prints the rates), never on its figure sets: ``normal``'s
-unsure wait outlasts the 0.5-1.2 s mid-answer pauses people make."""
+unsure wait outlasts the 0.5-1.2 s mid-answer pauses people make. ``fast`` reads P as
+``normal`` does and differs only in its waits (:data:`PATIENCE`)."""
 
 _MARKS = {".": ".", "?": "?", "!": "!", ",": ",", ";": ";", ":": ";", "…": "…",
           "-": "-", "—": "-", "–": "-"}
