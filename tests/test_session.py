@@ -187,12 +187,19 @@ def test_run_bad_answers_folder(tmp_path: Path, make, words: str) -> None:  # ty
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+def _ctrl_c_default() -> None:
+    """In the child: Ctrl-C as at a terminal. A suite started in the background by a
+    non-interactive shell (``cmd &``) inherits SIGINT ignored, and Python then never
+    raises KeyboardInterrupt: the run would finish as if no one had pressed it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_run(tmp_path: Path, answers: Path) -> tuple[subprocess.Popen[str], Path]:
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "voice_sim", "run", "double-billing",
                              "--answers", str(answers), "--out", str(out), "--engine",
                              "whisper"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_ctrl_c_default)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         for f in out.glob("*/session.json"):
