@@ -218,6 +218,23 @@ class _Observed:
     def on_sound(self, fn: Any) -> None:
         self.speaker.on_sound = fn
 
+    @property
+    def replying(self) -> bool:
+        """The next line answers the trainee (the session sets it)."""
+        return bool(self.speaker.replying)
+
+    @replying.setter
+    def replying(self, on: bool) -> None:
+        self.speaker.replying = on
+
+    @property
+    def gave_way(self) -> Any:
+        """The latest line gave way to the trainee going on (the session reads it)."""
+        return self.speaker.gave_way
+
+    def go_on(self, before: Any) -> Any:
+        return self.trainee.go_on(before)
+
 
 def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
                 va: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -258,6 +275,7 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
         baseline = Baseline.from_audio(calm, engine.transcribe(calm))
     fed: list[dict[str, Any]] = []  # one per answer spoken: its times
     lines: list[tuple[Any, float]] = []
+    gave_way: list[int] = []  # indexes in ``lines`` of replies that gave way
     cv = threading.Condition()
     stop = threading.Event()
     fake = None
@@ -272,6 +290,16 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
             fed.append({"line": line.id, "speech_end_index": speech_end_index(
                 replies[line.id])})
 
+    def on_yield(y: Any) -> None:
+        # The reply just said gave way: the trainee is still on the same answer, which
+        # needs no reply of its own; the capture of its first part is not the turn's.
+        with cv:
+            gave_way.append(len(lines) - 1)
+        if captured:
+            captured.pop()
+        if obs.spoke_until:
+            obs.spoke_until.pop()  # nor is the reply's end a line the trainee heard out
+
     def feeder() -> None:
         # ALSA: wait for the line's sound to start at the virtual speaker and then stop,
         # as a listener would, and answer `--delay` seconds later.
@@ -285,7 +313,7 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
                     return
                 line, asked = lines[done]
                 done += 1
-            if line.id not in replies:
+            if line.id not in replies or done - 1 in gave_way:
                 continue
             began = va.wait_sound(asked, timeout=30.0)
             if began is None:
@@ -293,7 +321,11 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
             length = len(voice_samples(line)) / 16_000
             while not stop.is_set() and (time.perf_counter() < began + 0.8 * length
                                          or va.speaker_quiet_for() < QUIET_END_S):
+                if done - 1 in gave_way:
+                    break
                 time.sleep(0.005)
+            if done - 1 in gave_way:
+                continue
             heard_end = time.perf_counter() - QUIET_END_S
             u = va.say(replies[line.id], delay_s=max(0.0, args.delay - QUIET_END_S))
             fed.append({"line": line.id, "utterance": u, "line_end": heard_end})
@@ -339,7 +371,8 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
                                   rubric=load_rubric(), coach="after", out_root=out_root,
                                   mode="practice")
             t0 = time.perf_counter()
-            result = run_call(persona, obs, obs, options, CallEvents(on_line=on_line))
+            result = run_call(persona, obs, obs, options,
+                              CallEvents(on_line=on_line, on_yield=on_yield))
             wall = time.perf_counter() - t0
         stop.set()
         listen.capture_answer = capture  # type: ignore[assignment]
@@ -355,7 +388,8 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
                              "latency": t.latency_s, "text": t.transcript.text,
                              "planned": t.plan is not None,
                              "plan_changed": t.plan is not None and bool(t.plan.changed),
-                             "interrupted": t.interruption is not None}
+                             "interrupted": t.interruption is not None,
+                             "yielded": len(t.yields)}
         if tm is not None:
             r.update(tm.stages())
         if t.latency_s is None or tm is None or tm.ended is None:
@@ -528,6 +562,7 @@ def print_session_row(r: dict[str, Any]) -> None:
     if r.get("detect") is not None and r["detect"] < 0:
         extra += f"  CUT OFF ({r.get('why')}) on {r.get('partial', '')[-40:]!r}"
     extra += "  (INTERRUPTED)" if r.get("interrupted") else ""
+    extra += f"  (YIELDED x{r['yielded']})" if r.get("yielded") else ""
     print(f"  turn {r['answer'] + 1:2d}: latency {r['latency'] * 1000:5.0f} ms = {parts}"
           f"{extra}  {r['text'][:40]!r}", file=sys.stderr)
 
@@ -652,6 +687,9 @@ def main() -> int:
             meta["planned_turns"] = sum(bool(r.get("planned")) for r in rows)
             meta["plan_changed_outcome"] = sum(bool(r.get("plan_changed")) for r in rows)
             meta["false_interruptions"] = sum(bool(r.get("interrupted")) for r in rows)
+            # Ends detected in a pause the trainee then went on from, whose reply gave
+            # way (one answer in the end, timed to the reply that finally played).
+            meta["yielded"] = sum(r.get("yielded", 0) for r in rows)
             # An end detected before the speech's true end cut the trainee off: counted,
             # and kept out of the gap figures (a negative gap is no gap).
             cut = [r for r in rows if r.get("detect") is not None and r["detect"] < 0]

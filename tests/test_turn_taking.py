@@ -247,7 +247,7 @@ def test_a_pause_after_a_word_no_list_knows_does_not_end_the_turn(
 
 @pytest.mark.audio_device
 def test_interruption_stops_the_persona_and_keeps_the_answer(
-        speech: dict[str, np.ndarray]) -> None:
+        speech: dict[str, np.ndarray], tmp_path: Path) -> None:
     from fake_audio import installed
 
     from voice_sim.bargein import ListeningSpeaker
@@ -258,7 +258,17 @@ def test_interruption_stops_the_persona_and_keeps_the_answer(
         fake.add_answer(speech["answer"], delay_s=2.4, after_playback=False)  # fake seconds
         speaker.speak(speech["line"], SAMPLE_RATE)
         (start, _), = fake.answers_fed
-        got = capture_answer(mic, None, TurnConfig())
+        got = capture_answer(mic, None, TurnConfig(), sink=tmp_path / "a.wav")
+    # The line's echo under the start of the answer is cancelled in what the answer is
+    # made of (the transcript's and the delivery's audio); the recording keeps it.
+    raw = load_audio(tmp_path / "a.wav")
+    assert len(raw) == len(got.samples)
+    echo = slice(0, round(0.8 * SAMPLE_RATE))  # before the trainee began
+
+    def db(x: np.ndarray) -> float:
+        return float(10 * np.log10(np.mean(x * x) + 1e-12))
+
+    assert db(raw[echo]) > -45 and db(got.samples[echo]) < db(raw[echo]) - 15
     cut = speaker.last
     assert cut is not None and not cut.finished_sentence
     played = fake.played[-1]
@@ -370,8 +380,11 @@ def test_the_persona_own_echo_is_not_an_interruption(speech: dict[str, np.ndarra
 @pytest.mark.slow
 @pytest.mark.model
 @pytest.mark.audio_device
-def test_a_call_records_the_interruption_as_a_delivery_fault(whisper: Any, tmp_path: Path,
-                                                              speech: dict[str, Any]) -> None:
+def test_a_call_records_the_interruption_and_gives_way_to_an_answer_going_on(
+        whisper: Any, tmp_path: Path, speech: dict[str, Any]) -> None:
+    """Talking over the opening line is a delivery fault; a reply that cuts the trainee
+    off at a pause gives way when they go on: undone, one answer of both parts."""
+    import soundfile as sf
     from fake_audio import installed
 
     from voice_sim.bargein import ListeningSpeaker
@@ -381,32 +394,58 @@ def test_a_call_records_the_interruption_as_a_delivery_fault(whisper: Any, tmp_p
     from voice_sim.session import TALKED_OVER, CallOptions, run_call
 
     persona = load_persona("double-billing")
+    gap = 0.8
+    said = np.concatenate([speech["answer"], np.zeros(int(gap * SAMPLE_RATE), np.float32),
+                           speech["question"]])
     with installed(speed=1.0, echo=0.2) as fake, Microphone() as mic:
         speaker = ListeningSpeaker(mic)
-        trainee = LiveTrainee(mic, whisper, TurnConfig())
+        # At most half a second of pause ends the turn: the reply comes inside the gap.
+        trainee = LiveTrainee(mic, whisper, TurnConfig(turn_end="fast", silence_end_s=0.5))
         # Over the opening line, 3 s in; nothing after it (the call ends incomplete). Real
         # time: at speed 2 the Whisper partials fall behind the clock on 2 cores, the
         # barge-in is heard late (1.5 s) and the echo under the answer garbles its words.
-        fake.add_answer(speech["answer"], delay_s=3.0, after_playback=False)
+        fake.add_answer(said, delay_s=3.0, after_playback=False)
+        # ... and over the reply that came in the end, past its first second (a barge-in,
+        # which also ends the call's one turn sooner than hearing it out would).
+        fake.add_answer(speech["so"], delay_s=2.6, after_playback=False)
 
         class Once:
             def answer(self, turn: int, line: Any, wav: Path) -> Any:
                 return trainee.answer(turn, line, wav) if turn == 1 else None
 
+            def go_on(self, before: Any) -> Any:
+                return trainee.go_on(before)
+
         result = run_call(persona, Once(), speaker,
                           CallOptions(engine=whisper, out_root=tmp_path, mode="practice"))
     (turn,) = result.turns
     assert turn.interruption is not None and turn.interruption.overlap_s > 0
-    assert turn.delivery.reasons[0] == TALKED_OVER and not turn.delivery.calm
+    assert turn.delivery.reasons.count(TALKED_OVER) == 1 and not turn.delivery.calm
     saved = result.record.to_json()["turns"][0]
     assert saved["interruption"]["at_s"] == pytest.approx(turn.interruption.at_s, abs=1e-3)
     assert saved["delivery"]["reasons"][0] == TALKED_OVER
+    # The reply that cut the answer at its pause gave way: recorded, undone (one move),
+    # and the answer is both parts, in one recording and one transcript.
+    y = turn.yields[0]  # (on a starved CPU the reply may come late: another yield)
+    assert y.resumed_s <= 1.0 and y.pause_s == pytest.approx(gap, abs=0.3)
+    # Stopped soon, or never sounded (the trainee went on while it was being chosen: the
+    # first turn waits for the scorer's warm-up, seconds on a busy machine).
+    assert y.played_s == 0 or y.detect_s <= 0.3
+    assert saved["yielded"][0]["line"] == y.line and turn.move.turn == 1
+    assert turn.move.line == persona.start_line.id
+    assert sf.info(str(turn.answer.wav)).duration >= len(said) / SAMPLE_RATE
+    assert len(turn.answer.samples) >= len(said) - SAMPLE_RATE  # from just before the onset
     # The answer is what was transcribed, not the persona's voice under it. Whisper tiny.en
     # garbles the overlapped opening now and then ("I'm so right now"), so any two of the
     # answer's words will do; none of the line's may appear.
     heard = set(re.findall(r"[a-z']+", turn.transcript.text.lower()))
     assert len(heard & {"sorry", "let", "fix", "this", "right", "now"}) >= 2, heard
+    assert heard & {"order", "number"}, heard
     assert not heard & {"waiting", "weeks", "nobody", "worst", "service"}, heard
+    words = turn.transcript.words
+    assert all(a.end <= b.start + 1e-3 for a, b in zip(words, words[1:], strict=False))
+    # The reply that came in the end was heard, not given up.
+    assert fake.played[-1].duration_s > 1.0
 
 
 # --- the ALSA virtual devices, in real time ---------------------------------------------

@@ -33,13 +33,27 @@ a delivery reason.
 
 After the line has played, the microphone is watched for :data:`ECHO_TAIL_S` more: the
 echo still arriving then teaches the floor rather than starting the answer.
+
+A reply that cut the trainee off is another matter (:attr:`ListeningSpeaker.replying`:
+the session says the line answers the trainee). A trainee who goes on within
+:data:`YIELD_S` of the reply's start had not finished: the persona gives way at once
+(whatever ``when_interrupted`` says), :attr:`ListeningSpeaker.gave_way` records it
+(:class:`Yield`, not an :class:`Interruption`) and every block since the answer was
+captured goes back to the microphone as the turn's start, so the session continues the
+same answer. Speech already under way when the reply is due stops it before it sounds;
+in the reply's first :data:`LEARN_S` (the echo path is still being measured) the level
+rule judges, with the echo gain the previous line measured.
+
+Blocks handed to the answer carry the echo-cancelled signal beside the raw one
+(:attr:`voice_sim.listen.Block.clean`): the answer's recording keeps what the microphone
+heard, the transcript and the delivery analysis get the trainee without the line.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from voice_sim.audio import FRAME_S, SAMPLE_RATE
@@ -135,6 +149,11 @@ RELEARN_S = 0.25
 """Seconds between attempts to find the echo path when the line's start was too quiet."""
 MAX_LEARN_S = 2.0
 """Seconds of the line's start the echo path is searched in at most."""
+YIELD_S = 1.0
+"""Seconds from the start of a reply within which the trainee going on means the reply
+cut them off (the persona gives way and the answer goes on); later it is a barge-in."""
+LOOK_BACK_S = 0.2
+"""Seconds before a reply in which speech means the trainee has already gone on."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +176,44 @@ class Interruption:
         return {"at_s": round(self.at_s, 3), "overlap_s": round(self.overlap_s, 3),
                 "detect_s": round(self.detect_s, 3),
                 "finished_sentence": self.finished_sentence, "line_s": round(self.line_s, 3)}
+
+
+@dataclass(frozen=True)
+class Yield:
+    """The persona's reply cut the trainee off, and gave way when they went on."""
+
+    resumed_s: float
+    """Seconds from the reply's start to the trainee going on (negative: before it)."""
+    played_s: float
+    """Seconds of the reply handed to the device before it stopped (0: none)."""
+    detect_s: float
+    """Seconds from the trainee going on to the reply being stopped."""
+    line_s: float
+    """Seconds the whole reply would have lasted."""
+    resumed_at: float = 0.0
+    """``perf_counter()`` when the trainee went on."""
+    line: str = ""
+    """The reply that gave way (its line id; set by the session)."""
+    pause_s: float | None = None
+    """Seconds the trainee paused before going on (set by the session)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """One entry of the turn's ``yielded`` list in ``session.json``."""
+        return {"line": self.line, "resumed_s": round(self.resumed_s, 3),
+                "played_s": round(self.played_s, 3), "detect_s": round(self.detect_s, 3),
+                "line_s": round(self.line_s, 3),
+                "pause_s": None if self.pause_s is None else round(self.pause_s, 3)}
+
+
+def _floor(blocks: list[Block]) -> float:
+    """The room's level under a stretch of blocks (dBFS; -70 for none)."""
+    import numpy as np
+
+    from voice_sim.listen import level_dbfs
+
+    if not blocks:
+        return -70.0
+    return float(np.percentile([level_dbfs(b.samples) for b in blocks], 10))
 
 
 def frame_levels(x: np.ndarray, sr: int) -> np.ndarray:
@@ -343,6 +400,11 @@ class ListeningSpeaker:
         self.on_sound: Callable[[], None] | None = None
         """Called once per line as its first audio goes to the device (the session
         starts the answer's final transcript then: voice_sim.session.Answer.final_go)."""
+        self.replying = False
+        """The next line answers the trainee (the session sets it): going on within
+        :data:`YIELD_S` of its start makes it give way (:attr:`gave_way`)."""
+        self.gave_way: Yield | None = None
+        """The latest line gave way to the trainee going on (None: it did not)."""
         from voice_sim.vad import SpeechProbability
 
         SpeechProbability()  # the model loads now, not as the first line starts
@@ -385,6 +447,27 @@ class ListeningSpeaker:
         self.echo_lag = lag
         self.echo_gain_db = min(MAX_ECHO_DB, float(np.percentile(mic[loud] - near[loud], 95)))
 
+    def _look_back(self, before: list[Block], floor: float, vad: Any
+                   ) -> tuple[int | None, int]:
+        """Speech in the audio heard since the answer was captured, before a reply: the
+        first block of :data:`CONFIRM_BLOCKS` in a row (None: none; the trainee went on),
+        and how many blocks of speech end it. ``vad`` hears the end of it too."""
+        from voice_sim.listen import level_dbfs
+
+        levels = [level_dbfs(b.samples) for b in before]
+        loud = [lvl > floor + MARGIN_DB for lvl in levels]
+        # The voice model only where it may matter: from just before the first loud block,
+        # and the last LOOK_BACK_S whatever (so it has heard what precedes the reply).
+        tail = len(before) - max(1, round(LOOK_BACK_S / FRAME_S))
+        first = next((i for i, x in enumerate(loud) if x), len(before))
+        run = 0
+        for i in range(max(0, min(first - CONFIRM_BLOCKS, tail)), len(before)):
+            vad.push(before[i].samples)
+            run = run + 1 if vad.p >= VOICE_P and loud[i] else 0
+            if run >= CONFIRM_BLOCKS:
+                return i - run + 1, run
+        return None, run
+
     def speak(self, samples: np.ndarray, sr: int) -> float:
         """Play a line, listening; returns when it is over (heard out or cut short)."""
         import numpy as np
@@ -393,17 +476,28 @@ class ListeningSpeaker:
         from voice_sim.listen import level_dbfs
         from voice_sim.vad import SpeechProbability
 
-        self.last = None
+        self.last = self.gave_way = None
+        replying, self.replying = self.replying, False
         before = self.mic.drain()
         room = [level_dbfs(b.samples) for b in before[-50:]]
         floor = float(np.percentile(room, 10)) if room else -70.0
-        self.mic.unread(before, turn=False)
+        vad = SpeechProbability()
+        went_on, run = (self._look_back(before, min(floor, _floor(before)), vad) if replying
+                        else (None, 0))
+        if went_on is not None:
+            # The trainee went on while the reply was being chosen: it never sounds.
+            now = time.perf_counter()
+            onset_at = before[went_on].at - FRAME_S
+            self.gave_way = Yield(resumed_s=onset_at - now, played_s=0.0,
+                                  detect_s=now - onset_at, line_s=len(samples) / sr,
+                                  resumed_at=onset_at)
+            self.mic.unread(before, turn=True)
+            return now
         player = Player(samples, sr, self.device)
         self.last_player = player
         ref = frame_levels(player.data, player.sr)
         frame = max(1, round(player.sr * FRAME_S))
         window = max(1, round(ECHO_WINDOW_S / FRAME_S))
-        vad = SpeechProbability()
         ref16 = player.data
         if player.sr != SR:
             from voice_sim.audio import resample
@@ -417,13 +511,15 @@ class ListeningSpeaker:
         next_learn = LEARN_S
         self.aec_ms = []
         blocks: list[Block] = []
-        run = 0
+        clean: list[np.ndarray | None] = []  # each block's residual (None: not cancelled)
+        at_m: list[int] = []  # each block's first sample, counted as m0
         soft: int | None = None  # first block of the latest stretch above the echo alone
         misses = 0
         heard: list[tuple[int, float]] = []  # (line frame handed out, mic level) while learning
         onset: int | None = None  # index in blocks of the barge-in's first block
         onset_at = detected_at = 0.0
         at_s = 0.0
+        gives_way = False
         tail_until: float | None = None
         started = time.perf_counter()
         player.start()
@@ -445,6 +541,7 @@ class ListeningSpeaker:
                 if b is None:
                     continue
                 blocks.append(b)
+                at_m.append(m0)
                 t0 = time.perf_counter()
                 if not aec_on and m0 < MAX_LEARN_S * SR:
                     got.append(b.samples)
@@ -456,13 +553,16 @@ class ListeningSpeaker:
                             vad.reset()  # it heard the echo so far, not the residual
                     m0 += len(b.samples)
                     res, echo_db = b.samples, -120.0
+                    clean.append(None)
                 elif aec_on:
                     res, echo_db = aec.cancel(b.samples, m0, adapt=onset is None)
                     m0 += len(b.samples)
                     self.aec_ms.append(1000 * (time.perf_counter() - t0))
+                    clean.append(res)
                 else:
                     res, echo_db = b.samples, -120.0
                     m0 += len(b.samples)
+                    clean.append(None)
                 lvl = level_dbfs(b.samples)
                 vad.push(res)
                 if onset is not None:
@@ -470,38 +570,47 @@ class ListeningSpeaker:
                 k = min(len(ref), player.pos // frame)
                 if b.at - started < LEARN_S:
                     heard.append((k, lvl))
-                    continue
-                if heard:
-                    self._learn(heard, ref, window)
-                    heard = []
-                if aec_on:
-                    # Judged on the residual: what is left once the line's echo is taken
-                    # away, against the residual echo the canceller leaves.
-                    lvl = level_dbfs(res)
-                    left = echo_db + min(0.0, max(-MAX_ERLE_DB, aec.ratio_db))
-                    alone = left
-                    bar = max(floor + MARGIN_DB, left + RESIDUAL_DT_DB, MIN_VOICE_DBFS)
-                    # A trainee adds to the echo: a microphone under the echo estimate is
-                    # the echo path dropping or moving, not someone talking.
-                    raw = level_dbfs(b.samples)
-                    if raw < echo_db - GLITCH_DB:
-                        hold = GLITCH_HOLD_BLOCKS  # the path dropped audio: it jumps next
-                    added = raw > echo_db - ECHO_DROP_DB
-                    run = run + 1 if vad.p >= VOICE_P and lvl > bar and added and not hold else 0
-                    hold = max(0, hold - 1)
-                else:
+                    if not replying:
+                        continue
+                    # A reply: the trainee going on now was cut off. The echo path is
+                    # not measured yet: the level rule, at the previous line's gain.
                     recent = float(ref[max(0, k - window):k + 1].max()) if k else -120.0
-                    if self.echo_lag is not None:
-                        # The frame the echo now arriving came from, give or take the jitter;
-                        # never more than ALIGN_GAIN_DB under the whole window's bar.
-                        j = k - self.echo_lag
-                        near = (float(ref[max(0, j - ALIGN_SLACK):j + ALIGN_SLACK + 1].max())
-                                if j + ALIGN_SLACK >= 0 else -120.0)
-                        recent = max(near, recent - ALIGN_GAIN_DB)
-                    echo = recent + self.echo_gain_db
-                    bar = max(floor + MARGIN_DB, echo + DOUBLE_TALK_DB)
-                    alone = echo
+                    bar = max(floor + MARGIN_DB, recent + self.echo_gain_db + DOUBLE_TALK_DB)
                     run = run + 1 if vad.p >= VOICE_P and lvl > bar else 0
+                    alone = recent + self.echo_gain_db
+                else:
+                    if heard:
+                        self._learn(heard, ref, window)
+                        heard = []
+                    if aec_on:
+                        # Judged on the residual: what is left once the line's echo is
+                        # taken away, against the residual echo the canceller leaves.
+                        lvl = level_dbfs(res)
+                        left = echo_db + min(0.0, max(-MAX_ERLE_DB, aec.ratio_db))
+                        alone = left
+                        bar = max(floor + MARGIN_DB, left + RESIDUAL_DT_DB, MIN_VOICE_DBFS)
+                        # A trainee adds to the echo: a microphone under the echo
+                        # estimate is the echo path dropping or moving, not someone talking.
+                        raw = level_dbfs(b.samples)
+                        if raw < echo_db - GLITCH_DB:
+                            hold = GLITCH_HOLD_BLOCKS  # the path dropped audio: it jumps next
+                        added = raw > echo_db - ECHO_DROP_DB
+                        run = (run + 1 if vad.p >= VOICE_P and lvl > bar and added and not hold
+                               else 0)
+                        hold = max(0, hold - 1)
+                    else:
+                        recent = float(ref[max(0, k - window):k + 1].max()) if k else -120.0
+                        if self.echo_lag is not None:
+                            # The frame the echo now arriving came from, give or take the
+                            # jitter; never more than ALIGN_GAIN_DB under the window's bar.
+                            j = k - self.echo_lag
+                            near = (float(ref[max(0, j - ALIGN_SLACK):j + ALIGN_SLACK + 1].max())
+                                    if j + ALIGN_SLACK >= 0 else -120.0)
+                            recent = max(near, recent - ALIGN_GAIN_DB)
+                        echo = recent + self.echo_gain_db
+                        bar = max(floor + MARGIN_DB, echo + DOUBLE_TALK_DB)
+                        alone = echo
+                        run = run + 1 if vad.p >= VOICE_P and lvl > bar else 0
                 # Where the trainee may have begun: the microphone above the echo alone.
                 if lvl > max(floor + MARGIN_DB, alone):
                     soft = len(blocks) - 1 if soft is None else soft
@@ -511,13 +620,17 @@ class ListeningSpeaker:
                     if misses > SOFT_GAP_BLOCKS:
                         soft, misses = None, 0
                 if run >= CONFIRM_BLOCKS:
-                    onset = len(blocks) - run
+                    onset = max(0, len(blocks) - run)
                     if tail_until is not None:
                         break  # the line was over: an answer, not an interruption
-                    onset_at = blocks[onset].at - FRAME_S
+                    # (A run begun before the reply began at the end of ``before``.)
+                    first_at = (blocks[onset] if run <= len(blocks)
+                                else before[len(blocks) - run]).at
+                    onset_at = first_at - FRAME_S
                     detected_at = time.perf_counter()
-                    at_s = max(0.0, onset_at - started)
-                    if self.when_interrupted == "stop":
+                    at_s = onset_at - started
+                    gives_way = replying and at_s <= YIELD_S
+                    if self.when_interrupted == "stop" or gives_way:
                         player.stop()
                         break
                     gap = next_gap(ref, k)
@@ -527,25 +640,42 @@ class ListeningSpeaker:
                 player.stop()  # an exception (Ctrl-C): never leave the line playing
             player.close()
         if onset is None:
-            self.mic.unread(blocks, turn=False)
+            self.mic.unread(before + blocks, turn=False)
+            return started
+
+        def kept(first: int) -> list[Block]:
+            # The blocks from ``first`` with their residuals, those heard while the echo
+            # path was being measured cancelled now that it is known.
+            out = []
+            for i in range(first, len(blocks)):
+                c = clean[i]
+                if c is None and aec.lag is not None and at_m[i] < m0:
+                    c = aec.cancel(blocks[i].samples, at_m[i], adapt=False)[0]
+                out.append(blocks[i] if c is None else replace(blocks[i], clean=c))
+            return out
+        if gives_way:
+            # The reply cut the trainee off: everything since the answer was captured is
+            # the same answer going on.
+            self.gave_way = Yield(
+                resumed_s=at_s, played_s=player.pos / player.sr,
+                detect_s=(player.stopped_at or detected_at) - onset_at,
+                line_s=len(player.data) / player.sr, resumed_at=onset_at)
+            self.mic.unread(before + kept(0), turn=True)
             return started
         # Hand over from before the trainee may have begun: words said over a loud line
-        # are heard only late, and belong to the answer (with some of the line's echo,
-        # which the transcript may then hold too).
+        # are heard only late, and belong to the answer (with the echo cancelled where
+        # the canceller runs; the raw microphone stays in the recording).
         begun = max(0, onset - round(CARRY_S / FRAME_S))
         if soft is not None:
             begun = max(min(begun, soft), onset - 2 * round(CARRY_S / FRAME_S))
         first = max(0, begun - round(PREROLL_S / FRAME_S))
+        self.mic.unread(before + blocks[:first], turn=False)
+        self.mic.unread(kept(first), turn=True)
         if tail_until is not None:
-            # The trainee began just after the line: the answer's start, handed over.
-            self.mic.unread(blocks[:first], turn=False)
-            self.mic.unread(blocks[first:], turn=True)
-            return started
+            return started  # the trainee began just after the line: the answer's start
         stopped = player.stopped_at if self.when_interrupted == "stop" else time.perf_counter()
-        self.mic.unread(blocks[:first], turn=False)
-        self.mic.unread(blocks[first:], turn=True)
         self.last = Interruption(
-            at_s=at_s, overlap_s=max(0.0, (stopped or detected_at) - onset_at),
+            at_s=max(0.0, at_s), overlap_s=max(0.0, (stopped or detected_at) - onset_at),
             detect_s=detected_at - onset_at,
             finished_sentence=self.when_interrupted == "finish_sentence",
             line_s=len(player.data) / player.sr)

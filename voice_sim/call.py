@@ -107,6 +107,23 @@ class Call:
         used.add(k)
         return replace(line, text=texts[k], variant=k)
 
+    def copy(self) -> Call:
+        """An independent copy of the call's state: advancing it leaves this call as it
+        is (a reply planned on partial words is checked on one; a reply that gave way to
+        the trainee is undone from one, :meth:`restore`)."""
+        import copy
+
+        twin = copy.copy(self)
+        twin._rng = random.Random()
+        twin._rng.setstate(self._rng.getstate())
+        twin._said = {k: set(v) for k, v in self._said.items()}
+        twin.moves = list(self.moves)
+        return twin
+
+    def restore(self, earlier: Call) -> None:
+        """Put the call back in the state ``earlier`` (a :meth:`copy`) was taken in."""
+        self.__dict__.update(earlier.copy().__dict__)
+
     def go_to(self, line_id: str) -> Line:
         """Put the call on ``line_id`` (a phrasing drawn as if the customer had just
         said it): for trainers' and tests' walks that start mid-call."""

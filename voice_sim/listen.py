@@ -133,6 +133,14 @@ class Block:
     """Mono float32 at SAMPLE_RATE."""
     at: float
     """``time.perf_counter()`` when the audio callback received it."""
+    clean: np.ndarray | None = None
+    """The same audio with the persona's echo cancelled (a block heard over a line and
+    handed back to the answer: voice_sim.bargein); None: ``samples`` is all there is."""
+
+    @property
+    def heard(self) -> np.ndarray:
+        """What the trainee said: the echo-cancelled audio when there is one."""
+        return self.samples if self.clean is None else self.clean
 
 
 @dataclass(frozen=True, eq=False)
@@ -505,12 +513,18 @@ class Microphone:
 
     def drain(self) -> list[Block]:
         """Everything queued so far (audio heard before the turn began), except blocks
-        given back with :meth:`unread` as the turn's start."""
+        given back with :meth:`unread` as the turn's start, and those queued after them
+        (the trainee is talking: they are the turn's too, read after the given-back ones)."""
         out, self._before = self._before, []
         back, self._back = self._back, deque()
+        later: list[Block] = []
         while (b := self.read(0)) is not None:
-            out.append(b)
+            later.append(b)
         self._back = back
+        if back:
+            back.extend(later)
+        else:
+            out.extend(later)
         return out
 
     def unread(self, blocks: list[Block], *, turn: bool) -> None:
@@ -547,11 +561,13 @@ class WavSink:
 
     libsndfile is told to rewrite the header after each write, so a crash or a kill
     leaves a complete file holding everything captured; ``fsync`` (slow on real disks:
-    ~1-3 ms) runs only every ``sync_s`` seconds of audio, for power loss.
+    ~1-3 ms) runs only every ``sync_s`` seconds of audio, for power loss. With ``append``
+    an existing recording of the same format goes on (an answer continued after the
+    persona gave way: voice_sim.bargein); what it held is never rewritten.
     """
 
     def __init__(self, path: str | os.PathLike[str], sr: int = SAMPLE_RATE,
-                 sync_s: float = 1.0) -> None:
+                 sync_s: float = 1.0, *, append: bool = False) -> None:
         import soundfile as sf
 
         from voice_sim.paths import fsync_dir, make_dirs
@@ -563,8 +579,15 @@ class WavSink:
         self._since_sync = 0
         try:
             make_dirs(self.path.parent)
-            self._f: soundfile.SoundFile | None = sf.SoundFile(
-                str(self.path), "w", samplerate=sr, channels=1, subtype="PCM_16", format="WAV")
+            if append and self.path.exists():
+                self._f: soundfile.SoundFile | None = sf.SoundFile(str(self.path), "r+")
+                if self._f.samplerate != sr or self._f.channels != 1:
+                    raise RuntimeError(f"it is {self._f.samplerate} Hz, "
+                                       f"{self._f.channels} channel(s), not {sr} Hz mono")
+                self._f.seek(0, sf.SEEK_END)
+            else:
+                self._f = sf.SoundFile(str(self.path), "w", samplerate=sr, channels=1,
+                                       subtype="PCM_16", format="WAV")
             fsync_dir(self.path.parent)  # the file's name is durable from the first block
         except (OSError, RuntimeError) as e:
             raise AudioError(f"{self.path}: cannot write the answer recording ({e})",
@@ -877,6 +900,7 @@ def capture_answer(
     on_end: Callable[[np.ndarray], None] | None = None,
     wait_final: bool = True,
     final_after: threading.Event | None = None,
+    whole: bool = False,
 ) -> CapturedAnswer:
     """Capture one answer from an open microphone until the turn ends.
 
@@ -896,7 +920,12 @@ def capture_answer(
     ``final_after`` too, the final decode itself starts only when that event is set (at
     most :data:`FINAL_HOLD_S` later), so that it does not take the CPU from the work
     the caller does first on the partial words (the live session: until the reply
-    sounds). Raises DeviceError when the microphone stops delivering audio.
+    sounds). With ``whole``, ``samples`` (and the engine's audio) start at the turn's
+    first block rather than just before the first speech: an answer going on after the
+    persona gave way, whose pause belongs to it. Blocks handed back with an
+    echo-cancelled copy (:attr:`Block.clean`) are recorded as heard and given to the
+    engine and the detector without the echo. Raises DeviceError when the microphone
+    stops delivering audio.
     """
     import numpy as np
 
@@ -966,10 +995,10 @@ def capture_answer(
                         + (f" in {wav.path}" if wav is not None else ""))
                 continue
             last_block_at = block.at
-            x = block.samples
+            x = block.heard
             blocks.append(x)
             if wav is not None:
-                wav.write(x)
+                wav.write(block.samples)  # the raw microphone, echo and all
             reason = det.push(x)
             if det.speaking:
                 pause_at = words_at = None
@@ -983,10 +1012,10 @@ def capture_answer(
             i = len(blocks) - 1
             if feeder is None:
                 continue
-            if det.voiced:
+            if det.voiced or (whole and fed_from is None):
                 if fed_from is None:
                     # Speech began: give the engine a little of what came before it.
-                    held = held[-preroll:]
+                    held = held if whole else held[-preroll:]
                     fed_from = held[0] if held else i
                     fed_at = sum(len(b) for b in blocks[:fed_from])
                 for j in held:

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 from voice_sim.errors import InputError, VoiceSimError
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     import numpy as np
 
     from voice_sim.delivery import Baseline
-    from voice_sim.engines import Engine
+    from voice_sim.engines import Engine, Transcript
     from voice_sim.listen import TurnConfig
     from voice_sim.persona import Line, Persona
     from voice_sim.record import SessionRecord
@@ -238,38 +240,121 @@ class LiveTrainee:
 
     def answer(self, turn: int, line: Line, wav: Path) -> Answer | None:
         """Capture one answer; ``q`` + Enter quits the call."""
-        from concurrent.futures import Future
-
-        from voice_sim.delivery import Prepared, prepare
-        from voice_sim.listen import capture_answer
-        from voice_sim.session import Answer, Quit
-
         print("  (your turn — speak; Enter ends your answer, q + Enter quits)",
               file=sys.stderr)
+        return self._capture(wav)
+
+    def go_on(self, before: Answer) -> Answer:
+        """The persona's reply cut the trainee off and gave way (voice_sim.bargein): the
+        rest of the answer, from where ``before`` ended, appended to its recording; the
+        two parts are one answer (samples, words, recording)."""
+        return self._capture(before.wav, before)
+
+    def _capture(self, wav: Path, before: Answer | None = None) -> Answer:
+
+        import numpy as np
+
+        from voice_sim.audio import SAMPLE_RATE
+        from voice_sim.delivery import Prepared, prepare
+        from voice_sim.engines import Transcript
+        from voice_sim.listen import WavSink, capture_answer
+        from voice_sim.session import Answer, Quit
+
         prepared: list[Future[Prepared]] = []
+        head = before.samples if before is not None else np.zeros(0, np.float32)
+
+        def on_end(x: np.ndarray) -> None:
+            whole = np.concatenate([head, x]) if len(head) else x
+            prepared.append(self._analysis.submit(prepare, whole))
+
         # The final transcript is not waited for here: the session plans the next line
         # on the words so far and confirms it on the final (session.CONFIRM_S), whose
         # decode it starts once the reply sounds (Answer.final_go).
         go = threading.Event()
-        got = capture_answer(self.mic, self.engine, self.config, sink=wav,
-                             on_caption=self.live_line.caption, on_level=self.live_line.level,
-                             keys=self.keys,
-                             on_end=lambda x: prepared.append(self._analysis.submit(prepare, x)),
-                             wait_final=False, final_after=go)
+        sink = WavSink(wav, append=True) if before is not None else wav
+        try:
+            got = capture_answer(self.mic, self.engine, self.config, sink=sink,
+                                 on_caption=self.live_line.caption,
+                                 on_level=self.live_line.level, keys=self.keys, on_end=on_end,
+                                 wait_final=False, final_after=go, whole=before is not None)
+        finally:
+            if isinstance(sink, WavSink):
+                sink.close()
         self.live_line.clear()
         if got.reason == "quit":
             raise Quit()
         transcript, final_at, pending = got.transcript, got.final_at, got.pending
+        partial = got.partial
+        samples = got.samples
+        if before is not None:
+            samples = np.concatenate([head, got.samples])
+            offset = len(head) / SAMPLE_RATE
+            first: Future[Transcript] | Transcript | None = (
+                before.pending if before.transcript is None else before.transcript)
+            if before.transcript is None and before.pending is not None and before.pending.done():
+                first = before.pending.result()  # decoded while the trainee went on
+            said = first.text if isinstance(first, Transcript) else before.partial
+            partial = " ".join(t for t in (said, partial) if t)
+            if pending is not None:
+                pending = _joined(first, pending, offset)
+            elif transcript is not None:
+                joined = _joined(first, transcript, offset)
+                transcript, pending = (joined.result(), None) if joined.done() else (None,
+                                                                                     joined)
+                final_at = None if pending is not None else final_at
         if pending is not None and not got.partial_covers:
             # The words so far stop short of the answer's end (a slow decode, a key
             # press): nothing to plan on, so the final transcript is waited for.
             go.set()
             transcript, final_at, pending = pending.result(), time.perf_counter(), None
-        return Answer(samples=got.samples, wav=wav, transcript=transcript,
+        speech_end = (got.ended_at - got.pause_s) if got.pause_s is not None else None
+        return Answer(samples=samples, wav=wav, transcript=transcript,
                       ended_at=got.ended_at, final_at=final_at, end_reason=got.reason,
                       source="microphone", prepared=prepared[0] if prepared else None,
-                      pending=pending, partial=got.partial,
-                      final_go=go if pending is not None else None)
+                      pending=pending, partial=partial,
+                      final_go=go if pending is not None else None, speech_end_at=speech_end)
+
+
+def _joined(first: Future[Transcript] | Transcript | None,
+            second: Future[Transcript] | Transcript, offset_s: float) -> Future[Transcript]:
+    """One transcript of an answer in two parts, ``second``'s words ``offset_s`` later,
+    as soon as both are decoded (either may still be decoding)."""
+    from concurrent.futures import Future
+
+    out: Future[Transcript] = Future()
+    parts = [first, second]
+    lock = threading.Lock()
+
+    def ready(_: object = None) -> None:
+        with lock:  # both parts may land at once, on two threads
+            if out.done() or any(isinstance(p, Future) and not p.done() for p in parts):
+                return
+            out.set_running_or_notify_cancel()
+        try:
+            a, b = (p.result() if isinstance(p, Future) else p for p in parts)
+        except BaseException as e:
+            out.set_exception(e)
+            return
+        assert b is not None
+        out.set_result(join_transcripts(a, b, offset_s))
+
+    for p in parts:
+        if isinstance(p, Future):
+            p.add_done_callback(ready)
+    ready()
+    return out
+
+
+def join_transcripts(a: Transcript | None, b: Transcript, offset_s: float) -> Transcript:
+    """``a`` then ``b`` (whose times start ``offset_s`` into the whole) as one."""
+    from dataclasses import replace
+
+    if a is None:
+        a = replace(b, text="", words=(), duration_s=0.0)
+    words = a.words + tuple(replace(w, start=round(w.start + offset_s, 3),
+                                    end=round(w.end + offset_s, 3)) for w in b.words)
+    return replace(b, text=" ".join(t for t in (a.text, b.text) if t), words=words,
+                   duration_s=offset_s + b.duration_s)
 
 
 def cmd_practice(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -35,7 +35,7 @@ from voice_sim.steps import OUTCOMES
 if TYPE_CHECKING:
     import numpy as np
 
-    from voice_sim.bargein import Interruption
+    from voice_sim.bargein import Interruption, Yield
     from voice_sim.delivery import Baseline, Delivery, Prepared
     from voice_sim.engines import Engine, Transcript
     from voice_sim.persona import Line, Move, Persona
@@ -119,6 +119,8 @@ class Answer:
     reply sounds, so the final's beam search does not slow the planning of that reply
     (voice_sim.listen.capture_answer ``final_after``; it starts anyway after
     listen.FINAL_HOLD_S)."""
+    speech_end_at: float | None = None
+    """``perf_counter()`` when the trainee's speech ended (live only)."""
 
 
 TALKED_OVER = "you talked over the customer"
@@ -174,6 +176,9 @@ class Turn:
     """The trainee talked over the customer's line (live only)."""
     plan: Plan | None = None
     """Set when the next line was chosen on the partial words (live only)."""
+    yields: tuple[Yield, ...] = ()
+    """Replies that cut the trainee off and gave way when the trainee went on (live
+    only): undone, and the answer's parts are this one answer. Not talking over."""
 
     @cached_property
     def record(self) -> TurnRecord:
@@ -203,6 +208,7 @@ class Turn:
             "hint": self.hint,
             "interruption": None if self.interruption is None else self.interruption.to_json(),
             "planned": None if self.plan is None else self.plan.to_json(),
+            "yielded": [y.to_json() for y in self.yields],
         }
 
 
@@ -431,6 +437,8 @@ class CallEvents:
     is shown in the order it was spoken."""
     on_hint: Callable[[str], None] | None = None
     """A live coaching hint."""
+    on_yield: Callable[[Yield], None] | None = None
+    """The persona's reply cut the trainee off and gave way; the answer goes on."""
 
 
 @dataclass(frozen=True)
@@ -690,32 +698,56 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
             # Normally long done while the opening line and the first answer went by; never
             # waited for between the persona's line and the microphone.
             warm.join()
-            turn, next_line = _score_turn(n, line, customer_audio, answer, call, options,
-                                          interruption=talked_over)
-            pending_end = answer.ended_at
-            latency = started = None
-            # The scored turn is saved while the persona's reply plays (its latency is
-            # filled in by the save after the line).
-            turns.append(turn)
-            save_soon()
-            if ev.on_answer is not None:
-                ev.on_answer(turn)
-            # A turn planned on partial words is confirmed while the reply plays (it
-            # waits for the final transcript first), not after: the microphone is
-            # listening again as soon as the line ends.
-            confirming = _background(_confirm, turn, options) if turn.plan is not None else None
-            if next_line is not None:
-                name = (f"turn-{n + 1:02d}-customer.wav" if call.outcome is None
-                        else "closing-customer.wav")
-                customer_audio, started = say(next_line, name, answer.final_go)
-                talked_over = getattr(speaker, "last", None)
-                if pending_end is not None:
-                    latency = started - pending_end
-                if call.outcome is not None:
-                    closing = Closing(line=next_line.id, text=next_line.text, audio=name,
-                                      extra={"variant": next_line.variant})
-            if answer.final_go is not None:
-                answer.final_go.set()  # no line, or one cut short: decode the final now
+            gave_way: list[Yield] = []
+            while True:
+                undo = call.copy()  # the persona as it was, should its reply give way
+                turn, next_line = _score_turn(n, line, customer_audio, answer, call,
+                                              options, interruption=talked_over,
+                                              yields=tuple(gave_way))
+                pending_end = answer.ended_at
+                latency = started = None
+                # The scored turn is saved while the persona's reply plays (its latency
+                # is filled in by the save after the line).
+                turns.append(turn)
+                save_soon()
+                if ev.on_answer is not None:
+                    ev.on_answer(turn)
+                # A turn planned on partial words is confirmed while the reply plays (it
+                # waits for the final transcript first), not after: the microphone is
+                # listening again as soon as the line ends.
+                confirming = (_background(_confirm, turn, options) if turn.plan is not None
+                              else None)
+                cut: Yield | None = None
+                if next_line is not None:
+                    name = (f"turn-{n + 1:02d}-customer.wav" if call.outcome is None
+                            else "closing-customer.wav")
+                    going_on = hasattr(trainee, "go_on") and hasattr(speaker, "replying")
+                    if going_on:
+                        speaker.replying = True  # type: ignore[attr-defined]
+                    reply_audio, started = say(next_line, name, answer.final_go)
+                    cut = getattr(speaker, "gave_way", None) if going_on else None
+                    if cut is None:
+                        customer_audio = reply_audio
+                        talked_over = getattr(speaker, "last", None)
+                        if pending_end is not None:
+                            latency = started - pending_end
+                        if call.outcome is not None:
+                            closing = Closing(line=next_line.id, text=next_line.text,
+                                              audio=name,
+                                              extra={"variant": next_line.variant})
+                if answer.final_go is not None:
+                    answer.final_go.set()  # no line, or one cut short: decode the final now
+                if cut is None or next_line is None:
+                    break
+                # The reply cut the trainee off: it is undone, and the answer goes on.
+                call.restore(undo)
+                turns.pop()
+                said = answer.speech_end_at
+                gave_way.append(replace(cut, line=next_line.id, pause_s=None if said is None
+                                        else max(0.0, cut.resumed_at - said)))
+                if ev.on_yield is not None:
+                    ev.on_yield(gave_way[-1])
+                answer = trainee.go_on(answer)  # type: ignore[attr-defined]
             if confirming is not None:
                 turn = confirming.result()
             turn = turns[-1] = _with_latency(turn, latency, started)
@@ -758,8 +790,8 @@ def run_call(persona: Persona, trainee: Trainee, speaker: Speaker, options: Call
 
 
 def _score_turn(n: int, line: Line, customer_audio: str, answer: Answer, call: Any,
-                options: CallOptions, interruption: Interruption | None = None
-                ) -> tuple[Turn, Line | None]:
+                options: CallOptions, interruption: Interruption | None = None,
+                yields: tuple[Yield, ...] = ()) -> tuple[Turn, Line | None]:
     """Transcribe (if needed), score words and delivery, and move the call on.
 
     A live answer whose final transcript is still being decoded is waited for up to
@@ -783,9 +815,7 @@ def _score_turn(n: int, line: Line, customer_audio: str, answer: Answer, call: A
             transcript = answer.pending.result(timeout=max(0.0, CONFIRM_S - waited))
             final_at = clock()
         except Late:
-            import copy
-
-            plan = Plan(partial=answer.partial, snapshot=_snapshot(call, copy))
+            plan = Plan(partial=answer.partial, snapshot=_snapshot(call))
             transcript = Transcript(engine=options.engine.name, model=options.engine.model,
                                     text=answer.partial,
                                     duration_s=len(answer.samples) / SAMPLE_RATE)
@@ -809,7 +839,7 @@ def _score_turn(n: int, line: Line, customer_audio: str, answer: Answer, call: A
     turn = Turn(index=n, line=line, customer_audio=customer_audio, answer=answer,
                 transcript=transcript, content=content, delivery=delivery, score=score,
                 move=move, latency_s=None, hint=coach_hint(line, content, delivery),
-                timing=timing, interruption=interruption, plan=plan)
+                timing=timing, interruption=interruption, plan=plan, yields=yields)
     return turn, next_line
 
 
@@ -827,11 +857,9 @@ def _background(fn: Callable[..., Any], *args: Any) -> Future[Any]:
     return out
 
 
-def _snapshot(call: Any, copy: Any) -> Any:
+def _snapshot(call: Any) -> Any:
     """A copy of the call's state that can be advanced without touching the call."""
-    twin = copy.copy(call)
-    twin.moves = list(call.moves)
-    return twin
+    return call.copy()
 
 
 def _talked_over(delivery: Delivery, interruption: Interruption | None) -> Delivery:
