@@ -292,11 +292,9 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
 
     def on_yield(y: Any) -> None:
         # The reply just said gave way: the trainee is still on the same answer, which
-        # needs no reply of its own; the capture of its first part is not the turn's.
+        # needs no reply of its own.
         with cv:
             gave_way.append(len(lines) - 1)
-        if captured:
-            captured.pop()
         if obs.spoke_until:
             obs.spoke_until.pop()  # nor is the reply's end a line the trainee heard out
 
@@ -400,10 +398,15 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
         f = fed[i] if i < len(fed) else None
         if va is not None:
             sound = next((x for x in va.sound_starts if x >= (tm.moved or tm.ended)), None)
-            u = f["utterance"] if f else None
+            # The answer this turn ended: the last one begun before its end was detected
+            # (by time, not by count: a reply that gave way is answered by no one).
+            begun = [g["utterance"] for g in fed if g.get("utterance") is not None
+                     and g["utterance"].start_at is not None
+                     and g["utterance"].start_at < tm.ended]
+            u = max(begun, key=lambda x: x.start_at) if begun else None
             if u is not None and u.speech_end_at is not None:
                 r["detect"] = tm.ended - u.speech_end_at
-                got = captured[i] if i < len(captured) else None
+                got = next((c for c in captured if c.ended_at == tm.ended), None)
                 if got is not None:
                     r["why"], r["partial"] = got.end_why, got.partial
                 if got is not None and got.pause_at is not None:
