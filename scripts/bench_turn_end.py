@@ -493,24 +493,25 @@ def run_case(c: Case, engine: Any, args: argparse.Namespace, smart: SmartTurn | 
     """Where each method ends the turn, in seconds of the case's audio: the learned
     decision and the word-list rule, each its own TurnDetector reading the same words
     of one Whisper stream, and Smart Turn."""
-    from voice_sim.endpoint import PATIENCE, Heard
+    from voice_sim.endpoint import PATIENCE
     from voice_sim.listen import (
-        COVER_SLACK_S,
         PAUSE_HINT_S,
         TurnConfig,
         TurnDetector,
-        engine_words,
     )
 
     dets = {d: TurnDetector(TurnConfig(turn_end=args.turn_end, decision=d))
             for d in ("model", "rule")}
+    # The learned decision under the other profiles too: the same words, its own waits.
+    dets |= {f"model-{te}": TurnDetector(TurnConfig(turn_end=te))
+             for te in args.profiles if te != args.turn_end}
     det = dets["model"]  # voice activity is the same in both: it times the hints
     stream = engine.stream()
     # (pos when shown, text, covered samples, end probability)
     history: list[tuple[int, str, int, float | None]] = []
     lag = round(args.text_lag * 16_000)
     commit_lag = round(args.commit_lag * 16_000)
-    ends: dict[str, float | None] = {"model": None, "rule": None, "smart": None}
+    ends: dict[str, float | None] = {name: None for name in [*dets, "smart"]}
     whys = {"model": "", "rule": ""}
     log: list[tuple[float, str]] = []  # the learned decision's readings, as they change
     smart_asked = False
@@ -526,18 +527,14 @@ def run_case(c: Case, engine: Any, args: argparse.Namespace, smart: SmartTurn | 
         shown = [h for h in history if h[0] <= i]
         text, covered, end_p = shown[-1][1:] if shown else ("", 0, None)
         t = (i + 320) / 16_000
+        unread = {name: d.hear(text, covered, end_p) for name, d in dets.items()}["model"]
         for name, d in dets.items():
-            if d.speech_end is not None and covered >= d.speech_end - COVER_SLACK_S * 16_000:
-                d.words, d.heard = engine_words(text, end_p), Heard(text, end_p)
-            else:
-                d.words = "pending" if d.speech_end is not None else "unknown"
-                d.heard = None
             reason = d.push(b)
             if name == "model" and d.why != (log[-1][1] if log else ""):
                 log.append((t, d.why))
             if reason == "silence" and ends[name] is None:
                 ends[name], whys[name] = t, d.why
-        if not asked and det.heard is not None and det.words in ("pending", "unknown"):
+        if not asked and unread:
             asked = True  # as capture_answer asks for the commit the stream holds
             stream.commit()
         if det.speaking:
@@ -558,12 +555,13 @@ def run_case(c: Case, engine: Any, args: argparse.Namespace, smart: SmartTurn | 
                     ends["smart"] = t
             if ends["smart"] is None and det.silence_s >= longest:
                 ends["smart"] = t
-        if (ends["model"] is not None and ends["rule"] is not None
+        if (all(ends[name] is not None for name in dets)
                 and (smart is None or ends["smart"] is not None)):
             break
     return {"kind": c.kind, "source": c.source, "model_end": ends["model"],
             "rule_end": ends["rule"],
             "smart_end": ends["smart"], "why": whys["model"], "rule_why": whys["rule"],
+            **{f"{name}_end": e for name, e in ends.items() if name.startswith("model-")},
             "end_s": c.end_s, "pause": c.pause,
             # What the model read 0.45 s into the mid-answer pause (or after a finished
             # answer): the pause decode's words have arrived by then.
@@ -638,6 +636,9 @@ def main() -> int:
     p.add_argument("--smart-wait", type=float, default=0.2,
                    help="seconds of pause before Smart Turn is asked (pipecat's default)")
     p.add_argument("--no-smart", action="store_true", help="the rule only")
+    p.add_argument("--profiles", default="fast,normal,patient",
+                   help="the learned decision is also measured under these --turn-end "
+                        "profiles (the same words; reported as model-PROFILE)")
     p.add_argument("--seed", type=int, default=None,
                    help="pause lengths and noise (default: the set's own)")
     p.add_argument("--set", choices=tuple(SETS), default="dev",
@@ -648,6 +649,10 @@ def main() -> int:
                         "Asterisk and LibriVox, sentence gaps of 0.25-0.6 s)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
+    args.profiles = [te for te in args.profiles.split(",") if te]
+    for te in args.profiles:
+        if te not in ("fast", "normal", "patient"):
+            p.error(f"--profiles: {te!r} is not a profile (fast, normal, patient)")
     import numpy as np
 
     from voice_sim.engines import get_engine
@@ -678,7 +683,9 @@ def main() -> int:
         "answers": len(rows),
         "nproc": os.cpu_count(), "loadavg": [round(v, 2) for v in load],
         "model": {**summarise(rows, "model_end"), "decision": decision_ms(rows)},
-        "rule": summarise(rows, "rule_end")}
+        "rule": summarise(rows, "rule_end"),
+        **{f"model-{te}": summarise(rows, f"model-{te}_end") for te in args.profiles
+           if te != args.turn_end}}
     if smart is not None:
         result["smart_turn"] = summarise(rows, "smart_end")
         result["smart_turn"]["inference_ms"] = round(statistics.median(smart.times) * 1000, 1)
