@@ -35,6 +35,13 @@ asterisk`` (real recorded speech: Debian's asterisk-core-sounds-en-wav prompts, 
 unfinished fragment + pause + its continuation, or whole prompts) are the figure sets of
 the learned decision (voice_sim.endpoint), written and committed before it was trained.
 
+``--set final`` is the figure set of the fourth round (written and committed before its
+decision changed, measured once at its end): five more espeak-ng voices and paces,
+answers of its own, two-sentence answers whose sentences are 0.25-0.6 s apart, and real
+speech of two people: Asterisk prompts none of ``--set asterisk`` uses, and LibriVox
+read speech (Debian pocketsphinx-testdata) cut at the reader's own pauses. Premature
+ends are also reported per source (``premature_natural_by_source``).
+
 Smart Turn v3.2 (the ONNX model inside the PyPI package ``pipecat-ai`` 1.14.0, run with
 onnxruntime on the last 8 s of 16 kHz audio, Whisper log-mel features computed by
 pipecat's own numpy code) is asked, as pipecat asks it, once the VAD has heard
@@ -224,12 +231,92 @@ ASTERISK_PAUSED = [
 ASTERISK_DRAWS = 3
 """Each asterisk answer is built this many times, each with its own pause length and
 noise (the speech is the same: the count is not of independent recordings)."""
+FINAL_VOICES = [("en-us+Annie", 170, 50), ("en-gb+Alex", 160, 45),
+                ("en-gb-x-rp+Andrea", 175, 55), ("en-029+m2", 185, 50),
+                ("en-us-nyc+klatt", 150, 45)]
+"""``--set final``: the figure set of issue 15's fourth round, written and committed
+before that round's decision was changed, measured once at its end: voices and paces
+of no other set (nor of the training renders), answers of its own, two-sentence answers
+(finished ones rendered as one text, and ``sentence`` answers whose two sentences are
+:data:`FINAL_SENTENCE_GAP` apart), and real recorded speech of two human speakers
+(:data:`FINAL_ASTERISK`, :data:`FINAL_LIBRIVOX`)."""
+FINAL_FINISHED = [
+    "I have moved your delivery to Saturday morning.",
+    "Can you read me the number on the back of the card?",
+    "The overcharge has been refunded to your card.",
+    "I am sorry. I have refunded the delivery fee.",
+    "Thank you for your patience. Your new contract starts on Monday.",
+    "I will call you back at four o'clock with an update.",
+]
+FINAL_PAUSED = [
+    ("filler", "So, um", "the engineer will be with you before noon."),
+    ("filler", "What I can offer, uh", "is a free month on your plan."),
+    ("filler", "Honestly, erm", "the fault was on our side."),
+    ("filler", "The quickest way is, um", "for me to cancel and reorder it."),
+    ("holding", "Let me just bring that up", "okay, the payment failed on the third."),
+    ("holding", "One sec", "yes, your tickets were reissued."),
+    ("holding", "Just bear with me", "I am transferring the credit now."),
+    ("holding", "Let me see here", "I can waive the late charge."),
+    ("holding", "I am checking that for you now", "and it shows as dispatched."),
+    ("conjunction", "I have spoken to the courier and", "they will redeliver tomorrow."),
+    ("conjunction", "The discount applies, as long as",
+     "you renew before the end of the month."),
+    ("conjunction", "We did receive your letter, but", "it was sent to the wrong team."),
+    ("conjunction", "I am adding a credit so that", "your next bill is lower."),
+    ("breath", "Now that the refund is approved,", "it should clear in two working days."),
+    ("breath", "Because the parcel was signed for,", "I need to open a claim with the courier."),
+    ("breath", "I can see three calls from you this week,", "and none of them were logged."),
+    ("sentence", "I am so sorry.", "That must have been stressful."),
+    ("sentence", "I understand.", "Let me change that booking for you."),
+    ("sentence", "Thank you for explaining.", "I can see the double charge now."),
+    ("sentence", "I have found the order.", "It was sent to your old address."),
+    ("sentence", "That is not good enough.", "I am escalating it to my manager today."),
+    ("sentence", "You are right to be upset.", "Would a full refund help?"),
+]
+FINAL_SENTENCE_GAP = (0.25, 0.6)
+"""Seconds between the two sentences of one answer in ``--set final`` (the other kinds
+keep the 0.5-1.2 s mid-answer pause)."""
+FINAL_ASTERISK_FINISHED = [
+    ["conf-locked"], ["vm-deleted"], ["queue-thankyou"], ["conf-onlyperson"],
+    ["tt-allbusy"], ["something-terribly-wrong"], ["vm-nomore"], ["conf-kicked"],
+    ["vm-tooshort"], ["conf-getconfno"], ["enter-num-blacklist"], ["demo-thanks"],
+]
+FINAL_ASTERISK = [
+    ("fragment", ["vm-youhave"], ["digits/3", "vm-messages"]),
+    ("fragment", ["conf-thereare"], ["digits/4", "conf-otherinparty"]),
+    ("fragment", ["to-call-this-number"], ["vm-press", "digits/2"]),
+    ("fragment", ["queue-reporthold"], ["digits/2", "queue-minutes"]),
+    ("fragment", ["queue-less-than"], ["digits/5", "queue-minutes"]),
+    ("fragment", ["extension"], ["digits/2", "digits/1", "vm-isonphone"]),
+    ("fragment", ["vm-from-phonenumber"], ["digits/6", "digits/3"]),
+    ("sentence", ["sorry"], ["please-try-call-later"]),
+    ("sentence", ["conf-locked"], ["goodbye"]),
+    ("sentence", ["queue-thankyou"], ["one-moment-please"]),
+    ("sentence", ["vm-deleted"], ["vm-goodbye"]),
+]
+"""``--set final``'s Asterisk answers: prompts none of ``--set asterisk``'s answers use
+as a whole or a first half."""
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+"""Real read speech (Debian ``pocketsphinx-testdata``: five LibriVox clips, one reader
+of *Sense and Sensibility*, transcripts beside them)."""
+FINAL_LIBRIVOX = [
+    ("fragment", "0870", 3.96), ("fragment", "0880", 1.06), ("fragment", "0890", 1.30),
+    ("fragment", "0920", 5.56), ("sentence", "0920+0930", None),
+    ("sentence", "0880+0890", None),
+]
+"""``--set final``'s LibriVox answers: a clip cut at one of its own pauses (the time, in
+seconds, is that pause's middle: ``there might be | prudently``, ``he was | not an``,
+``cold hearted | and``... the reader's own unfinished intonation), the cut widened to a
+0.5-1.2 s pause; two clips one after the other (``sentence``); and each clip whole as a
+finished answer."""
 SETS = {"dev": (VOICES, FINISHED, PAUSED),
         "held-out": (HELD_OUT_VOICES, HELD_OUT_FINISHED, HELD_OUT_PAUSED),
         "fresh": (FRESH_VOICES, FRESH_FINISHED, FRESH_PAUSED),
         "unseen": (UNSEEN_VOICES, UNSEEN_FINISHED, UNSEEN_PAUSED),
-        "asterisk": ([], [], [])}
-SEEDS = {"dev": 15, "held-out": 15, "fresh": 1515, "unseen": 1516, "asterisk": 1517}
+        "asterisk": ([], [], []),
+        "final": (FINAL_VOICES, FINAL_FINISHED, FINAL_PAUSED)}
+SEEDS = {"dev": 15, "held-out": 15, "fresh": 1515, "unseen": 1516, "asterisk": 1517,
+         "final": 1518}
 """Each set's pause lengths and noise (``--seed`` overrides)."""
 
 
@@ -242,6 +329,8 @@ class Case:
     """(start, end) seconds of the mid-answer pause, None for a finished answer."""
     end_s: float
     """Seconds: the true end of the speech."""
+    source: str = "espeak-ng"
+    """Whose speech: espeak-ng, asterisk or librivox."""
 
 
 def speech_span(x: Any) -> tuple[int, int]:
@@ -279,6 +368,29 @@ def prompt(names: list[str]) -> Any:
     return np.concatenate(parts)
 
 
+def librivox(name: str) -> Any:
+    """A LibriVox clip (``0870``; ``0920+0930``: two, one after the other), trimmed."""
+    from voice_sim.audio import load_audio
+
+    if not LIBRIVOX.is_dir():
+        raise SystemExit(f"bench_turn_end: {LIBRIVOX} is missing: "
+                         "apt-get install pocketsphinx-testdata (scripts/setup does)")
+    parts = []
+    for n in name.split("+"):
+        x = load_audio(LIBRIVOX / f"sense_and_sensibility_01_austen_64kb-{n}.wav")
+        a, b = speech_span(x)
+        parts.append(x[a:b])
+    return parts
+
+
+def cut_at(x: Any, at_s: float) -> tuple[Any, Any]:
+    """``x`` cut in the quiet around ``at_s`` (seconds into the untrimmed clip): the
+    speech before and after its own pause, each trimmed to its speech."""
+    k = int(at_s * 16_000)
+    a, b = x[:k], x[k:]
+    return a[:speech_span(a)[1]], b[speech_span(b)[0]:]
+
+
 def cases(seed: int, which: str = "dev") -> list[Case]:
     import numpy as np
 
@@ -288,12 +400,13 @@ def cases(seed: int, which: str = "dev") -> list[Case]:
     def room(s: float) -> Any:
         return (noise.standard_normal(int(s * 16_000)) * 10 ** (-62 / 20)).astype(np.float32)
 
-    def finished_case(x: Any) -> Case:
+    def finished_case(x: Any, source: str = "espeak-ng") -> Case:
         return Case("finished", np.concatenate([room(0.3), x, room(2.5)]), None,
-                    0.3 + len(x) / 16_000)
+                    0.3 + len(x) / 16_000, source)
 
-    def paused_case(kind: str, a: Any, b: Any) -> Case:
-        gap = rng.uniform(0.5, 1.2)
+    def paused_case(kind: str, a: Any, b: Any, source: str = "espeak-ng") -> Case:
+        gap = rng.uniform(*(FINAL_SENTENCE_GAP if which == "final" and kind == "sentence"
+                            else (0.5, 1.2)))
         pause = room(gap)
         if kind == "breath":
             # An audible in-breath: band-limited noise, 0.25 s, in the pause's middle.
@@ -305,7 +418,7 @@ def cases(seed: int, which: str = "dev") -> list[Case]:
             pause[m:m + k] += br.astype(np.float32)
         t0 = 0.3 + len(a) / 16_000
         return Case(kind, np.concatenate([room(0.3), a, pause, b, room(2.5)]),
-                    (t0, t0 + gap), t0 + gap + len(b) / 16_000)
+                    (t0, t0 + gap), t0 + gap + len(b) / 16_000, source)
 
     out = []
     if which == "asterisk":
@@ -318,7 +431,29 @@ def cases(seed: int, which: str = "dev") -> list[Case]:
         out += [finished_case(render(text, v)) for text in finished]
         out += [paused_case(kind, render(first, v), render(second, v))
                 for kind, first, second in paused]
+    if which == "final":
+        for _ in range(ASTERISK_DRAWS):
+            out += [finished_case(prompt(names), "asterisk")
+                    for names in FINAL_ASTERISK_FINISHED]
+            out += [paused_case(kind, prompt(a), prompt(b), "asterisk")
+                    for kind, a, b in FINAL_ASTERISK]
+            clips = {n: librivox(n)[0] for n in ("0870", "0880", "0890", "0920", "0930")}
+            out += [finished_case(x, "librivox") for x in clips.values()]
+            for kind, name, at in FINAL_LIBRIVOX:
+                if at is None:
+                    first, second = librivox(name)
+                else:
+                    raw = load_librivox_raw(name)
+                    first, second = cut_at(raw, at)
+                out.append(paused_case(kind, first, second, "librivox"))
     return out
+
+
+def load_librivox_raw(name: str) -> Any:
+    """A LibriVox clip as recorded (untrimmed: cut times count from its start)."""
+    from voice_sim.audio import load_audio
+
+    return load_audio(LIBRIVOX / f"sense_and_sensibility_01_austen_64kb-{name}.wav")
 
 
 class SmartTurn:
@@ -358,24 +493,25 @@ def run_case(c: Case, engine: Any, args: argparse.Namespace, smart: SmartTurn | 
     """Where each method ends the turn, in seconds of the case's audio: the learned
     decision and the word-list rule, each its own TurnDetector reading the same words
     of one Whisper stream, and Smart Turn."""
-    from voice_sim.endpoint import PATIENCE, Heard
+    from voice_sim.endpoint import PATIENCE
     from voice_sim.listen import (
-        COVER_SLACK_S,
         PAUSE_HINT_S,
         TurnConfig,
         TurnDetector,
-        engine_words,
     )
 
     dets = {d: TurnDetector(TurnConfig(turn_end=args.turn_end, decision=d))
             for d in ("model", "rule")}
+    # The learned decision under the other profiles too: the same words, its own waits.
+    dets |= {f"model-{te}": TurnDetector(TurnConfig(turn_end=te))
+             for te in args.profiles if te != args.turn_end}
     det = dets["model"]  # voice activity is the same in both: it times the hints
     stream = engine.stream()
     # (pos when shown, text, covered samples, end probability)
     history: list[tuple[int, str, int, float | None]] = []
     lag = round(args.text_lag * 16_000)
     commit_lag = round(args.commit_lag * 16_000)
-    ends: dict[str, float | None] = {"model": None, "rule": None, "smart": None}
+    ends: dict[str, float | None] = {name: None for name in [*dets, "smart"]}
     whys = {"model": "", "rule": ""}
     log: list[tuple[float, str]] = []  # the learned decision's readings, as they change
     smart_asked = False
@@ -391,18 +527,14 @@ def run_case(c: Case, engine: Any, args: argparse.Namespace, smart: SmartTurn | 
         shown = [h for h in history if h[0] <= i]
         text, covered, end_p = shown[-1][1:] if shown else ("", 0, None)
         t = (i + 320) / 16_000
+        unread = {name: d.hear(text, covered, end_p) for name, d in dets.items()}["model"]
         for name, d in dets.items():
-            if d.speech_end is not None and covered >= d.speech_end - COVER_SLACK_S * 16_000:
-                d.words, d.heard = engine_words(text, end_p), Heard(text, end_p)
-            else:
-                d.words = "pending" if d.speech_end is not None else "unknown"
-                d.heard = None
             reason = d.push(b)
             if name == "model" and d.why != (log[-1][1] if log else ""):
                 log.append((t, d.why))
             if reason == "silence" and ends[name] is None:
                 ends[name], whys[name] = t, d.why
-        if not asked and det.heard is not None and det.words in ("pending", "unknown"):
+        if not asked and unread:
             asked = True  # as capture_answer asks for the commit the stream holds
             stream.commit()
         if det.speaking:
@@ -423,11 +555,13 @@ def run_case(c: Case, engine: Any, args: argparse.Namespace, smart: SmartTurn | 
                     ends["smart"] = t
             if ends["smart"] is None and det.silence_s >= longest:
                 ends["smart"] = t
-        if (ends["model"] is not None and ends["rule"] is not None
+        if (all(ends[name] is not None for name in dets)
                 and (smart is None or ends["smart"] is not None)):
             break
-    return {"kind": c.kind, "model_end": ends["model"], "rule_end": ends["rule"],
+    return {"kind": c.kind, "source": c.source, "model_end": ends["model"],
+            "rule_end": ends["rule"],
             "smart_end": ends["smart"], "why": whys["model"], "rule_why": whys["rule"],
+            **{f"{name}_end": e for name, e in ends.items() if name.startswith("model-")},
             "end_s": c.end_s, "pause": c.pause,
             # What the model read 0.45 s into the mid-answer pause (or after a finished
             # answer): the pause decode's words have arrived by then.
@@ -473,6 +607,9 @@ def summarise(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
     by_kind = {k: f"{sum(premature(r) for r in paused if r['kind'] == k)}/"
                   f"{sum(r['kind'] == k for r in paused)}"
                for k in dict.fromkeys(r["kind"] for r in paused)}
+    by_source = {src: f"{sum(premature(r) for r in natural if r['source'] == src)}/"
+                       f"{sum(r['source'] == src for r in natural)}"
+                 for src in dict.fromkeys(r["source"] for r in rows)}
     return {"finished_delay": ms(fin),
             "finished_missed": sum(r[key] is None for r in rows if r["kind"] == "finished"),
             # A finished answer ended before its true end: cut off at a comma inside it.
@@ -483,7 +620,8 @@ def summarise(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
             "premature_natural_pct": round(100 * sum(premature(r) for r in natural)
                                            / max(1, len(natural)), 1),
             "premature_all": f"{sum(premature(r) for r in paused)}/{len(paused)}",
-            "premature_by_kind": by_kind}
+            "premature_by_kind": by_kind,
+            "premature_natural_by_source": by_source}
 
 
 def main() -> int:
@@ -498,15 +636,23 @@ def main() -> int:
     p.add_argument("--smart-wait", type=float, default=0.2,
                    help="seconds of pause before Smart Turn is asked (pipecat's default)")
     p.add_argument("--no-smart", action="store_true", help="the rule only")
+    p.add_argument("--profiles", default="fast,normal,patient",
+                   help="the learned decision is also measured under these --turn-end "
+                        "profiles (the same words; reported as model-PROFILE)")
     p.add_argument("--seed", type=int, default=None,
                    help="pause lengths and noise (default: the set's own)")
     p.add_argument("--set", choices=tuple(SETS), default="dev",
                    help="dev: the answers the rule was built on; held-out: other voices, "
                         "answers and pauses; fresh: a second, larger held-out set; "
                         "unseen, asterisk: the learned decision's figure sets (espeak-ng; "
-                        "real recorded prompts)")
+                        "real recorded prompts); final: the fourth round's (espeak-ng, "
+                        "Asterisk and LibriVox, sentence gaps of 0.25-0.6 s)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
+    args.profiles = [te for te in args.profiles.split(",") if te]
+    for te in args.profiles:
+        if te not in ("fast", "normal", "patient"):
+            p.error(f"--profiles: {te!r} is not a profile (fast, normal, patient)")
     import numpy as np
 
     from voice_sim.engines import get_engine
@@ -537,7 +683,9 @@ def main() -> int:
         "answers": len(rows),
         "nproc": os.cpu_count(), "loadavg": [round(v, 2) for v in load],
         "model": {**summarise(rows, "model_end"), "decision": decision_ms(rows)},
-        "rule": summarise(rows, "rule_end")}
+        "rule": summarise(rows, "rule_end"),
+        **{f"model-{te}": summarise(rows, f"model-{te}_end") for te in args.profiles
+           if te != args.turn_end}}
     if smart is not None:
         result["smart_turn"] = summarise(rows, "smart_end")
         result["smart_turn"]["inference_ms"] = round(statistics.median(smart.times) * 1000, 1)

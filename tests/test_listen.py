@@ -361,7 +361,8 @@ def test_live_turn_end_to_end(fake: FakeSoundDevice, whisper: Any, answer: np.nd
     assert got.speech_end_s is not None
     # A finished sentence ends on a short pause once the words reach it; at 4x speed
     # the decode's lag may run into the upper bound.
-    assert got.end_why.startswith("finished") or got.end_why == "waiting for the words", (
+    assert (got.end_why.startswith(("finished", "may go on"))
+            or got.end_why == "waiting for the words"), (
         got.end_why)
     assert got.pause_s is not None
     assert got.pause_s <= PATIENCE["fast"].incomplete_s + 0.021

@@ -7,23 +7,20 @@ and a caller who answered every such pause would cut them off.
 (:class:`TurnModel`, voice_sim/data/turn_end_model.json, fitted by
 scripts/train_turn_end.py) gives P(the trainee has finished) from what is known once the
 words reach the pause: the words themselves (their last one to three words, the opening
-of their last clause and sentence, the final mark, as features a logistic layer weighs:
-fitted on the content corpus's complete replies against their prefixes, so it knows
-``so that``, ``which``, ``bear with me`` from how people write replies, not from a list),
-the decoder's sentence-end probability, the final pitch movement and the speech's length
-(a second logistic layer, fitted on rendered speech through Whisper's pause decode). The
-``--turn-end`` profile's :data:`THRESHOLDS` turn P into one of its :data:`PATIENCE`
-waits: finished (``complete_s``), unsure (``unsure_s``) or going on (``incomplete_s``);
+of their last clause and sentence, the final mark, how many sentences came before, as
+features a logistic layer weighs: fitted on the content corpus's complete replies
+against their prefixes, against the full sentences those replies went on after, and
+against holding phrases, so it knows ``so that``, ``which``, ``bear with me`` from how
+people write replies, not from a list, and that a lone ``I am so sorry.`` is more often
+followed by more than a question to the customer is), the decoder's sentence-end
+probability, the final pitch movement and the speech's length (a second logistic layer,
+fitted on rendered speech through Whisper's pause decode). The ``--turn-end`` profile's
+:data:`WAITS` turn P into a wait: finished, "may go on" (a finished sentence people
+often go on from: a wait longer than the gap between two sentences), unsure, going on;
 the pause so far is then measured against that wait, the words re-read whenever they
 change (a commit's beam search replaces the pause decode's), and ``--silence-end`` caps
-it. One decision costs ~0.03 ms (and is cached per pause).
-
-Measured by scripts/bench_turn_end.py on sets written before the model was trained
-(docs/benchmarks.md): it ends the turn inside a natural mid-answer pause far less often
-than the rule (real recorded speech: 4% against 49%; espeak-ng: 14-16% against 25-33%),
-and a finished answer of real speech still ends median 0.3 s after it; but espeak-ng's
-finished answers, which Whisper transcribes worse, are often read "unsure" and wait
-1.25 s (median 0.54 and 1.26 s on the two espeak-ng sets).
+it. One decision costs ~0.03 ms (and is cached per pause). Its figures, on sets written
+before it was trained, are in docs/benchmarks.md (scripts/bench_turn_end.py).
 
 **The word-list rule** (:func:`pause_needed`, ``TurnConfig(decision="rule")``), kept to
 be measured against (scripts/bench_turn_end.py reports both), asks four things when a
@@ -88,13 +85,10 @@ PATIENCE: dict[TurnEnd, Patience] = {
     "normal": Patience(0.6, 1.1, 1.8),
     "patient": Patience(1.1, 1.4, 2.2),
 }
-"""The trade-offs ``--turn-end`` picks from. ``fast`` ends a finished sentence after
-0.3 s of pause: the reply is heard about half a second after the last word, but it also
-takes the turn in the gap a speaker leaves between two sentences (espeak-ng leaves
-0.33 s), so a two-sentence answer is cut after its first. ``normal`` (the default) waits
-0.6 s after a finished sentence: no answer of the live benchmark was cut, at about
-0.75 s to the reply (scripts/bench_latency.py, docs/benchmarks.md has both). Every
-profile's incomplete wait outlasts the 0.5-1.2 s mid-answer pauses people make
+"""The word-list rule's waits for each ``--turn-end`` choice (the learned decision's are
+:data:`WAITS`); ``unsure_s`` is also how long a breath heard in a pause holds the turn
+open. ``fast`` ends a finished sentence after 0.3 s of pause, ``normal`` after 0.6 s;
+every profile's incomplete wait outlasts the 0.5-1.2 s mid-answer pauses people make
 (scripts/bench_turn_end.py)."""
 
 _CONTINUES = frozenset((
@@ -280,28 +274,29 @@ class Heard:
 
 
 @dataclass(frozen=True)
-class Threshold:
-    """P(finished) bounds that pick the wait of a :class:`Patience` row."""
+class Band:
+    """A band of P(finished) and the pause that ends the turn in it."""
 
-    complete_p: float
-    """From here the words count as finished (the profile's ``complete_s``) ..."""
-    incomplete_p: float
-    """... and below this as going on (``incomplete_s``) ..."""
-    unsure_s: float
-    """... and between, seconds of pause that end the turn: longer than the rule's
-    ``unsure_s``, which only words no list knew reached; here every reading the model is
-    not sure of does, half of them unfinished."""
+    min_p: float
+    """From this P(finished) up (to the next band's) ..."""
+    wait_s: float
+    """... seconds of pause that end the turn ..."""
+    reading: str
+    """... and what the decision reads there (its ``why``)."""
 
 
-THRESHOLDS: dict[TurnEnd, Threshold] = {
-    "fast": Threshold(0.6, 0.3, 1.25),
-    "normal": Threshold(0.6, 0.3, 1.25),
-    "patient": Threshold(0.75, 0.4, 1.6),
+WAITS: dict[TurnEnd, tuple[Band, ...]] = {
+    "fast": (Band(0.75, 0.3, "finished"), Band(0.6, 0.7, "may go on"),
+             Band(0.2, 1.25, "unsure"), Band(0.0, 1.6, "going on")),
+    "normal": (Band(0.8, 0.3, "finished"), Band(0.65, 0.7, "may go on"),
+               Band(0.2, 1.25, "unsure"), Band(0.0, 1.8, "going on")),
+    "patient": (Band(0.9, 0.7, "finished"), Band(0.2, 1.4, "unsure"),
+                Band(0.0, 2.2, "going on")),
 }
-"""Chosen on the training renders' held-out voices and the bench's ``dev`` set
-(scripts/train_turn_end.py prints the rates), never on its figure sets: ``normal``'s
-unsure wait outlasts the 0.5-1.2 s mid-answer pauses people make. ``fast`` reads P as
-``normal`` does and differs only in its waits (:data:`PATIENCE`)."""
+"""The learned decision's waits by P(finished), highest band first (the last starts at
+0). Chosen on the training renders' held-out voices (scripts/train_turn_end.py prints
+what each profile's bands do there), never on a figure set."""
+
 
 _MARKS = {".": ".", "?": "?", "!": "!", ",": ",", ";": ";", ":": ";", "…": "…",
           "-": "-", "—": "-", "–": "-"}
@@ -337,6 +332,8 @@ def text_features(text: str) -> list[str]:
                   f"cn:{min(len(clause), 8)}"]
     if sentence:
         feats += [f"s1:{sentence[0]}", f"sn:{min(len(sentence) // 3, 6)}"]
+    before = len(re.findall(r"[.!?](?:\s|$)", low.rstrip(" .!?")))
+    feats.append(f"ns:{min(before, 3)}")
     return feats
 
 
@@ -405,18 +402,18 @@ def finished_p(heard: Heard, pitch: Pitch, speech_s: float) -> float:
     return load_model().probability(heard, pitch, speech_s)
 
 
+def band(p: float, turn_end: TurnEnd = "normal") -> Band:
+    """The band of ``turn_end``'s :data:`WAITS` that P(finished) ``p`` falls in."""
+    return next(b for b in WAITS[turn_end] if p >= b.min_p)
+
+
 def model_pause_needed(heard: Heard, pitch: Pitch, turn_end: TurnEnd = "normal",
                        upper_s: float | None = None, speech_s: float = 0.0
                        ) -> tuple[float, str]:
     """Seconds of pause that end the turn, and why, from the learned P(finished)."""
     p = finished_p(heard, pitch, round(speech_s, 2))
-    pat, th = PATIENCE[turn_end], THRESHOLDS[turn_end]
-    if p >= th.complete_p:
-        need, why = pat.complete_s, f"finished (p={p:.2f})"
-    elif p < th.incomplete_p:
-        need, why = pat.incomplete_s, f"going on (p={p:.2f})"
-    else:
-        need, why = th.unsure_s, f"unsure (p={p:.2f})"
+    b = band(p, turn_end)
+    need, why = b.wait_s, f"{b.reading} (p={p:.2f})"
     if upper_s is not None and upper_s < need:
         return upper_s, f"{why} (capped by --silence-end)"
     return need, why

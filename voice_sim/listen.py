@@ -305,6 +305,22 @@ class TurnDetector:
         """Seconds since the last speech (0 while speaking or before any speech)."""
         return 0.0 if self.speech_end is None else (self.pos - self.speech_end) / self.sr
 
+    def hear(self, text: str, covered: int | None, end_p: float | None) -> bool:
+        """Give the decision the engine's latest words: ``text``, covering ``covered``
+        samples of the turn (None: the engine has heard nothing yet), with the decoder's
+        sentence-end probability ``end_p``. They count only when they reach the speech's
+        end (:data:`COVER_SLACK_S`); until then the words are ``pending``. True when they
+        do but the word lists cannot read them: the caller then asks the stream for the
+        commit it holds in the pause (the one way capture_answer, bench_turn_end.py and
+        the tests feed the decision)."""
+        if (self.speech_end is not None and covered is not None
+                and covered >= self.speech_end - COVER_SLACK_S * self.sr):
+            self.words, self.heard = engine_words(text, end_p), Heard(text, end_p)
+            return self.words in ("pending", "unknown")
+        self.words = "pending" if self.speech_end is not None else "unknown"
+        self.heard = None
+        return False
+
     def pause_needed(self) -> float:
         """Seconds of pause that end the turn now (measuring the final pitch once)."""
         if self.pitch is None:
@@ -970,20 +986,15 @@ def capture_answer(
             if feeder is not None:
                 feeder.check()
                 text, covered, end_p = feeder.latest
-                if (fed_from is not None and det.speech_end is not None and fed_at + covered
-                        >= det.speech_end - COVER_SLACK_S * SAMPLE_RATE):
-                    det.words = engine_words(text, end_p)
-                    det.heard = Heard(text, end_p)
-                    if words_at is None and pause_at is not None:
-                        words_at = time.perf_counter()
-                    if det.words in ("pending", "unknown") and not asked:
-                        # Words the rule cannot read: it waits for the commit's, which
-                        # the stream holds in a pause until asked.
-                        asked = True
-                        feeder.commit()
-                else:
-                    det.words = "pending" if det.speech_end is not None else "unknown"
-                    det.heard = None
+                unread = det.hear(text, None if fed_from is None else fed_at + covered,
+                                  end_p)
+                if det.heard is not None and words_at is None and pause_at is not None:
+                    words_at = time.perf_counter()
+                if unread and not asked:
+                    # Words the rule cannot read: it waits for the commit's, which the
+                    # stream holds in a pause until asked.
+                    asked = True
+                    feeder.commit()
             block = mic.read(timeout=0.05)
             if block is None:
                 if time.perf_counter() - last_block_at > cfg.stall_s:
