@@ -443,7 +443,8 @@ def run_barge_in(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     """Interruptions and echo, on the ALSA virtual devices in real time with a simulated
     echo path (the speaker's audio back into the microphone, ``--echo`` gain, 80 ms late).
 
-    Echo trials: persona lines played with nobody talking; any barge-in is false.
+    Echo trials: persona lines played with nobody talking; any barge-in is false, and so
+    is any yield (every line after the first is played as a reply).
     Interruption trials: a trainee answer starts 0.8-2.0 s into a line (seeded); the stop
     time is from the answer's first sound at the microphone to the line's stream being
     stopped (``stop``), and to its last sound at the virtual speaker (``heard_stop``,
@@ -472,17 +473,23 @@ def run_barge_in(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     answers = [load_audio(cached_render(s, voice)) for s in SENTENCES]
     rng = random.Random(15)
     false, stops, heard, detects, overlaps = 0, [], [], [], []
+    false_yields = 0
     aec_ms: list[float] = []
     cancelled = 0
     missed = 0
     with Microphone(MIC) as mic:
         speaker = ListeningSpeaker(mic, SPEAKER)
         for i in range(args.echo_trials):
+            # Every line after the first as a reply (as the call's are): its echo must not
+            # pass for the trainee going on either (a false yield).
+            speaker.replying = i > 0
             speaker.speak(lines[i % len(lines)], 16_000)
             false += speaker.last is not None
+            false_yields += speaker.gave_way is not None
             aec_ms += speaker.aec_ms
             cancelled += speaker.aec is not None and speaker.aec.lag is not None
-            print(f"  echo {i + 1:2d}: {'FALSE BARGE-IN' if speaker.last else 'ok'}  "
+            print(f"  echo {i + 1:2d}: {'FALSE BARGE-IN' if speaker.last else 'ok'}"
+                  f"{'  FALSE YIELD' if speaker.gave_way else ''}  "
                   f"echo gain {speaker.echo_gain_db:.1f} dB", file=sys.stderr)
         for i in range(args.trials):
             line = lines[rng.randrange(len(lines))]
@@ -511,6 +518,7 @@ def run_barge_in(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     va.close()
     within = sum(s <= 0.150 for s in stops)
     return {"echo_trials": args.echo_trials, "false_barge_ins": false,
+            "false_yields": false_yields,
             "interruption_trials": args.trials, "not_stopped": missed,
             "stopped_within_150ms": f"{within}/{args.trials}",
             "stopped_within_150ms_pct": round(100 * within / max(1, args.trials), 1),

@@ -479,6 +479,10 @@ class ListeningSpeaker:
         self.last = self.gave_way = None
         replying, self.replying = self.replying, False
         before = self.mic.drain()
+        # Blocks given back as a turn's start that the answer did not read (it ended
+        # before them) came after it too: what the trainee said since.
+        while (b := self.mic.read(0)) is not None:
+            before.append(b)
         room = [level_dbfs(b.samples) for b in before[-50:]]
         floor = float(np.percentile(room, 10)) if room else -70.0
         vad = SpeechProbability()
