@@ -405,6 +405,9 @@ class ListeningSpeaker:
         :data:`YIELD_S` of its start makes it give way (:attr:`gave_way`)."""
         self.gave_way: Yield | None = None
         """The latest line gave way to the trainee going on (None: it did not)."""
+        self._heard_until = 0.0
+        """``perf_counter()`` stamp of the last block the latest line listened to: blocks
+        up to it hold that line's echo, never the trainee going on."""
         from voice_sim.vad import SpeechProbability
 
         SpeechProbability()  # the model loads now, not as the first line starts
@@ -486,12 +489,13 @@ class ListeningSpeaker:
         room = [level_dbfs(b.samples) for b in before[-50:]]
         floor = float(np.percentile(room, 10)) if room else -70.0
         vad = SpeechProbability()
-        went_on, run = (self._look_back(before, min(floor, _floor(before)), vad) if replying
+        since = [b for b in before if b.at > self._heard_until]
+        went_on, run = (self._look_back(since, min(floor, _floor(since)), vad) if replying
                         else (None, 0))
         if went_on is not None:
             # The trainee went on while the reply was being chosen: it never sounds.
             now = time.perf_counter()
-            onset_at = before[went_on].at - FRAME_S
+            onset_at = since[went_on].at - FRAME_S
             self.gave_way = Yield(resumed_s=onset_at - now, played_s=0.0,
                                   detect_s=now - onset_at, line_s=len(samples) / sr,
                                   resumed_at=onset_at)
@@ -586,6 +590,7 @@ class ListeningSpeaker:
                     if heard:
                         self._learn(heard, ref, window)
                         heard = []
+                        run = 0  # the early rule's count does not carry into this one
                     if aec_on:
                         # Judged on the residual: what is left once the line's echo is
                         # taken away, against the residual echo the canceller leaves.
@@ -629,7 +634,7 @@ class ListeningSpeaker:
                         break  # the line was over: an answer, not an interruption
                     # (A run begun before the reply began at the end of ``before``.)
                     first_at = (blocks[onset] if run <= len(blocks)
-                                else before[len(blocks) - run]).at
+                                else since[len(blocks) - run]).at
                     onset_at = first_at - FRAME_S
                     detected_at = time.perf_counter()
                     at_s = onset_at - started
@@ -643,6 +648,8 @@ class ListeningSpeaker:
             if onset is None and not player.done.is_set():
                 player.stop()  # an exception (Ctrl-C): never leave the line playing
             player.close()
+            if blocks:
+                self._heard_until = blocks[-1].at
         if onset is None:
             self.mic.unread(before + blocks, turn=False)
             return started

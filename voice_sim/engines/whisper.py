@@ -22,7 +22,9 @@ sentence (:attr:`WhisperStream.end_p`). The commit then waits (so the beam searc
 not share the two cores with the scoring of the turn): until the speech goes on, until
 the caller asks for it (:meth:`WhisperStream.commit`: its rule could not decide on the
 greedy words), or until :meth:`WhisperStream.finish`, which the live session starts
-only once the reply is sounding (voice_sim.listen, ``final_after``).
+only once the reply is sounding (voice_sim.listen, ``final_after``). A partial re-decode
+that began as the speech ended covers the pause already, with its end probability: the
+pause then decodes nothing more (it would otherwise have waited for that partial first).
 """
 
 from __future__ import annotations
@@ -507,10 +509,14 @@ class WhisperStream:
                 self._end = (0, None)  # the beam's words replace the pause decode's
 
     def _partial_job(self, start: int, audio: np.ndarray) -> None:
-        text = self._engine.quick_text(audio)
+        # With the end probability too (it costs nothing measurable): a partial begun
+        # as the speech ended is the pause's greedy decode already, and the pause then
+        # needs none of its own (it would have waited for this one to finish first).
+        text, p = self._engine.quick_decode(audio, end_p=True)
         with self._lock:
             self._partial = (start, text)
             self._covered = max(self._covered, start + len(audio))
+            self._end = (start + len(audio), p)
 
     def _pause_job(self, start: int, audio: np.ndarray) -> None:
         text, p = self._engine.quick_decode(audio, end_p=True)
