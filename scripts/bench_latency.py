@@ -485,11 +485,11 @@ def run_barge_in(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             speaker.replying = i > 0
             speaker.speak(lines[i % len(lines)], 16_000)
             false += speaker.last is not None
-            false_yields += speaker.gave_way is not None
+            false_yields += getattr(speaker, "gave_way", None) is not None
             aec_ms += speaker.aec_ms
             cancelled += speaker.aec is not None and speaker.aec.lag is not None
             print(f"  echo {i + 1:2d}: {'FALSE BARGE-IN' if speaker.last else 'ok'}"
-                  f"{'  FALSE YIELD' if speaker.gave_way else ''}  "
+                  f"{'  FALSE YIELD' if getattr(speaker, 'gave_way', None) else ''}  "
                   f"echo gain {speaker.echo_gain_db:.1f} dB", file=sys.stderr)
         for i in range(args.trials):
             line = lines[rng.randrange(len(lines))]

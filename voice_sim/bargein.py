@@ -500,6 +500,7 @@ class ListeningSpeaker:
                                   detect_s=now - onset_at, line_s=len(samples) / sr,
                                   resumed_at=onset_at)
             self.mic.unread(before, turn=True)
+            self._heard_until = now  # handed on: not to be heard as going on again
             return now
         player = Player(samples, sr, self.device)
         self.last_player = player
@@ -648,8 +649,9 @@ class ListeningSpeaker:
             if onset is None and not player.done.is_set():
                 player.stop()  # an exception (Ctrl-C): never leave the line playing
             player.close()
-            if blocks:
-                self._heard_until = blocks[-1].at
+            # Cut short, the line's echo still arrives for up to ECHO_WINDOW_S.
+            self._heard_until = max(blocks[-1].at if blocks else started,
+                                    (player.stopped_at or 0.0) + ECHO_WINDOW_S)
         if onset is None:
             self.mic.unread(before + blocks, turn=False)
             return started
