@@ -152,6 +152,8 @@ MAX_LEARN_S = 2.0
 YIELD_S = 1.0
 """Seconds from the start of a reply within which the trainee going on means the reply
 cut them off (the persona gives way and the answer goes on); later it is a barge-in."""
+ROOM_BLOCKS = 25
+"""Blocks (20 ms) heard before a line from which its noise floor is measured afresh."""
 LOOK_BACK_S = 0.2
 """Seconds before a reply in which speech means the trainee has already gone on."""
 
@@ -203,17 +205,6 @@ class Yield:
                 "played_s": round(self.played_s, 3), "detect_s": round(self.detect_s, 3),
                 "line_s": round(self.line_s, 3),
                 "pause_s": None if self.pause_s is None else round(self.pause_s, 3)}
-
-
-def _floor(blocks: list[Block]) -> float:
-    """The room's level under a stretch of blocks (dBFS; -70 for none)."""
-    import numpy as np
-
-    from voice_sim.listen import level_dbfs
-
-    if not blocks:
-        return -70.0
-    return float(np.percentile([level_dbfs(b.samples) for b in blocks], 10))
 
 
 def frame_levels(x: np.ndarray, sr: int) -> np.ndarray:
@@ -405,6 +396,8 @@ class ListeningSpeaker:
         :data:`YIELD_S` of its start makes it give way (:attr:`gave_way`)."""
         self.gave_way: Yield | None = None
         """The latest line gave way to the trainee going on (None: it did not)."""
+        self._room_db = -70.0
+        """dBFS: the room's noise floor as the latest wait of ROOM_BLOCKS or more heard it."""
         self._heard_until = 0.0
         """``perf_counter()`` stamp of the last block the latest line listened to: blocks
         up to it hold that line's echo, never the trainee going on."""
@@ -488,10 +481,15 @@ class ListeningSpeaker:
             before.append(b)
         room = [level_dbfs(b.samples) for b in before[-50:]]
         floor = float(np.percentile(room, 10)) if room else -70.0
+        if len(room) >= ROOM_BLOCKS:
+            self._room_db = floor
+        else:
+            # A few blocks (a reply due at once) may all be the trainee going on: the
+            # room is what the last longer wait heard, unless this is quieter.
+            floor = min(floor, self._room_db)
         vad = SpeechProbability()
         since = [b for b in before if b.at > self._heard_until]
-        went_on, run = (self._look_back(since, min(floor, _floor(since)), vad) if replying
-                        else (None, 0))
+        went_on, run = self._look_back(since, floor, vad) if replying else (None, 0)
         if went_on is not None:
             # The trainee went on while the reply was being chosen: it never sounds.
             now = time.perf_counter()

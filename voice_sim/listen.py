@@ -402,7 +402,9 @@ class TurnDetector:
                 self._reclassify()
         self.pos += n
         c = self.config
-        if (self.armed and not self.speaking and self.pos >= self._hold_until
+        # Not on a loud block the voice model has yet to judge: the trainee going on
+        # after the pause is heard by its energy a block or two before its voice.
+        if (self.armed and not self.voiced and self.pos >= self._hold_until
                 and self.silence_s >= self.pause_needed()):
             return "silence"
         if self.pos >= c.max_answer_s * self.sr:
