@@ -83,7 +83,7 @@ def _jsonl(pairs: list[tuple[str, str]], workers: int) -> tuple[float, float]:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run([sys.executable, "-m", "voice_sim", "check-reply", "--jsonl", name,
                         "--workers", str(workers)],
-                       stdout=subprocess.DEVNULL, check=True)
+                       stdout=subprocess.DEVNULL, check=True, env=_ENV)
         wall = time.perf_counter() - t
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     finally:
@@ -120,9 +120,15 @@ def _persona() -> None:
     print(json.dumps({"persona_s": time.perf_counter() - t0}))
 
 
-def _child(flag: str, env: dict[str, str] | None = None) -> dict[str, float]:
+_ENV = dict(os.environ)
+"""The environment of the timed processes. Installed, the package has its bytecode
+compiled; a shell with ``PYTHONDONTWRITEBYTECODE`` would make every process compile
+every module again (0.1 s of CPU), so the bytecode is kept in a temporary folder."""
+
+
+def _child(flag: str, **env: str) -> dict[str, float]:
     out = subprocess.run([sys.executable, __file__, flag], capture_output=True, text=True,
-                         check=True, env=env).stdout
+                         check=True, env={**_ENV, **env}).stdout
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
@@ -362,11 +368,18 @@ def main() -> int:
         print(f"load average {os.getloadavg()[0]:.2f}")
         return 0
     print(f"load average {os.getloadavg()[0]:.2f}")
+    pycache = tempfile.TemporaryDirectory()
+    if _ENV.pop("PYTHONDONTWRITEBYTECODE", None):
+        _ENV["PYTHONPYCACHEPREFIX"] = pycache.name
+        print("bytecode: kept in a temporary folder for the timed processes (this shell "
+              "sets PYTHONDONTWRITEBYTECODE; an install has its bytecode compiled)")
+    _jsonl(pairs[:1], 1)  # untimed: bytecode written, the encoder's graph kept
+    _child("--child-persona")
     with tempfile.TemporaryDirectory() as cache:
         # first with nothing kept: the encoder's graph is written, then kept for the
         # next process (voice_sim.embedding_ort.cached_session), as after an install
-        cold = _child("--child-load", {**os.environ, "VOICE_SIM_CACHE": cache})
-        load = _child("--child-load", {**os.environ, "VOICE_SIM_CACHE": cache})
+        cold = _child("--child-load", VOICE_SIM_CACHE=cache)
+        load = _child("--child-load", VOICE_SIM_CACHE=cache)
     print(f"model load (fresh process: import, rubric, embedding model, classifier, "
           f"exemplars): {load['load_s']:.2f} s (the first after an install, writing the "
           f"encoder's graph: {cold['load_s']:.2f} s)")
@@ -415,6 +428,7 @@ def main() -> int:
         print(f"{what}, steady (the {len(pairs)}-line run minus a 1-line run): "
               f"{n / steady_wall:.0f} replies/s; {n / steady_cpu:.0f} replies per CPU-second")
     print(f"load average {os.getloadavg()[0]:.2f}")
+    pycache.cleanup()
     return 0
 
 

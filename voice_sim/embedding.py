@@ -22,7 +22,9 @@ vector, bit for bit, alone or in a batch. Vectors are cached per process by text
 :func:`load_model` is the only entry point that touches the files; a missing or
 corrupt model raises :class:`~voice_sim.errors.ModelError` naming the package to
 install. :func:`warm_up` loads it in a background thread (a call starts it while the
-persona's first line plays).
+persona's first line plays). With onnxruntime, the encoder's graph written by an earlier
+process is read back from the cache folder
+(:func:`voice_sim.embedding_ort.cached_session`) instead of being built again.
 """
 
 from __future__ import annotations

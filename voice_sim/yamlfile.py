@@ -7,19 +7,21 @@ interface, read only by :func:`position`) and refuses what a plain data file nev
 needs: oversized files, bytes that are not UTF-8, explicit tags (``!!python/object``
 and friends) and alias bombs.
 
-Two readers, one result. A plain file — no tags, anchors, aliases, directives or
-merge keys, nothing out of the ordinary — is read from libyaml's event stream
-(PyYAML's C parser, which ``tokenizers`` brings in; :func:`_fast_load`) into
-:class:`YamlMap` / :class:`YamlList`, values resolved by YAML 1.2's rules as ruamel's
-are: the 974-line built-in rubric in ~25 ms instead of ~300 ms. Anything else — a
-syntax error, a tag, an alias, a duplicate key, a file the fast reader is not sure
-of — goes through ruamel.yaml's round-trip loader (:func:`_load_round_trip`), which
-gives every refusal its ``file:line:column`` exactly as before. The two agree on
-the data and on every position (``tests/test_yamlfile.py`` checks every YAML file of
-the repository both ways); the fast reader's floats are plain ``float`` and its
-block scalars plain ``str`` (ruamel's subclasses of them only remember how they
-were written, for writing back). Editing a file keeping its comments
-(:mod:`voice_sim.persona_edit`) uses ruamel itself.
+Two readers, one result. A plain file — no tags, anchors, aliases, directives, merge
+keys, tabs or left-out values — is read from libyaml's event stream (PyYAML's C
+parser; :func:`_fast_load`) into :class:`YamlMap` / :class:`YamlList`, values resolved
+by YAML 1.2's rules as ruamel's are: the 974-line built-in rubric in ~5 ms (30 ms with
+the import) instead of ~300 ms. Anything else — a syntax error, a tag, an alias, a
+duplicate key, ``key:`` with nothing after it (whose position the two parsers place
+differently), anything the fast reader is not sure of — goes through ruamel.yaml's
+round-trip loader (:func:`_load_round_trip`), which gives every refusal its
+``file:line:column`` exactly as before. The two agree on the data and on every
+position (checked on every YAML file of the repository, with Unix and Windows line
+ends, and on 23,000 mutated and generated files; ``tests/test_yamlfile.py`` keeps a
+few of each); the fast reader's floats are plain ``float`` and its block scalars
+plain ``str`` (ruamel's subclasses of them only remember how they were written, for
+writing back). Editing a file keeping its comments (:mod:`voice_sim.persona_edit`)
+uses ruamel itself.
 """
 
 from __future__ import annotations
