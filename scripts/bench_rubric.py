@@ -5,8 +5,8 @@ Usage: ``scripts/bench_rubric.py [--n 300] [--runtimes]``. Prints, each on its o
 
 * model load: a fresh process importing the scorer, reading the rubric and loading the
   embedding model and the classifier (what a call pays, in the background, while the
-  first line plays), with the encoder's graph kept by an earlier process and, in
-  brackets, the first load after an install (the graph written and kept);
+  first line plays), with the encoder's graph kept by an earlier process; then the
+  first load after an install (the graph written and kept);
 * rubric load and persona load: a fresh process reading and compiling the built-in
   ``rubric.yaml``, and reading and checking a shipped persona (imports included);
 * resident memory added by that load (RSS after minus before);
@@ -381,8 +381,9 @@ def main() -> int:
         cold = _child("--child-load", VOICE_SIM_CACHE=cache)
         load = _child("--child-load", VOICE_SIM_CACHE=cache)
     print(f"model load (fresh process: import, rubric, embedding model, classifier, "
-          f"exemplars): {load['load_s']:.2f} s (the first after an install, writing the "
-          f"encoder's graph: {cold['load_s']:.2f} s)")
+          f"exemplars): {load['load_s']:.2f} s")
+    print(f"first load after an install (the encoder's graph written, then kept): "
+          f"{cold['load_s']:.2f} s")
     print(f"rubric load (fresh process: import, read rubric.yaml, compile its phrases): "
           f"{load['rubric_s']:.2f} s")
     print(f"persona load (fresh process: import, read and check a shipped persona): "
