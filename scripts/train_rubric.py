@@ -133,7 +133,8 @@ def featurize(rows: list[dict[str, Any]], log: bool = True) -> list[dict[str, An
         cvec = model.embed([cn])[0] if cn else None
         rule_ids = rule_content(row["reply"], row.get("customer"), rubric=base).ids
         out.append({**row, "norm": norm, "units": us, "vecs": vecs, "cvec": cvec,
-                    "dense": dense_features(vecs, cvec, rule_ids, norm.text), "text": norm.text,
+                    "dense": dense_features(vecs, cvec, rule_ids, norm.text,
+                                            [u.text for u in us], cn), "text": norm.text,
                     "rule_ids": rule_ids})
     return out
 
@@ -194,9 +195,11 @@ def choose_thresholds(feats: list[dict[str, Any]], log: bool = False) -> Any:
     return out
 
 
-def fit(feats: list[dict[str, Any]], thresholds: Any = None) -> dict[str, Any]:
+def fit(feats: list[dict[str, Any]], thresholds: Any = None,
+        sample_weight: Any = None) -> dict[str, Any]:
     """TF-IDF + one logistic model per id; returns the arrays of ``rubric_model.npz``
-    (``thresholds``: per id; default the fixed step / pitfall ones)."""
+    (``thresholds``: per id; default the fixed step / pitfall ones; ``sample_weight``:
+    per row, default 1)."""
     import numpy as np
     from scipy.sparse import csr_matrix, hstack
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -219,7 +222,7 @@ def fit(feats: list[dict[str, Any]], thresholds: Any = None) -> dict[str, Any]:
     for k, id_ in enumerate(CONTENT_IDS):
         y = np.array([id_ in labels(f) for f in feats], dtype=int)
         clf = LogisticRegression(C=C, max_iter=5000, class_weight="balanced")
-        clf.fit(x, y)
+        clf.fit(x, y, sample_weight=sample_weight)
         weights[k] = clf.coef_[0]
         bias[k] = clf.intercept_[0]
     weights[:, dense.shape[1]:] *= TFIDF_WEIGHT  # fold the block scale into the weights
@@ -253,7 +256,8 @@ def mine_exemplars(feats: list[dict[str, Any]], arrays: dict[str, Any]) -> dict[
             if not 2 <= len(text.split()) <= 14:
                 continue
             rule_ids = rule_content(text, f.get("customer"), rubric=base).ids
-            dense = dense_features(v[None, :], f["cvec"], rule_ids, u.text)
+            dense = dense_features(v[None, :], f["cvec"], rule_ids, u.text, [u.text],
+                                   normalize(f.get("customer") or "").text)
             p = clf.probabilities(dense, u.text)
             for k, id_ in enumerate(clf.ids):
                 if id_ in gold and p[k] >= 0.9:
