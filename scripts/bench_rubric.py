@@ -3,8 +3,12 @@
 
 Usage: ``scripts/bench_rubric.py [--n 300] [--runtimes]``. Prints, each on its own line:
 
-* model load: a fresh process importing the scorer and loading the embedding model
-  and the classifier (what a call pays, in the background, while the first line plays);
+* model load: a fresh process importing the scorer, reading the rubric and loading the
+  embedding model and the classifier (what a call pays, in the background, while the
+  first line plays), with the encoder's graph kept by an earlier process; then the
+  first load after an install (the graph written and kept);
+* rubric load and persona load: a fresh process reading and compiling the built-in
+  ``rubric.yaml``, and reading and checking a shipped persona (imports included);
 * resident memory added by that load (RSS after minus before);
 * one reply scored warm (model loaded; each reply new to the cache): median and p95 over
   ``--n`` replies of the labelled corpus, each with its customer line;
@@ -79,7 +83,7 @@ def _jsonl(pairs: list[tuple[str, str]], workers: int) -> tuple[float, float]:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run([sys.executable, "-m", "voice_sim", "check-reply", "--jsonl", name,
                         "--workers", str(workers)],
-                       stdout=subprocess.DEVNULL, check=True)
+                       stdout=subprocess.DEVNULL, check=True, env=_ENV)
         wall = time.perf_counter() - t
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     finally:
@@ -91,16 +95,41 @@ def _load() -> None:
     """Child: time the load in a fresh process, print JSON."""
     before = _rss_mb()
     t0 = time.perf_counter()
-    from voice_sim.embedding import load_model
     from voice_sim.rubric import load_rubric, score_reply
+
+    rubric = load_rubric()
+    rubric_s = time.perf_counter() - t0
+    from voice_sim.embedding import load_model
     from voice_sim.rubric_semantic import exemplar_bank, load_classifier
 
     model = load_model()
     load_classifier()
-    exemplar_bank(load_rubric(), model)
+    exemplar_bank(rubric, model)
     score_reply("Thanks for waiting.", "Hello?")
     secs = time.perf_counter() - t0
-    print(json.dumps({"load_s": secs, "rss_added_mb": _rss_mb() - before}))
+    print(json.dumps({"load_s": secs, "rubric_s": rubric_s,
+                      "rss_added_mb": _rss_mb() - before}))
+
+
+def _persona() -> None:
+    """Child: time importing the persona loader and loading a shipped persona."""
+    t0 = time.perf_counter()
+    from voice_sim.persona import load_persona
+
+    load_persona(str(ROOT / "personas" / "double-billing.yaml"))
+    print(json.dumps({"persona_s": time.perf_counter() - t0}))
+
+
+_ENV = dict(os.environ)
+"""The environment of the timed processes. Installed, the package has its bytecode
+compiled; a shell with ``PYTHONDONTWRITEBYTECODE`` would make every process compile
+every module again (0.1 s of CPU), so the bytecode is kept in a temporary folder."""
+
+
+def _child(flag: str, **env: str) -> dict[str, float]:
+    out = subprocess.run([sys.executable, __file__, flag], capture_output=True, text=True,
+                         check=True, env={**_ENV, **env}).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
 
 
 def _runtimes(texts: list[str]) -> None:
@@ -316,9 +345,13 @@ def main() -> int:
     ap.add_argument("--encoders", action="store_true",
                     help="encoder CPU time per depth and arithmetic")
     ap.add_argument("--child-load", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--child-persona", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_load:
         _load()
+        return 0
+    if args.child_persona:
+        _persona()
         return 0
     pairs = _pairs(args.n)
     if args.runtimes:
@@ -335,12 +368,28 @@ def main() -> int:
         print(f"load average {os.getloadavg()[0]:.2f}")
         return 0
     print(f"load average {os.getloadavg()[0]:.2f}")
-    out = subprocess.run([sys.executable, __file__, "--child-load"], capture_output=True,
-                         text=True, check=True).stdout
-    load = json.loads(out.strip().splitlines()[-1])
-    print(f"model load (fresh process: import, embedding model, classifier, exemplars): "
-          f"{load['load_s']:.2f} s")
-    print(f"resident memory added by the load: {load['rss_added_mb']:.0f} MB")
+    pycache = tempfile.TemporaryDirectory()
+    if _ENV.pop("PYTHONDONTWRITEBYTECODE", None):
+        _ENV["PYTHONPYCACHEPREFIX"] = pycache.name
+        print("bytecode: kept in a temporary folder for the timed processes (this shell "
+              "sets PYTHONDONTWRITEBYTECODE; an install has its bytecode compiled)")
+    _jsonl(pairs[:1], 1)  # untimed: bytecode written, the encoder's graph kept
+    _child("--child-persona")
+    with tempfile.TemporaryDirectory() as cache:
+        # first with nothing kept: the encoder's graph is written, then kept for the
+        # next process (voice_sim.embedding_ort.cached_session), as after an install
+        cold = _child("--child-load", VOICE_SIM_CACHE=cache)
+        load = _child("--child-load", VOICE_SIM_CACHE=cache)
+    print(f"model load (fresh process: import, rubric, embedding model, classifier, "
+          f"exemplars): {load['load_s']:.2f} s")
+    print(f"first load after an install (the encoder's graph written, then kept): "
+          f"{cold['load_s']:.2f} s")
+    print(f"rubric load (fresh process: import, read rubric.yaml, compile its phrases): "
+          f"{load['rubric_s']:.2f} s")
+    print(f"persona load (fresh process: import, read and check a shipped persona): "
+          f"{_child('--child-persona')['persona_s']:.2f} s")
+    print(f"resident memory added by the load: {load['rss_added_mb']:.0f} MB (the first after "
+          f"an install: {cold['rss_added_mb']:.0f} MB)")
 
     from voice_sim.embedding import load_model
     from voice_sim.rubric import load_rubric, score_reply
@@ -380,6 +429,7 @@ def main() -> int:
         print(f"{what}, steady (the {len(pairs)}-line run minus a 1-line run): "
               f"{n / steady_wall:.0f} replies/s; {n / steady_cpu:.0f} replies per CPU-second")
     print(f"load average {os.getloadavg()[0]:.2f}")
+    pycache.cleanup()
     return 0
 
 

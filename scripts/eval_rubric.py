@@ -3,24 +3,39 @@
 
 Usage::
 
-    scripts/eval_rubric.py                 # the held-out corpus situations (the figure)
-    scripts/eval_rubric.py --cv            # leave-one-situation-out CV on the 12 tuning ones
+    scripts/eval_rubric.py --data FILE     # a held-out labelled set (JSONL file or folder)
+    scripts/eval_rubric.py --cv            # leave-one-situation-out CV (16 and 12 situations)
+    scripts/eval_rubric.py --cv 16|12      # one of the two protocols
     scripts/eval_rubric.py --project [--split tune|heldout|all]   # tests/data/replies.jsonl
-    scripts/eval_rubric.py --data FILE     # any JSONL with reply, customer, steps, pitfalls
+    scripts/eval_rubric.py                 # the shipped scorer on its own training corpus
 
 Each report has one row per id (the 11 word-level steps and the 4 pitfalls), the
-macro-F1 (mean F1 over those 15), the pitfall false-alarm rate (share of replies with
-no gold pitfall that get one) and the confusion list (gold id missed → id found
-instead, by count). ``--errors`` lists the replies scored wrong.
+macro-F1 (mean F1 over those 15), the lowest recall, the pitfall false-alarm rate
+(share of replies with no gold pitfall that get one) and the confusion list (gold id
+missed → id found instead, by count). ``--errors`` lists the replies scored wrong,
+``--json`` prints the same as JSON.
 
 The corpus (``tests/data/corpus/``, rules in its ``SPEC.md``) was written by two people
-outside the scorer's code, 16 customer situations; the 4 in
-:data:`train_rubric.HELDOUT` are never used for tuning (not for exemplars, thresholds
-or model choice): the default run reports them through the shipped scorer. ``--cv``
-retrains the semantic layer 12 times, each time without one tuning situation, and
-scores that situation: the figure model choices were made on. The extra replies in
-``tests/data/extra/`` (situations of their own, written for the weakest ids) and the
-project's replies train in every fold and are never scored.
+outside the scorer's code, 16 customer situations. Until 2026-12-01 four of them were
+held out (:data:`train_rubric.BURNED`); measured four times, they stopped being an
+honest figure and are tuning data now. The figure is measured with ``--data`` on a
+labelled set written outside the repository and never tuned on: one JSON object per
+line with ``reply``, ``steps`` and ``pitfalls`` (``customer`` optional; the corpus's
+format), a file or a folder of ``*.jsonl`` files. A malformed line stops the run with
+one line naming file, line and field (exit 2).
+
+``--cv`` retrains the semantic layer once per situation without it and scores that
+situation — the figure model choices are made on. Two protocols: ``16``, every corpus
+situation a fold (the four former held-out ones included), reported over all 16 and
+over the 12 older ones; ``12``, the protocol of every figure before 2026-12-01 (the
+four former held-out situations not used at all), so old and new figures compare.
+The extra replies in ``tests/data/extra/`` (situations of their own, written for the
+weakest ids) and the project's replies train in every fold and are never scored.
+
+With no held-out situations left in the repository (:data:`train_rubric.HELDOUT` is
+empty), the default run scores the shipped scorer on the whole corpus it was trained
+on and says so: a check that the shipped files are the trained ones and that nothing
+regressed, never a figure of how it does on new wording.
 
 ``tests/data/replies.jsonl`` holds the project's own 272 replies (written with the
 rules; also tuning data for the semantic layer). Its labelling guide:
@@ -130,73 +145,172 @@ def _print(name: str, result: dict[str, Any], confusion: int = 15) -> None:
             print(f"  {n:>4}  {m} -> {e}")
 
 
-def cross_validate(per_id: bool = False) -> dict[str, Any]:
-    """Leave-one-situation-out over the tuning situations: retrain without a situation,
-    score it; one pooled result. ``per_id``: each fold chooses per-id thresholds by an
-    inner leave-one-situation-out on its own training part (nested: the held-out
-    situation never picks its threshold)."""
+class DataError(Exception):
+    """A labelled file that cannot be read (the message names file, line and field)."""
+
+
+def load_labelled(path: Path) -> list[dict[str, Any]]:
+    """The labelled replies of a JSONL file, or of every ``*.jsonl`` file in a folder
+    (sorted), checked: ``reply`` text, ``steps`` / ``pitfalls`` lists of known ids,
+    ``customer`` text or absent. Raises :class:`DataError` naming file:line and field."""
+    from voice_sim.steps import STEP_IDS
+
+    if path.is_dir():
+        files = sorted(path.glob("*.jsonl"))
+        if not files:
+            raise DataError(f"{path}: no *.jsonl files in this folder")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise DataError(f"{path}: no such file or folder")
+    known = {"steps": set(STEP_IDS), "pitfalls": set(PITFALL_IDS)}
+    rows: list[dict[str, Any]] = []
+    for file in files:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise DataError(f"{file}: cannot be read as UTF-8 text ({e})") from e
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            where = f"{file}:{n}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{where}: not JSON ({e.msg}, column {e.colno})") from e
+            if not isinstance(row, dict):
+                raise DataError(f"{where}: expected one JSON object per line")
+            if not isinstance(row.get("reply"), str):
+                raise DataError(f"{where}: field 'reply' must be the reply's text")
+            if row.get("customer") is not None and not isinstance(row["customer"], str):
+                raise DataError(f"{where}: field 'customer' must be text or absent")
+            for key in ("steps", "pitfalls"):
+                val = row.get(key)
+                if not isinstance(val, list) or not all(isinstance(x, str) for x in val):
+                    raise DataError(f"{where}: field '{key}' must be a list of ids")
+                bad = [x for x in val if x not in known[key]]
+                if bad:
+                    raise DataError(f"{where}: field '{key}': unknown id {bad[0]!r} "
+                                    f"(valid: {', '.join(sorted(known[key]))})")
+            # stay_calm is measured from audio: never a word-level gold id
+            rows.append({**row, "steps": [x for x in row["steps"] if x in CONTENT_IDS]})
+    return rows
+
+
+Fit = Callable[[list[dict[str, Any]]], Any]
+
+
+def fold_predictions(feats: list[dict[str, Any]], fit: Fit | None = None,
+                     log: float | None = None) -> dict[int, set[str]]:
+    """Leave-one-situation-out over :func:`train_rubric.fold_situations` of ``feats``:
+    row index -> ids found by the classifier trained without the row's situation.
+    ``fit`` (training rows -> :class:`~voice_sim.rubric_semantic.Classifier`) replaces
+    :func:`train_rubric.fit`'s default recipe (experiments)."""
     import train_rubric as tr
 
-    from voice_sim.rubric_semantic import Classifier, thresholds
+    from voice_sim.rubric_semantic import thresholds
 
-    t = time.perf_counter()
-    rows = tr.tuning_rows()
-    feats = tr.featurize(rows)
-    print(f"featurized {len(feats)} replies in {time.perf_counter() - t:.0f} s", flush=True)
-    situations = tr.fold_situations(feats)
+    fit = fit or (lambda train: tr.classifier(tr.fit(train)))
     predicted: dict[int, set[str]] = {}
-    for s in situations:
-        train = [f for f in feats if f["situation"] != s]
-        arr = tr.fit(train, tr.choose_thresholds(train) if per_id else None)
-        clf = Classifier(tuple(str(x) for x in arr["ids"]),
-                         {str(v): k for k, v in enumerate(arr["vocab"])}, arr["idf"],
-                         arr["weights"], arr["bias"], arr["thresholds"], int(arr["n_dense"]))
+    for s in tr.fold_situations(feats):
+        clf = fit([f for f in feats if f["situation"] != s])
         for n, f in enumerate(feats):
             if f["situation"] == s:
                 p = clf.probabilities(f["dense"], f["text"])
                 predicted[n] = {i for i, q, th in zip(clf.ids, p, thresholds(clf, f["rule_ids"]),
                                                       strict=True) if q >= th}
-        print(f"  fold {s}: done ({time.perf_counter() - t:.0f} s)", flush=True)
-    test = [(n, f) for n, f in enumerate(feats) if n in predicted]
+        if log is not None:
+            print(f"  fold {s}: done ({time.perf_counter() - log:.0f} s)", flush=True)
+    return predicted
+
+
+def _scored(feats: list[dict[str, Any]], predicted: dict[int, set[str]],
+            keep: Callable[[dict[str, Any]], bool] = lambda f: True) -> dict[str, Any]:
+    test = [(n, f) for n, f in enumerate(feats) if n in predicted and keep(f)]
     by_row = {id(f): predicted[n] for n, f in test}
     return evaluate([f for _, f in test], predict=lambda r: by_row[id(r)])
 
 
+def cross_validate(per_id: bool = False, protocol: str = "both"
+                   ) -> list[tuple[str, dict[str, Any]]]:
+    """Leave-one-situation-out: retrain without a situation, score it; pooled results.
+    ``protocol``: ``"16"`` (every corpus situation a fold; reported over the 16 and
+    over the 12 older ones), ``"12"`` (the four former held-out situations,
+    :data:`train_rubric.BURNED`, not used at all: the protocol of the figures before
+    2026-12-01) or ``"both"``. ``per_id``: each fold chooses per-id thresholds by an
+    inner leave-one-situation-out on its own training part (nested: the held-out
+    situation never picks its threshold)."""
+    import train_rubric as tr
+
+    t = time.perf_counter()
+    feats = tr.featurize(tr.tuning_rows())
+    print(f"featurized {len(feats)} replies in {time.perf_counter() - t:.0f} s", flush=True)
+    fit: Fit | None = None
+    tag = ""
+    if per_id:
+        tag = ", per-id thresholds (nested)"
+        fit = lambda train: tr.classifier(tr.fit(train, tr.choose_thresholds(train)))  # noqa: E731
+    out: list[tuple[str, dict[str, Any]]] = []
+    if protocol in ("16", "both"):
+        pred = fold_predictions(feats, fit, log=t)
+        out.append((f"cross-validation, 16 corpus situations{tag}", _scored(feats, pred)))
+        out.append((f"the same folds, the 12 situations tuned on before 2026-12-01{tag}",
+                    _scored(feats, pred, lambda f: f["situation"] not in tr.BURNED)))
+    if protocol in ("12", "both"):
+        old = [f for f in feats if f["situation"] not in tr.BURNED]
+        pred = fold_predictions(old, fit, log=t)
+        out.append((f"cross-validation, 12 situations, the former held-out 4 not used "
+                    f"(the protocol before 2026-12-01){tag}", _scored(old, pred)))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cv", action="store_true",
-                    help="leave-one-situation-out cross-validation on the tuning situations")
+    ap.add_argument("--cv", nargs="?", const="both", choices=("16", "12", "both"),
+                    help="leave-one-situation-out cross-validation: 16 corpus situations, "
+                         "the 12 of the protocol before 2026-12-01, or both (default)")
     ap.add_argument("--per-id", action="store_true",
                     help="with --cv: per-id thresholds chosen inside each fold")
     ap.add_argument("--project", action="store_true",
                     help="the project's replies (tests/data/replies.jsonl)")
     ap.add_argument("--split", choices=("tune", "heldout", "all"), default=None,
                     help="with --project: one split (default: each, then all)")
-    ap.add_argument("--data", type=Path, help="another labelled JSONL file")
+    ap.add_argument("--data", type=Path, action="append",
+                    help="a labelled JSONL file or a folder of them (repeatable)")
     ap.add_argument("--errors", action="store_true", help="list the replies scored wrong")
     ap.add_argument("--rubric", help="extra rubric file")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     args = ap.parse_args()
-    rubric = load_rubric(args.rubric)
     results: list[tuple[str, dict[str, Any]]] = []
+    try:
+        data = [(str(p), load_labelled(p)) for p in args.data or []]
+    except DataError as err:
+        print(f"eval_rubric: {err}", file=sys.stderr)
+        return 2
+    rubric = load_rubric(args.rubric)
     if args.cv:
-        results.append(("cross-validation, 12 tuning situations"
-                        + (", per-id thresholds (nested)" if args.per_id else ""),
-                        cross_validate(args.per_id)))
-    elif args.project or args.data:
-        rows = load_rows(args.data or DATA)
-        if args.data:
-            results.append((str(args.data), evaluate(rows, rubric)))
-        else:
-            for split in [args.split] if args.split else ["tune", "heldout", "all"]:
-                chosen = rows if split == "all" else [r for r in rows if r["split"] == split]
-                results.append((f"project replies, {split}", evaluate(chosen, rubric)))
+        results.extend(cross_validate(args.per_id, args.cv))
+    elif data:
+        results.extend((name, evaluate(rows, rubric)) for name, rows in data)
+    elif args.project:
+        rows = load_rows(DATA)
+        for split in [args.split] if args.split else ["tune", "heldout", "all"]:
+            chosen = rows if split == "all" else [r for r in rows if r["split"] == split]
+            results.append((f"project replies, {split}", evaluate(chosen, rubric)))
     else:
         import train_rubric as tr
 
-        rows = tr.load_corpus(heldout=True)
-        results.append((f"held-out situations ({', '.join(sorted(tr.HELDOUT))})",
-                        evaluate(rows, rubric)))
+        held = tr.load_corpus(heldout=True)
+        if held:
+            results.append((f"held-out situations ({', '.join(sorted(tr.HELDOUT))})",
+                            evaluate(held, rubric)))
+        else:
+            print("eval_rubric: no held-out situations in the repository (all 16 corpus "
+                  "situations are tuning data): scoring the shipped scorer on its own "
+                  "training corpus, a regression check, not a figure. For figures: --cv "
+                  "(cross-validation) or --data FILE (a held-out set).", file=sys.stderr)
+            results.append(("training corpus, 16 situations (fit, not a held-out figure)",
+                            evaluate(tr.load_corpus(), rubric)))
     for name, result in results:
         if args.json:
             out = {k: v for k, v in result.items() if k != "errors" or args.errors}

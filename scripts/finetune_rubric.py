@@ -7,10 +7,10 @@ Usage::
 
 Needs CPU torch (training only: ``pip install -e '.[train]'``); scoring never does.
 
-What it measures. The tuning situations (the corpus minus
-:data:`train_rubric.HELDOUT`, which is never loaded here) are cut into ``--folds``
-groups of whole situations (sorted names, every ``folds``-th one: 4 folds of 3). For
-each fold, on the other situations plus the project's replies:
+What it measures. The tuning situations (all 16 of the corpus since 2026-12-01, see
+:data:`train_rubric.BURNED`) are cut into ``--folds`` groups of whole situations
+(sorted names, every ``folds``-th one: 4 folds of 4). For each fold, on the other
+situations plus the extra and the project's replies (never scored):
 
 * **frozen**: the shipped pipeline — all-MiniLM-L6-v2 as shipped, then
   :func:`train_rubric.fit` (logistic per id over pooled clause vectors, rule ids,
@@ -354,7 +354,7 @@ def main() -> int:
     lows = lower_states(make_encoder(weights, args.top, 1, 1.0), items)
     print(f"lower {LAYERS - args.top} layers of {len(items)} replies "
           f"({time.perf_counter() - t:.0f} s)", flush=True)
-    situations = sorted({r["situation"] for r in rows} - {"project"})
+    situations = tr.fold_situations(rows)  # extra and project replies always train
     groups = [situations[g::args.folds] for g in range(args.folds)]
     t = time.perf_counter()
     base_feats = tr.featurize(rows, log=False)

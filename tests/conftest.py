@@ -139,3 +139,28 @@ def recorded_session(tmp_path_factory: pytest.TempPathFactory,
     result = run_call(load_persona("double-billing"), FileTrainee(answers), SilentSpeaker(),
                       options)
     return result.dir
+
+
+REALTIME_MODULES = frozenset({
+    "test_devices.py", "test_fake_audio.py", "test_listen.py", "test_never_lose.py",
+    "test_report_browser.py", "test_serve.py", "test_serve_browser.py", "test_turn_path.py",
+})
+"""Modules whose tests race the wall clock (a fake or virtual sound card, a browser, audio
+streamed at speaking pace, a kill at a chosen moment)."""
+
+REALTIME_TESTS = frozenset({
+    "test_session.py::test_killed_or_interrupted_mid_call_keeps_every_turn",
+})
+"""The same, one test at a time, in modules whose other tests do not."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``realtime`` every test that races the clock: those named above and every
+    ``audio_device`` test. ``scripts/test`` runs the others on two workers, then these one
+    at a time, so a timing verdict is never taken on a machine a second worker loads."""
+    for item in items:
+        module = item.path.name
+        name = f"{module}::{getattr(item, 'originalname', item.name)}"
+        if (module in REALTIME_MODULES or name in REALTIME_TESTS
+                or item.get_closest_marker("audio_device") is not None):
+            item.add_marker(pytest.mark.realtime)

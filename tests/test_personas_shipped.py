@@ -352,9 +352,7 @@ ALSO_HOLDS: dict[str, frozenset[str]] = {k: frozenset(v.split()) for k, v in {
 }.items()}
 
 KNOWN_MISREADS: dict[str, frozenset[str]] = {k: frozenset(v.split()) for k, v in {
-    "flight-cancelled:opening": "offer_solution",  # "Let's get you to Atlanta": no remedy yet
     "press-threat:angrier": "offer_solution",  # "Let me fix it for you now": no remedy named
-    "saas-outage:angrier": "offer_solution",  # a cause and a time, nothing offered
 }.items()}
 """Unexpected ids the shipped scorer still gives a sample reply (on one phrasing of its
 line or more): listed so that nothing new slips in, and exact, so an entry the scorer

@@ -22,7 +22,9 @@ vector, bit for bit, alone or in a batch. Vectors are cached per process by text
 :func:`load_model` is the only entry point that touches the files; a missing or
 corrupt model raises :class:`~voice_sim.errors.ModelError` naming the package to
 install. :func:`warm_up` loads it in a background thread (a call starts it while the
-persona's first line plays).
+persona's first line plays). With onnxruntime, the encoder's graph written by an earlier
+process is read back from the cache folder
+(:func:`voice_sim.embedding_ort.cached_session`) instead of being built again.
 """
 
 from __future__ import annotations
@@ -516,6 +518,29 @@ def _build(folder: Path, runtime: str) -> Model:
     def ln(prefix: str) -> tuple[np.ndarray, np.ndarray]:
         return (np.array(g(prefix + ".weight")), np.array(g(prefix + ".bias")))
 
+    word = g("embeddings.word_embeddings.weight")
+    if word.shape != (tok.get_vocab_size(), DIM):
+        raise ValueError(f"word embeddings {word.shape} do not fit the tokenizer")
+
+    def model_with(layers: tuple[_Layer, ...], session: Any = None) -> Model:
+        return Model(folder, tok, word, np.array(g("embeddings.position_embeddings.weight")),
+                     np.array(g("embeddings.token_type_embeddings.weight")),
+                     ln("embeddings.LayerNorm"), layers, session=session)
+
+    ort = False
+    if runtime != "numpy":
+        try:
+            import onnxruntime  # noqa: F401
+
+            ort = True
+        except ImportError:  # not installed: the NumPy pass (the same vectors, slower)
+            pass
+    if ort:
+        from voice_sim.embedding_ort import cached_session
+
+        kept = cached_session(folder)  # the graph an earlier process wrote
+        if kept is not None:
+            return model_with((), kept)
     layers = []
     scale = np.float32(1.0 / math.sqrt(DIM // _HEADS))
     for i in range(LAYERS):
@@ -536,17 +561,8 @@ def _build(folder: Path, runtime: str) -> Model:
             ln(att + "output.LayerNorm"), ws[2], np.array(g(p + "intermediate.dense.bias")),
             ws[3], np.array(g(p + "output.dense.bias")), ln(p + "output.LayerNorm"),
             *scales))
-    word = g("embeddings.word_embeddings.weight")
-    if word.shape != (tok.get_vocab_size(), DIM):
-        raise ValueError(f"word embeddings {word.shape} do not fit the tokenizer")
-    model = Model(folder, tok, word, np.array(g("embeddings.position_embeddings.weight")),
-                  np.array(g("embeddings.token_type_embeddings.weight")),
-                  ln("embeddings.LayerNorm"), tuple(layers))
-    if runtime == "numpy":
-        return model
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:  # not installed: the NumPy pass (the same vectors, slower)
+    model = model_with(tuple(layers))
+    if not ort:
         return model
     from voice_sim.embedding_ort import session
 

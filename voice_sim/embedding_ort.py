@@ -13,11 +13,19 @@ the graph's protocol-buffer encoding itself (the handful of ONNX message fields 
 uses are listed beside the code), with the weights :class:`~voice_sim.embedding.Model`
 already holds. The word and position embeddings stay in NumPy (a memory-mapped table
 and a sum); the graph takes their sum and returns the last layer's token states.
+
+The graph is written once and kept in the cache folder (:func:`cached_session`: named
+by the weights file, this code and NumPy's version, checked by a SHA-256), so a later
+process skips quantizing the weights and writing it — 0.1 s of CPU at every start,
+the same bytes, so the same vectors.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import struct
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -196,8 +204,71 @@ def _int8_dense(g: _Graph, x: str, w: np.ndarray, s: np.ndarray, b: np.ndarray,
     return g.node("Add", [g.node("Mul", [y, row]), g.const(name + ".b", b)])
 
 
+CACHE_KEEP = 3
+"""Graphs kept in the cache folder (checkouts of different versions may share it)."""
+
+
+def _cache_file(folder: Path) -> Path | None:
+    """Where the graph of the model in ``folder`` is kept between processes: named by
+    everything it is made from — the weights file (path, size, modification time), the
+    code that writes it (this module and :mod:`voice_sim.embedding`, whose settings
+    :data:`~voice_sim.embedding.LAYERS` and :data:`~voice_sim.embedding.INT8` it holds)
+    and NumPy's version (the quantization's arithmetic). None without a usable cache
+    folder (it is only a shortcut)."""
+    import numpy as np
+
+    from voice_sim import embedding
+    from voice_sim.errors import InputError
+    from voice_sim.paths import cache_dir
+
+    weights = folder / "model.safetensors"
+    try:
+        st = weights.stat()
+        root = cache_dir() / "embedding"
+        key = hashlib.sha256(repr((str(weights.resolve()), st.st_size, st.st_mtime_ns,
+                                   embedding.LAYERS, embedding.INT8, np.__version__)).encode())
+        for module in (__file__, embedding.__file__):
+            key.update(Path(module).read_bytes())
+    except (OSError, InputError):  # e.g. a bad VOICE_SIM_CACHE: built as before
+        return None
+    return root / f"minilm-{key.hexdigest()[:32]}.onnx"
+
+
+def cached_session(folder: Path) -> Any:
+    """A session of the graph an earlier process wrote for the model in ``folder``, or
+    None when there is none (or it is not intact: its last 32 bytes are the SHA-256 of
+    the rest). Reading it skips quantizing the weights and writing the graph: 0.1 s of
+    CPU at every start."""
+    path = _cache_file(folder)
+    try:
+        data = path.read_bytes() if path is not None else b""
+    except OSError:
+        return None
+    graph, digest = data[:-32], data[-32:]
+    if len(data) <= 32 or hashlib.sha256(graph).digest() != digest:
+        return None
+    return _session(graph)
+
+
 def session(model: Model) -> Any:
-    """An onnxruntime session of the encoder layers, on one thread that does not spin
+    """An onnxruntime session of the encoder layers (:func:`graph_bytes`); the graph is
+    kept for the next process (:func:`cached_session`) when the cache folder allows."""
+    graph = graph_bytes(model)
+    out = _session(graph)
+    path = _cache_file(model.folder)
+    if path is not None:
+        from voice_sim.paths import write_atomic
+
+        with contextlib.suppress(OSError):  # a read-only cache: built again next time
+            write_atomic(path, graph + hashlib.sha256(graph).digest())
+            old = sorted(path.parent.glob("minilm-*.onnx"), key=lambda f: f.stat().st_mtime)
+            for f in old[:-CACHE_KEEP]:
+                f.unlink()
+    return out
+
+
+def _session(graph: bytes) -> Any:
+    """An onnxruntime session of a serialized graph, on one thread that does not spin
     (the machine is shared; a reply's products are small)."""
     import onnxruntime as ort
 
@@ -207,4 +278,4 @@ def session(model: Model) -> Any:
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
-    return ort.InferenceSession(graph_bytes(model), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])

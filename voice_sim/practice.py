@@ -160,6 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     calm = _read_baseline(args.baseline)
     seed = _seed(args)
     persona, rubric = _scripts(args, args.persona)
+    _warm_call()
     engine = _engine(args)
     baseline = _baseline_of(calm, engine) if calm is not None else None
     options = CallOptions(engine=engine, baseline=baseline, baseline_source=args.baseline,
@@ -196,6 +197,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise InputError(f"{persona.path}: lines {', '.join(missing)} have no sample_reply, "
                          "so the demo trainee has nothing to say",
                          hint="add `sample_reply:` to those lines, or pick another --persona")
+    _warm_call()
     engine = _engine(args)
     trainee_voice = Voice(id="en-us", rate=160, pitch=45)
     if not args.json:
@@ -424,6 +426,17 @@ def _warm_analysis() -> None:
             return  # e.g. librosa missing: the analysis reports it properly when used
 
     threading.Thread(target=run, daemon=True, name="voice-sim-warmup").start()
+
+
+def _warm_call() -> None:
+    """A headless call (``run``, ``demo``) has no opening line playing to hide the
+    first-use costs behind: the delivery analysis (:func:`_warm_analysis`) and the
+    content scorer's model start loading while the speech engine loads (every input
+    is checked by then)."""
+    from voice_sim.embedding import warm_up
+
+    _warm_analysis()
+    warm_up()
 
 
 def _print_briefing(persona: Persona) -> None:

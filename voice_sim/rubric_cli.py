@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -121,9 +122,7 @@ def _read_jsonl(name: str) -> list[tuple[int, dict[str, Any]]]:
 
 def cmd_check_reply(args: argparse.Namespace) -> int:
     """``voice-sim check-reply``: steps and pitfalls in one reply, or in a JSONL batch."""
-    from voice_sim.embedding import warm_up
-
-    warm_up()  # the model loads (mostly outside the GIL) while the rubric file is read
+    _warm_up()
     rubric = load_rubric(args.rubric)
     expected = _parse_expect(args.expect)
     if args.jsonl is not None:
@@ -144,6 +143,26 @@ def cmd_check_reply(args: argparse.Namespace) -> int:
     else:
         _print_text(content, score)
     return 0
+
+
+def _warm_up() -> None:
+    """Load the embedding model, then the classifier, in a daemon thread while the
+    rubric file and the input are read (most of the model's load runs outside the
+    GIL). A missing or broken model is reported, with its hint, when scoring first
+    needs it."""
+    import threading
+
+    from voice_sim.errors import ModelError
+
+    def run() -> None:
+        from voice_sim.embedding import load_model
+        from voice_sim.rubric_semantic import load_classifier
+
+        with contextlib.suppress(ModelError):
+            load_model()
+            load_classifier()
+
+    threading.Thread(target=run, name="voice-sim-scorer", daemon=True).start()
 
 
 def _workers(asked: int, n: int) -> int:

@@ -29,12 +29,19 @@ analysis on out-of-fold cross-validation predictions (``docs/content_scoring.md`
   not have to", "not your fault") — the polite replies a careless scorer flags;
 * ``negation`` / ``question``: generic shape of the reply.
 
+One pair cue reads the reply against the customer's line (:func:`negated_echo`): a
+clause with a negation that repeats the customer's own content words ("Nobody's lied
+to you" after "you lying clowns", "We don't cancel flights for fun") contradicts what
+they said — the quiet ``argue`` the embedding misses most (cross-validated in
+``docs/content_scoring.md``).
+
 Deterministic: the same text always gives the same vector.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -112,6 +119,9 @@ CUES: dict[str, str] = {
 """Cue name → regular expression over normalised text (the order is the feature order)."""
 
 _RX = tuple(re.compile(p) for p in CUES.values())
+_NEG = re.compile(CUES["negation"])
+PAIR_CUES = ("negated_echo", "negated_echo_words")
+"""The features of :func:`negated_echo` (after :data:`CUES` in the feature order)."""
 
 
 def cue_vector(text: str) -> np.ndarray:
@@ -119,3 +129,25 @@ def cue_vector(text: str) -> np.ndarray:
     import numpy as np
 
     return np.array([1.0 if rx.search(text) else 0.0 for rx in _RX], dtype=np.float32)
+
+
+def negated_echo(unit_texts: Sequence[str], customer: str) -> np.ndarray:
+    """The reply's clauses (normalised) against the customer's line (normalised): the
+    most content words (stemmed, stop words and words of one or two letters left out)
+    that a clause with a negation shares with the line, as [any shared, shared / 3 (at
+    most 1)]."""
+    import numpy as np
+
+    from voice_sim.rubric_patterns import STOPWORDS
+    from voice_sim.textnorm import stem
+
+    def keys(text: str) -> set[str]:
+        return {stem(t) for t in text.split() if len(t) > 2 and t not in STOPWORDS}
+
+    said = keys(customer) if customer else set()
+    best = 0
+    if said:
+        for text in unit_texts:
+            if _NEG.search(text):
+                best = max(best, len(keys(text) & said))
+    return np.array([float(best >= 1), min(best, 3) / 3], dtype=np.float32)

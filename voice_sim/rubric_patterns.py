@@ -11,6 +11,7 @@ meaning, see :mod:`voice_sim.rubric_semantic`.) Patterns are matched against
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -186,10 +187,9 @@ class Parser:
             raise PatternError(f"unexpected {self.items[self.i][1]!r}")
         if p.nullable or not p.first:
             raise PatternError("the pattern can match no words at all; make a word required")
-        try:
-            re.compile(p.rx)
-        except re.error as e:  # pragma: no cover - the parser builds valid regexes
-            raise PatternError(f"invalid pattern ({e})") from e
+        # Not compiled here: the matcher compiles each phrase once (a class entry is
+        # compiled inside the phrases that use it), and a rubric's 500-odd compiles
+        # were most of its start-up.
         return p
 
     def _alt(self, top: bool = False, close: str = "") -> Piece:
@@ -217,7 +217,7 @@ class Parser:
 
         def flush() -> None:
             if words:
-                toks = normalize(" ".join(words)).tokens
+                toks = _tokens(" ".join(words))
                 if toks:
                     out.append(Piece("".join(re.escape(t) + " " for t in toks),
                                       frozenset({"=" + toks[0]}), False))
@@ -255,10 +255,25 @@ class Parser:
         return concat(out)
 
 
+@functools.lru_cache(maxsize=4096)
+def _tokens(words: str) -> tuple[str, ...]:
+    """A pattern's run of plain words, normalised (a rubric repeats the same runs)."""
+    return tuple(normalize(words).tokens)
+
+
+def _compiled(rx: str) -> re.Pattern[str]:
+    try:
+        return re.compile(rx)
+    except re.error as e:  # pragma: no cover - the parser builds valid regexes
+        raise PatternError(f"invalid pattern ({e})") from e
+
+
 def compile_pattern(text: str) -> str:
     """The regex (over normalised text: tokens each followed by a space) for one pattern
     that uses no classes but ``<num>``. Raises ``ValueError`` for a bad pattern."""
-    return Parser(text, {"num": NUM}).piece().rx
+    rx = Parser(text, {"num": NUM}).piece().rx
+    _compiled(rx)
+    return rx
 
 
 ReportBad = Callable[["Src", str, str], None]
@@ -293,12 +308,13 @@ def build_matcher(items: Iterable[tuple[str, Src]], classes: Mapping[str, Piece]
     for kind, src in items:
         try:
             piece = Parser(src.text, classes).piece()
+            regex = _compiled(piece.rx)
         except PatternError as e:
             bad(src, f"bad {kind} {src.text!r}: {e}", "see the pattern language at the "
                 "top of the built-in rubric.yaml")
             continue
         n = len(rules)
-        regexes.append(re.compile(piece.rx))
+        regexes.append(regex)
         rules.append(Rule(kind, src.text, src.where))
         if ANY in piece.first:
             anywhere.append(n)
