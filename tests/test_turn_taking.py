@@ -452,7 +452,10 @@ def test_a_call_records_the_interruption_and_gives_way_to_an_answer_going_on(
     # The reply that cut the answer at its pause gave way: recorded, undone (one move),
     # and the answer is both parts, in one recording and one transcript.
     y = turn.yields[0]  # (on a starved CPU the reply may come late: another yield)
-    assert y.resumed_s <= 1.0 and y.pause_s == pytest.approx(gap, abs=0.3)
+    # A trainee going on just as the reply starts is heard under the reply's echo only
+    # on the louder words: then the pause reads long, by up to 0.4 s (1 run in 4 on the
+    # idle machine: 1.18-1.20 s for 0.8; the barge-in bench's trials 7 and 8 are late so).
+    assert y.resumed_s <= 1.0 and gap - 0.3 <= y.pause_s <= gap + 0.5, y
     # Stopped soon, or never sounded (the trainee went on while it was being chosen: the
     # first turn waits for the scorer's warm-up, seconds on a busy machine).
     assert y.played_s == 0 or y.detect_s <= 0.3
