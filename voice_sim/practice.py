@@ -253,7 +253,6 @@ class LiveTrainee:
         return self._capture(before.wav, before)
 
     def _capture(self, wav: Path, before: Answer | None = None) -> Answer:
-
         import numpy as np
 
         from voice_sim.audio import SAMPLE_RATE

@@ -815,7 +815,7 @@ def _score_turn(n: int, line: Line, customer_audio: str, answer: Answer, call: A
             transcript = answer.pending.result(timeout=max(0.0, CONFIRM_S - waited))
             final_at = clock()
         except Late:
-            plan = Plan(partial=answer.partial, snapshot=_snapshot(call))
+            plan = Plan(partial=answer.partial, snapshot=call.copy())
             transcript = Transcript(engine=options.engine.name, model=options.engine.model,
                                     text=answer.partial,
                                     duration_s=len(answer.samples) / SAMPLE_RATE)
@@ -855,11 +855,6 @@ def _background(fn: Callable[..., Any], *args: Any) -> Future[Any]:
 
     threading.Thread(target=run, daemon=True, name="voice-sim-confirm").start()
     return out
-
-
-def _snapshot(call: Any) -> Any:
-    """A copy of the call's state that can be advanced without touching the call."""
-    return call.copy()
 
 
 def _talked_over(delivery: Delivery, interruption: Interruption | None) -> Delivery:
