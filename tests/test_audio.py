@@ -230,6 +230,16 @@ def test_write_wav_round_trip_is_atomic(tmp_path: Path) -> None:
     assert [p.name for p in out.parent.iterdir()] == ["out.wav"]
 
 
+@pytest.mark.parametrize("sr", [8000, 16000, 44100])
+def test_wav_bytes_are_what_libsndfile_writes(tmp_path: Path, sr: int) -> None:
+    """The WAV encoded here (no Python callbacks inside libsndfile, so Ctrl-C cannot
+    land in one) is byte for byte the file soundfile writes, clipping included."""
+    x = np.concatenate([_tone(sr, 0.5, amp=1.3), _tone(sr, 0.5, amp=0.01),
+                        np.array([1.0, -1.0, 0.0, -1e-9])]).astype(np.float32)
+    sf.write(tmp_path / "ref.wav", np.clip(x, -1.0, 1.0), sr, subtype="PCM_16", format="WAV")
+    assert audio.wav_bytes(x, sr) == (tmp_path / "ref.wav").read_bytes()
+
+
 def test_levels() -> None:
     assert audio.peak_dbfs(np.zeros(10, np.float32)) == float("-inf")
     assert abs(audio.peak_dbfs(np.array([0.5], np.float32)) - (-6.02)) < 0.01

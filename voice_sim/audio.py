@@ -205,18 +205,37 @@ def is_silent(samples: np.ndarray) -> bool:
     return peak_dbfs(samples) < SILENCE_DBFS
 
 
-def write_wav(path: str | os.PathLike[str], samples: np.ndarray, sr: int = SAMPLE_RATE) -> Path:
-    """Write mono float audio as 16-bit PCM WAV, atomically (:func:`paths.atomic_file`)."""
-    import numpy as np
-    import soundfile as sf
+def wav_bytes(samples: np.ndarray, sr: int = SAMPLE_RATE) -> bytes:
+    """Mono float audio as the bytes of a 16-bit PCM WAV (canonical 44-byte header).
 
+    Encoded here rather than by ``soundfile.write`` into a file object: that route runs
+    Python callbacks inside libsndfile, and a Ctrl-C landing in one is printed and
+    swallowed by cffi, after which soundfile fails an assertion: a traceback, exit 1
+    and a half-written clip instead of a clean stop. The samples come out as libsndfile
+    1.2 writes them: scaled to 32 bits, rounded half to even and clipped, then the top
+    16 bits kept (an arithmetic shift, so tiny negative values become -1)."""
+    import struct
+
+    import numpy as np
+
+    data = np.asarray(samples, dtype=np.float32).reshape(-1).astype(np.float64)
+    wide = np.clip(np.rint(data * 2.0**31), -(2.0**31), 2.0**31 - 1).astype(np.int64)
+    pcm = (wide >> 16).astype("<i2").tobytes()
+    header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(pcm), b"WAVE", b"fmt ", 16,
+                         1, 1, sr, sr * 2, 2, 16, b"data", len(pcm))
+    return header + pcm
+
+
+def write_wav(path: str | os.PathLike[str], samples: np.ndarray, sr: int = SAMPLE_RATE) -> Path:
+    """Write mono float audio as 16-bit PCM WAV (:func:`wav_bytes`), atomically
+    (:func:`paths.atomic_file`)."""
     from voice_sim.paths import atomic_file
 
     p = Path(path)
-    data = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
+    data = wav_bytes(samples, sr)
     try:
         with atomic_file(p, "wb") as f:
-            sf.write(f, data, sr, subtype="PCM_16", format="WAV")
+            f.write(data)
     except OSError as e:
         raise AudioError(f"{p}: cannot write ({e.strerror})", hint="check the folder") from e
     return p

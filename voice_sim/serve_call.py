@@ -19,7 +19,6 @@ go back through ``loop.call_soon_threadsafe``.
 
 from __future__ import annotations
 
-import io
 import queue
 import threading
 import time
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from voice_sim.audio import FRAME, SAMPLE_RATE
+from voice_sim.audio import FRAME, SAMPLE_RATE, wav_bytes
 from voice_sim.listen import Block
 
 if TYPE_CHECKING:
@@ -178,16 +177,6 @@ class Controls:
                 self._presses.get_nowait()
             except queue.Empty:
                 return
-
-
-def wav_bytes(samples: np.ndarray, sr: int) -> bytes:
-    """A 16-bit WAV of ``samples`` in memory (what the page decodes and plays)."""
-    import numpy as np
-    import soundfile as sf
-
-    buf = io.BytesIO()
-    sf.write(buf, np.clip(samples, -1.0, 1.0), sr, subtype="PCM_16", format="WAV")
-    return buf.getvalue()
 
 
 def clip_key(samples: np.ndarray, sr: int) -> bytes:
