@@ -185,7 +185,8 @@ def _int8_dense(g: _Graph, x: str, w: np.ndarray, s: np.ndarray, b: np.ndarray,
                 name: str) -> str:
     """``x @ w + b`` in 8-bit integers, ``w`` integers -127..127 with column scales
     ``s``: each row of ``x`` (one token) scaled by its own largest magnitude to 1..255
-    around 128, the product summed exactly in int32 (``MatMulInteger``), then scaled
+    around 128, the product summed exactly in int32 (``MatMulInteger``, both operands
+    uint8 with zero point 128: see the note in the body), then scaled
     back by column and by row — the arithmetic of :func:`voice_sim.embedding._product`.
     Per-row scales keep a token's result independent of the other rows of its batch
     (onnxruntime's ``DynamicQuantizeMatMul`` scales a whole batch by one number, which
@@ -199,7 +200,12 @@ def _int8_dense(g: _Graph, x: str, w: np.ndarray, s: np.ndarray, b: np.ndarray,
     # its zero point must have the scale's shape)
     zp = g.node("Expand", ["zp128", g.node("Shape", [row])])
     xq = g.node("QuantizeLinear", [x, row, zp], axis=-1, block_size=int(w.shape[0]))
-    acc = g.node("MatMulInteger", [xq, g.const(name + ".wq", w.astype(np.int8)), "zp128"])
+    # the weights go in as uint8 around 128 too: onnxruntime multiplies uint8 by int8
+    # with pairwise int16 sums on CPUs without VNNI (AVX2 only), which saturate
+    # (255 * 127 * 2 > 32767) and made the vectors differ from the NumPy pass's (cosine
+    # 0.97 on an AVX2 EPYC); its uint8 x uint8 kernel widens first and sums exactly
+    wq = (w.astype(np.int16) + 128).astype(np.uint8)
+    acc = g.node("MatMulInteger", [xq, g.const(name + ".wq", wq), "zp128", "zp128"])
     y = g.node("Mul", [g.node("Cast", [acc], to=_FLOAT), g.const(name + ".s", s)])
     return g.node("Add", [g.node("Mul", [y, row]), g.const(name + ".b", b)])
 
