@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from voice_sim.record import SessionRecord, TurnRecord
+from voice_sim.record import YIELD_NOTE, SessionRecord, TurnRecord
 
 WIDTH = 80
 EVIDENCE_CHARS = 52
@@ -54,8 +54,19 @@ def _path_line(label: str, path: str, width: int) -> list[str]:
     return [label + path] if len(label) + len(path) <= width else [label.rstrip(), path]
 
 
+def turn_taking(t: TurnRecord) -> list[str]:
+    """What happened between the two voices in a turn, with the times: talking over the
+    customer (a delivery fault) and replies that gave way (not scored: the customer cut
+    in too soon)."""
+    out = []
+    if t.interruption is not None:
+        out.append(f"> {t.interruption.describe()} (counts against delivery)")
+    out += [f"~ {y.describe()} ({YIELD_NOTE})" for y in t.yielded]
+    return out
+
+
 def turn_lines(t: TurnRecord, width: int = WIDTH) -> list[str]:
-    """One turn of the scorecard: who said what, steps, pitfalls, delivery."""
+    """One turn of the scorecard: who said what, steps, pitfalls, turn-taking, delivery."""
     out = [f"Turn {t.index}   mood {_num(t.mood_before, '.1f')} → "
            f"{_num(t.mood_after, '.1f')}   turn score {_num(t.turn_score.score)}/100"]
     out += _wrap(t.customer_text, "  ", width, label="customer: ")
@@ -70,6 +81,7 @@ def turn_lines(t: TurnRecord, width: int = WIDTH) -> list[str]:
             out.append(f"    · missed {s}")
     for d in t.pitfalls:
         out += _wrap(f"! {d.id}: {_quote(d.evidence)}", "    ", width)
+    out += [line for note in turn_taking(t) for line in _wrap(note, "    ", width)]
     dv = t.delivery
     verdict = "calm" if dv.calm else "not calm"
     out += _wrap(f"delivery: {verdict} ({_num(dv.calm_score)}/100)"
