@@ -181,8 +181,10 @@ def test_turn_taking_is_shown_with_its_times_and_a_yield_costs_nothing(
     assert f"> {said_over} (counts against delivery)" in two and "gave way" not in two
     assert f"delivery: not calm ({over.delivery.calm_score:.0f}/100) — {TALKED_OVER}" in two
     assert all(len(line) <= 80 for line in text.splitlines())
+    assert "Talked over: 1" in text and "Gave way: 1 (not counted)" in text
     # The report: the same words in each turn's section.
     html = render_report(rec, tmp_path)
+    assert "talked over the customer in 1 · the customer gave way 1× (not counted)" in html
     first, second = html.split('id="turn-2"')
     assert f"<b>Customer gave way:</b> {said_yield}" in first
     assert f"<b>Talked over:</b> {said_over}" in second

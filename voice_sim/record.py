@@ -570,6 +570,16 @@ class SessionRecord:
     def calm_turns(self) -> int:
         return sum(1 for t in self.turns if t.delivery.calm)
 
+    @property
+    def talked_over(self) -> int:
+        """Turns in which the trainee talked over the customer."""
+        return sum(1 for t in self.turns if t.interruption is not None)
+
+    @property
+    def yields(self) -> int:
+        """Replies that cut in too soon and gave way, over the call (not scored)."""
+        return sum(len(t.yielded) for t in self.turns)
+
     def to_json(self) -> dict[str, Any]:
         """Exactly what ``session.json`` holds."""
         return {

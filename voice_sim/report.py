@@ -493,7 +493,10 @@ def render_report(record: SessionRecord, session_dir: str | os.PathLike[str], *,
         '<div class="summary">',
         f'<span class="big">{_num(record.score)}<span class="muted">/100</span></span>',
         f'<span class="badge {_e(outcome)}">{_e(OUTCOME_WORDS.get(outcome, outcome))}</span>',
-        f"<span>{len(turns)} turns · calm in {record.calm_turns} of {len(turns)}</span>",
+        f"<span>{len(turns)} turns · calm in {record.calm_turns} of {len(turns)}"
+        + (f" · talked over the customer in {record.talked_over}" if record.talked_over else "")
+        + (f" · the customer gave way {record.yields}× (not counted)" if record.yields else "")
+        + "</span>",
         "</div></div></header><main>",
     ]
     if record.status not in ("", "complete"):

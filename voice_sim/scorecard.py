@@ -115,6 +115,8 @@ def format_scorecard(record: SessionRecord, width: int = WIDTH) -> str:
     out += _pack([f"Outcome: {record.outcome or 'unfinished'}",
                   f"Score: {_num(record.score)}/100", f"Turns: {len(turns)}",
                   f"Calm: {record.calm_turns}/{len(turns)} turns"]
+                 + ([f"Talked over: {record.talked_over}"] if record.talked_over else [])
+                 + ([f"Gave way: {record.yields} (not counted)"] if record.yields else [])
                  + ([f"Seed: {record.extra['seed']}"] if "seed" in record.extra else []),
                  width)
     if record.status not in ("", "complete"):
