@@ -8,6 +8,7 @@ evidence is shortened.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,9 @@ def _wrap(text: str, indent: str, width: int, hang: int = 2, label: str = "") ->
     text (after the label) or ``hang`` columns in. Whitespace in ``text`` collapses,
     so a transcript's line breaks cannot break the layout."""
     lead = indent + label
-    return textwrap.wrap(" ".join(str(text).split()), width=width, initial_indent=lead,
+    # No-break spaces stay (a figure and its unit, "0.3\u00a0s"): textwrap keeps them whole.
+    flat = re.sub(r"[^\S\u00a0]+", " ", str(text)).strip()
+    return textwrap.wrap(flat, width=width, initial_indent=lead,
                          subsequent_indent=" " * (len(lead) if label else len(indent) + hang)
                          ) or [lead.rstrip()]
 
@@ -62,7 +65,7 @@ def turn_taking(t: TurnRecord) -> list[str]:
     if t.interruption is not None:
         out.append(f"> {t.interruption.describe()} (counts against delivery)")
     out += [f"~ {y.describe()} ({YIELD_NOTE})" for y in t.yielded]
-    return out
+    return [re.sub(r"(\d) s\b", "\\1\u00a0s", note) for note in out]  # never "0.3 / s"
 
 
 def turn_lines(t: TurnRecord, width: int = WIDTH) -> list[str]:
