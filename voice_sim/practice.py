@@ -463,7 +463,7 @@ def _terminal_events() -> Any:
         from voice_sim.record import YIELD_NOTE, YieldRecord
 
         y = YieldRecord.from_json(gave_way.to_json())
-        print(f"   ({y.describe()}: go on; {YIELD_NOTE})", file=sys.stderr)
+        print(f"   ({y.describe()} — go on; {YIELD_NOTE})", file=sys.stderr)
 
     def on_hint(hint: str) -> None:
         print(f"   coach: {hint}", file=sys.stderr)
