@@ -44,6 +44,9 @@ echo path and counts false barge-ins, then interrupts lines and times the stop (
 
 ``--device fake`` runs either through the tests' fake sound card (tests/fake_audio.py,
 no PortAudio) instead, at ``--speed`` times real time, labelled as such in the output.
+In session mode there the answer to each reply is queued as the reply is said; a reply
+that gives way takes its answer back (the trainee is still on the last one), each
+turn's reply sound is found by time, and yields are counted as on ALSA (``yielded``).
 
     .venv/bin/python scripts/bench_latency.py --engine whisper [--turn-end fast] [--json]
     .venv/bin/python scripts/bench_latency.py --mode capture --answers 10 --engine whisper
@@ -287,14 +290,21 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
         if fake is not None and line.id in replies:
             # The fake sound card starts it delay_s after this line's playback ends.
             fake.add_answer(replies[line.id], delay_s=args.delay)
-            fed.append({"line": line.id, "speech_end_index": speech_end_index(
-                replies[line.id])})
+            fed.append({"line": line.id, "at_line": len(lines) - 1,
+                        "speech_end_index": speech_end_index(replies[line.id])})
 
     def on_yield(y: Any) -> None:
         # The reply just said gave way: the trainee is still on the same answer, which
         # needs no reply of its own.
         with cv:
             gave_way.append(len(lines) - 1)
+        if fake is not None and fed and fed[-1].get("at_line") == len(lines) - 1:
+            # The fake card was told to answer that reply once it ended: take it back.
+            if fake.withdraw_answer():
+                fed.pop()
+            else:
+                print("  a reply gave way after its answer began: the answers are out of "
+                      "step from here", file=sys.stderr)
         if obs.spoke_until:
             obs.spoke_until.pop()  # nor is the reply's end a line the trainee heard out
 
@@ -420,8 +430,10 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
         elif f is not None and i < len(fed_times) and fed_times[i][0] is not None:
             speech_end = fake_t0 + (fed_times[i][0] + f["speech_end_index"] / 16_000) / args.speed
             r["detect"] = tm.ended - speech_end
-            pb = played[i + 1] if i + 1 < len(played) else None
-            sound = pb.sound_at if pb is not None else None
+            # The reply's first sound: the first after the line was chosen (by time, not
+            # by count: a reply that gave way had sounded before the answer's end).
+            sound = next((pb.sound_at for pb in played if pb.sound_at is not None
+                          and pb.sound_at >= (tm.moved or tm.ended)), None)
             if sound is not None:
                 r["perceived"] = sound - speech_end
         if sound is not None:

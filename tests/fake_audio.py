@@ -228,6 +228,15 @@ class FakeSoundDevice:
         with self._lock:
             self._answers.append(_Answer(x, float(delay_s), after_playback))
 
+    def withdraw_answer(self) -> bool:
+        """Take back the answer queued last, unless it has begun; True when it was (a
+        script that queued an answer to a line the call then took back)."""
+        with self._lock:
+            if len(self._answers) > self._next_answer and self._answers[-1].start_s is None:
+                self._answers.pop()
+                return True
+            return False
+
     @property
     def answers_fed(self) -> list[tuple[float, float | None]]:
         """(start, end) fake-clock seconds of each answer fed so far."""

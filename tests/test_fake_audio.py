@@ -100,6 +100,21 @@ def test_answers_wait_for_the_persona(speech: np.ndarray) -> None:
     assert np.abs(rec).max() > 0.1
 
 
+def test_an_answer_not_yet_begun_can_be_taken_back(speech: np.ndarray) -> None:
+    """A reply that gave way takes back the answer queued for it (bench_latency.py)."""
+    with installed(speed=SPEED) as fake:
+        fake.add_answer(speech, delay_s=0.0, after_playback=False)
+        fake.add_answer(speech[:4000], delay_s=0.2)
+        fake.add_answer(speech[:2000], delay_s=0.2)
+        assert fake.withdraw_answer() and fake.answers_left == 2
+        fake.rec(SAMPLE_RATE // 2, samplerate=SAMPLE_RATE, channels=1, blocking=True)
+        assert fake.withdraw_answer() and fake.answers_left == 1  # the first is under way
+        assert not fake.withdraw_answer()  # ... and is not taken back
+        fake.rec(3 * SAMPLE_RATE, samplerate=SAMPLE_RATE, channels=1, blocking=True)
+    (start, end), = fake.answers_fed  # the first, to its end; nothing after it
+    assert start is not None and end is not None and fake.answers_left == 0
+
+
 def test_callback_stream_int16_and_callback_stop() -> None:
     blocks: list[np.ndarray] = []
     done = threading.Event()

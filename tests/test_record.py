@@ -34,7 +34,12 @@ def _turn(n: int) -> dict[str, Any]:
         "turn_score": {"score": 70, "expected": ["apologize"], "earned": 25.0,
                        "possible": 35.0, "penalty": 0.0, "explanation": ["+ apologize"]},
         "mood_before": 8.0, "mood_after": 6.5, "move": {"reason": "apologised", "turn": n},
-        "latency_s": None, "hint": "", "barge_in": {"at_s": 1.5},
+        "latency_s": None, "hint": "",
+        "interruption": {"at_s": 2.1, "overlap_s": 0.31, "detect_s": 0.08,
+                         "finished_sentence": False, "line_s": 4.2},
+        "barge_in": {"at_s": 1.5},
+        "yielded": [{"line": "refund_offer", "resumed_s": 0.42, "played_s": 0.4,
+                     "detect_s": 0.07, "line_s": 3.0, "pause_s": 0.95}],
     }
 
 
@@ -77,6 +82,42 @@ def test_a_record_without_the_optional_parts_still_reads() -> None:
     rec = SessionRecord.from_json(raw)
     assert rec.closing is None and rec.turns == () and rec.format == FORMAT
     assert rec.practise_next == () and rec.interrupted is False
+    # A turn from before issue 15 (no turn-taking keys) reads as neither; written back,
+    # it gains them empty (every turn written since has them).
+    old = _turn(1)
+    del old["interruption"], old["yielded"]
+    (t,) = SessionRecord.from_json(_session(turns=[old])).turns
+    assert t.interruption is None and t.yielded == ()
+    assert t.to_json() == {**old, "interruption": None, "yielded": []}
+
+
+def test_the_turn_taking_is_typed_and_said_with_its_times() -> None:
+    t = SessionRecord.from_json(_session()).turns[0]
+    cut, (y,) = t.interruption, t.yielded
+    assert cut is not None and (cut.at_s, cut.overlap_s, cut.line_s) == (2.1, 0.31, 4.2)
+    assert cut.describe() == ("you talked over the customer 2.1 s into their line "
+                              "(both talking for 0.3 s); they stopped")
+    assert (y.line, y.resumed_s, y.played_s, y.pause_s) == ("refund_offer", 0.42, 0.4, 0.95)
+    assert y.sounded and y.reply_after_s == pytest.approx(0.53)
+    assert y.describe() == ("the customer started to reply after a 0.5 s pause; you went "
+                            "on 0.4 s into it and they gave way")
+    # Gone on before the reply sounded: it was held back.
+    held = dataclasses.replace(y, resumed_s=-0.1, played_s=0.0)
+    assert held.describe() == ("you went on after a 0.9 s pause just as the customer was "
+                               "about to reply; they held the reply back")
+    # ... or at the moment it began, its first sound played.
+    at_once = dataclasses.replace(y, resumed_s=0.02, played_s=0.06)
+    assert at_once.describe() == ("the customer started to reply after a 0.9 s pause just "
+                                  "as you went on; they gave way")
+    raw = _session()
+    raw["turns"][0]["yielded"][0]["resumed_s"] = "soon"
+    with pytest.raises(SessionError, match=r"turns\[0\]\.yielded\[0\]\.resumed_s: "
+                                           "expected a number, not text"):
+        SessionRecord.from_json(raw)
+    raw = _session()
+    raw["turns"][1]["interruption"] = "yes"
+    with pytest.raises(SessionError, match=r"turns\[1\]\.interruption: expected an object"):
+        SessionRecord.from_json(raw)
 
 
 @pytest.mark.parametrize(("change", "named"), [

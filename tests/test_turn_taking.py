@@ -406,7 +406,8 @@ def test_the_persona_own_echo_is_not_an_interruption(speech: dict[str, np.ndarra
 @pytest.mark.model
 @pytest.mark.audio_device
 def test_a_call_records_the_interruption_and_gives_way_to_an_answer_going_on(
-        whisper: Any, tmp_path: Path, speech: dict[str, Any]) -> None:
+        whisper: Any, tmp_path: Path, speech: dict[str, Any],
+        capsys: pytest.CaptureFixture[str]) -> None:
     """Talking over the opening line is a delivery fault; a reply that cuts the trainee
     off at a pause gives way when they go on: undone, one answer of both parts."""
     import soundfile as sf
@@ -415,7 +416,7 @@ def test_a_call_records_the_interruption_and_gives_way_to_an_answer_going_on(
     from voice_sim.bargein import ListeningSpeaker
     from voice_sim.listen import Microphone
     from voice_sim.persona import load_persona
-    from voice_sim.practice import LiveTrainee
+    from voice_sim.practice import LiveTrainee, _terminal_events
     from voice_sim.session import TALKED_OVER, CallOptions, run_call
 
     persona = load_persona("double-billing")
@@ -442,7 +443,8 @@ def test_a_call_records_the_interruption_and_gives_way_to_an_answer_going_on(
                 return trainee.go_on(before)
 
         result = run_call(persona, Once(), speaker,
-                          CallOptions(engine=whisper, out_root=tmp_path, mode="practice"))
+                          CallOptions(engine=whisper, out_root=tmp_path, mode="practice"),
+                          _terminal_events())
     (turn,) = result.turns
     assert turn.interruption is not None and turn.interruption.overlap_s > 0
     assert turn.delivery.reasons.count(TALKED_OVER) == 1 and not turn.delivery.calm
@@ -474,6 +476,31 @@ def test_a_call_records_the_interruption_and_gives_way_to_an_answer_going_on(
     assert all(a.end <= b.start + 1e-3 for a, b in itertools.pairwise(words))
     # The reply that came in the end was heard, not given up.
     assert fake.played[-1].duration_s > 1.0
+    # Where the trainee looks: the scorecard and the report say both, with their times,
+    # and the yield costs nothing (the answer scored again without it scores the same).
+    from dataclasses import replace
+
+    from voice_sim.persona import Call
+    from voice_sim.report import render_report
+    from voice_sim.scorecard import format_scorecard
+    from voice_sim.session import _score_turn
+
+    t = result.record.turns[0]
+    assert t.interruption is not None and len(t.yielded) == len(turn.yields)
+    notes = [t.interruption.describe(), *(y.describe() for y in t.yielded)]
+    assert f"{turn.interruption.at_s:.1f} s into their line" in notes[0]
+    card = " ".join(format_scorecard(result.record).split())
+    html = render_report(result.record, result.dir)
+    assert all(n in card and n in html for n in notes), notes
+    # ... and so does the terminal, as it happens.
+    live = " ".join(capsys.readouterr().err.split())
+    assert all(f"({n}" in live for n in notes), live
+    again, _ = _score_turn(1, turn.line, turn.customer_audio,
+                           replace(turn.answer, transcript=turn.transcript, pending=None),
+                           Call(persona, seed=result.record.extra["seed"]),
+                           CallOptions(engine=whisper, out_root=tmp_path),
+                           interruption=turn.interruption)
+    assert again.score.to_json() == turn.score.to_json()
 
 
 # --- the ALSA virtual devices, in real time ---------------------------------------------

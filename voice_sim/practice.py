@@ -455,8 +455,18 @@ def _terminal_events() -> Any:
 
     def on_answer(turn: Any) -> None:
         print(f"   you: {turn.transcript.text or '(nothing heard)'}", file=sys.stderr)
+        cut = turn.record.interruption
+        if cut is not None:
+            print(f"   ({cut.describe()})", file=sys.stderr)
+
+    def on_yield(gave_way: Any) -> None:
+        from voice_sim.record import YIELD_NOTE, YieldRecord
+
+        y = YieldRecord.from_json(gave_way.to_json())
+        print(f"   ({y.describe()} — go on; {YIELD_NOTE})", file=sys.stderr)
 
     def on_hint(hint: str) -> None:
         print(f"   coach: {hint}", file=sys.stderr)
 
-    return CallEvents(on_line=on_line, on_answer=on_answer, on_hint=on_hint)
+    return CallEvents(on_line=on_line, on_answer=on_answer, on_hint=on_hint,
+                      on_yield=on_yield)

@@ -33,6 +33,10 @@ FILE_NAME = "session.json"
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
+SAME_MOMENT_S = 0.05
+"""Seconds from a reply's start within which the trainee going on is said to be at the
+same moment (the barge-in's onset is known to a 20 ms block or so)."""
+
 
 # --- reading JSON, checked once ---------------------------------------------------------
 
@@ -271,6 +275,115 @@ class TurnScoreRecord:
 
 
 @dataclass(frozen=True)
+class InterruptionRecord:
+    """The trainee talked over the customer's line (the turn's ``interruption``, as
+    :meth:`voice_sim.bargein.Interruption.to_json` writes it): a delivery fault."""
+
+    at_s: float
+    """Seconds into the customer's line when the trainee began."""
+    overlap_s: float
+    """Seconds both were talking."""
+    finished_sentence: bool
+    """True when the customer finished the sentence rather than stopping at once."""
+    line_s: float | None
+    """Seconds the whole line would have lasted."""
+    extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False, repr=False)
+    """The other keys (detect_s), written back unchanged."""
+
+    def describe(self) -> str:
+        """What happened, in the trainee's terms, with the times."""
+        then = "they finished their sentence" if self.finished_sentence else "they stopped"
+        return (f"you talked over the customer {self.at_s:.1f} s into their line "
+                f"(both talking for {self.overlap_s:.1f} s); {then}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"at_s": self.at_s, "overlap_s": self.overlap_s,
+                **_thawed(self.extra), "finished_sentence": self.finished_sentence,
+                "line_s": self.line_s}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], where: str = "interruption",
+                  source: str = FILE_NAME) -> InterruptionRecord:
+        """Check and type the barge-in's JSON."""
+        return cls.read(_Fields(data, where, source))
+
+    @classmethod
+    def read(cls, f: _Fields) -> InterruptionRecord:
+        return cls(at_s=f.num("at_s", required=True) or 0.0,
+                   overlap_s=f.num("overlap_s", required=True) or 0.0,
+                   finished_sentence=bool(f.get("finished_sentence", bool, False)),
+                   line_s=f.num("line_s"),
+                   extra=_frozen(f.rest(("at_s", "overlap_s", "finished_sentence",
+                                         "line_s"))))
+
+
+@dataclass(frozen=True)
+class YieldRecord:
+    """A reply of the customer's that cut the trainee off at a pause and gave way when
+    they went on (one entry of the turn's ``yielded``, as
+    :meth:`voice_sim.bargein.Yield.to_json` writes it). The system cut in too early, not
+    the trainee: it is shown, never scored."""
+
+    line: str
+    """Id of the reply that gave way (undone: the call went on from the whole answer)."""
+    resumed_s: float
+    """Seconds from the reply's start to the trainee going on (negative: before it)."""
+    played_s: float
+    """Seconds of the reply played before it stopped (0: it never sounded)."""
+    pause_s: float | None
+    """Seconds the trainee paused before going on (None: not known)."""
+    line_s: float | None
+    """Seconds the whole reply would have lasted."""
+    extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False, repr=False)
+    """The other keys (detect_s), written back unchanged."""
+
+    @property
+    def sounded(self) -> bool:
+        """The trainee heard some of the reply before it gave way."""
+        return self.played_s > 0
+
+    @property
+    def reply_after_s(self) -> float | None:
+        """Seconds of the trainee's pause after which the reply began (None: unknown)."""
+        return None if self.pause_s is None else max(0.0, self.pause_s - self.resumed_s)
+
+    def describe(self) -> str:
+        """What happened, in the trainee's terms, with the times."""
+        if not self.sounded:
+            pause = "" if self.pause_s is None else f" after a {self.pause_s:.1f} s pause"
+            return (f"you went on{pause} just as the customer was about to reply; "
+                    "they held the reply back")
+        after = self.reply_after_s
+        pause = "" if after is None else f" after a {after:.1f} s pause"
+        if self.resumed_s < SAME_MOMENT_S:
+            return f"the customer started to reply{pause} just as you went on; they gave way"
+        return (f"the customer started to reply{pause}; you went on "
+                f"{self.resumed_s:.1f} s into it and they gave way")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"line": self.line, "resumed_s": self.resumed_s, "played_s": self.played_s,
+                **_thawed(self.extra), "line_s": self.line_s, "pause_s": self.pause_s}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], where: str = "yielded",
+                  source: str = FILE_NAME) -> YieldRecord:
+        """Check and type the barge-in's JSON."""
+        return cls.read(_Fields(data, where, source))
+
+    @classmethod
+    def read(cls, f: _Fields) -> YieldRecord:
+        return cls(line=f.text("line", "") or "", resumed_s=f.num("resumed_s", required=True)
+                   or 0.0, played_s=f.num("played_s", 0.0) or 0.0, pause_s=f.num("pause_s"),
+                   line_s=f.num("line_s"),
+                   extra=_frozen(f.rest(("line", "resumed_s", "played_s", "line_s",
+                                         "pause_s"))))
+
+
+YIELD_NOTE = "the customer replied too soon: not counted against you"
+"""Said beside every yield where a trainee reads it (scorecard, report, live call)."""
+
+
+@dataclass(frozen=True)
 class TurnRecord:
     """One customer line and the trainee's answer to it, as recorded."""
 
@@ -303,6 +416,10 @@ class TurnRecord:
     latency_s: float | None
     """Seconds from the end of the answer to the persona's next line (live only)."""
     hint: str
+    interruption: InterruptionRecord | None = None
+    """The trainee talked over the customer's line (live calls): a delivery fault."""
+    yielded: tuple[YieldRecord, ...] = ()
+    """Replies that cut the trainee off and gave way (live calls): not scored."""
     customer_extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False,
                                               repr=False)
     """Keys of ``customer`` this version does not read, written back unchanged."""
@@ -342,7 +459,9 @@ class TurnRecord:
             "move": _thawed(self.move),
             "latency_s": self.latency_s,
             "hint": self.hint,
+            "interruption": None if self.interruption is None else self.interruption.to_json(),
             **_thawed(self.extra),
+            "yielded": [y.to_json() for y in self.yielded],
         }
 
     @classmethod
@@ -359,7 +478,8 @@ class TurnRecord:
         known = ("index", "customer", "answer_audio", "answer_source", "end_reason",
                  "transcript", "words", "reply", "steps", "pitfalls", "suppressed",
                  "delivery", "turn_score", "mood_before", "mood_after", "move", "latency_s",
-                 "hint")
+                 "hint", "interruption", "yielded")
+        cut = f.sub("interruption")
         words = tuple(Word(word=w.text("word", "") or "", start=w.num("start", 0.0) or 0.0,
                                end=w.num("end", 0.0) or 0.0, conf=w.num("conf"))
                       for w in f.items("words"))
@@ -382,6 +502,8 @@ class TurnRecord:
             mood_after=f.num("mood_after", required=True) or 0.0,
             move=_frozen(f.get("move", dict, {})), latency_s=f.num("latency_s"),
             hint=f.text("hint", "") or "",
+            interruption=InterruptionRecord.read(cut) if cut.data else None,
+            yielded=tuple(YieldRecord.read(y) for y in f.items("yielded")),
             customer_extra=_frozen(c.rest(("line", "text", "audio", "expects"))),
             extra=_frozen(f.rest(known)))
 
@@ -447,6 +569,16 @@ class SessionRecord:
     @property
     def calm_turns(self) -> int:
         return sum(1 for t in self.turns if t.delivery.calm)
+
+    @property
+    def talked_over(self) -> int:
+        """Turns in which the trainee talked over the customer."""
+        return sum(1 for t in self.turns if t.interruption is not None)
+
+    @property
+    def yields(self) -> int:
+        """Replies that cut in too soon and gave way, over the call (not scored)."""
+        return sum(len(t.yielded) for t in self.turns)
 
     def to_json(self) -> dict[str, Any]:
         """Exactly what ``session.json`` holds."""

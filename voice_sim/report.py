@@ -4,8 +4,10 @@ One self-contained file, built from ``session.json`` and the turn WAVs alone: a
 header with the outcome and score, charts (mood across the call, pace and loudness
 per turn against their calm bands, scores per turn), then the call as a timeline —
 each customer line and answer with an audio player, the transcript with the
-evidence of every step and pitfall highlighted, the steps the line expected against
-what was heard, and the answer's pitch contour against the trainee's calm band.
+evidence of every step and pitfall highlighted, the turn-taking (talking over the
+customer, with when and for how long; replies that cut in too soon and gave way), the
+steps the line expected against what was heard, and the answer's pitch contour against
+the trainee's calm band.
 
 Safety and portability:
 
@@ -36,7 +38,14 @@ from typing import Any
 from voice_sim import __version__
 from voice_sim.errors import InputError, SessionError, VoiceSimError
 from voice_sim.plots import COLORS, Mark, RefLine, Series, contour_chart, line_chart
-from voice_sim.record import DeliveryRecord, Evidence, SessionRecord, TurnRecord, load_session
+from voice_sim.record import (
+    YIELD_NOTE,
+    DeliveryRecord,
+    Evidence,
+    SessionRecord,
+    TurnRecord,
+    load_session,
+)
 
 REPORT_NAME = "report.html"
 """The report's file name inside the session folder."""
@@ -335,6 +344,8 @@ table.steps th { font-size: 12px; color: var(--muted); font-weight: 600; }
 .cols { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }
 @media (max-width: 760px) { .cols { grid-template-columns: 1fr; } }
 ul.reasons { margin: 4px 0; padding-left: 20px; }
+ul.taking { margin: 4px 0; padding-left: 20px; font-size: 14px; }
+ul.taking li.talked-over b { color: var(--pitfall); } ul.taking li.gave-way b { color: #374151; }
 .hint { background: #f0fdf4; border-left: 4px solid var(--step); padding: 6px 10px; }
 details summary { cursor: pointer; color: #374151; }
 """
@@ -388,6 +399,20 @@ def _delivery_html(dv: DeliveryRecord) -> str:
             + (f'<ul class="reasons">{reasons}</ul>' if reasons else ""))
 
 
+def turn_taking_html(turn: TurnRecord) -> str:
+    """Talking over the customer (a delivery fault) and replies that gave way (not
+    scored), with their times; empty when the turn had neither."""
+    items = []
+    if turn.interruption is not None:
+        items.append('<li class="talked-over"><b>Talked over:</b> '
+                     f"{_e(turn.interruption.describe())} "
+                     '<span class="muted">(counts against delivery)</span></li>')
+    items += ['<li class="gave-way"><b>Customer gave way:</b> '
+              f'{_e(y.describe())} <span class="muted">({_e(YIELD_NOTE)})</span></li>'
+              for y in turn.yielded]
+    return f'<ul class="taking">{"".join(items)}</ul>' if items else ""
+
+
 def turn_html(turn: TurnRecord, session_dir: Path, mode: str, rel: str,
               model_answers: Mapping[str, str]) -> str:
     """One turn of the timeline."""
@@ -411,6 +436,7 @@ def turn_html(turn: TurnRecord, session_dir: Path, mode: str, rel: str,
         f'<p class="text">{said}</p>'
         f'{_audio(session_dir, turn.answer_audio, mode, rel, f"your answer, turn {i}")}'
         "</div>",
+        turn_taking_html(turn),
         '<div class="cols"><div>',
         steps_table(turn),
         f'<p class="muted">Mood: {_e(reason)}</p>' if reason else "",
@@ -467,7 +493,10 @@ def render_report(record: SessionRecord, session_dir: str | os.PathLike[str], *,
         '<div class="summary">',
         f'<span class="big">{_num(record.score)}<span class="muted">/100</span></span>',
         f'<span class="badge {_e(outcome)}">{_e(OUTCOME_WORDS.get(outcome, outcome))}</span>',
-        f"<span>{len(turns)} turns · calm in {record.calm_turns} of {len(turns)}</span>",
+        f"<span>{len(turns)} turns · calm in {record.calm_turns} of {len(turns)}"
+        + (f" · talked over the customer in {record.talked_over}" if record.talked_over else "")
+        + (f" · the customer gave way {record.yields}× (not counted)" if record.yields else "")
+        + "</span>",
         "</div></div></header><main>",
     ]
     if record.status not in ("", "complete"):

@@ -8,11 +8,12 @@ evidence is shortened.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
 
-from voice_sim.record import SessionRecord, TurnRecord
+from voice_sim.record import YIELD_NOTE, SessionRecord, TurnRecord
 
 WIDTH = 80
 EVIDENCE_CHARS = 52
@@ -24,7 +25,9 @@ def _wrap(text: str, indent: str, width: int, hang: int = 2, label: str = "") ->
     text (after the label) or ``hang`` columns in. Whitespace in ``text`` collapses,
     so a transcript's line breaks cannot break the layout."""
     lead = indent + label
-    return textwrap.wrap(" ".join(str(text).split()), width=width, initial_indent=lead,
+    # No-break spaces stay (a figure and its unit, "0.3\u00a0s"): textwrap keeps them whole.
+    flat = re.sub(r"[^\S\u00a0]+", " ", str(text)).strip()
+    return textwrap.wrap(flat, width=width, initial_indent=lead,
                          subsequent_indent=" " * (len(lead) if label else len(indent) + hang)
                          ) or [lead.rstrip()]
 
@@ -54,8 +57,19 @@ def _path_line(label: str, path: str, width: int) -> list[str]:
     return [label + path] if len(label) + len(path) <= width else [label.rstrip(), path]
 
 
+def turn_taking(t: TurnRecord) -> list[str]:
+    """What happened between the two voices in a turn, with the times: talking over the
+    customer (a delivery fault) and replies that gave way (not scored: the customer cut
+    in too soon)."""
+    out = []
+    if t.interruption is not None:
+        out.append(f"> {t.interruption.describe()} (counts against delivery)")
+    out += [f"~ {y.describe()} ({YIELD_NOTE})" for y in t.yielded]
+    return [re.sub(r"(\d) s\b", "\\1\u00a0s", note) for note in out]  # never "0.3 / s"
+
+
 def turn_lines(t: TurnRecord, width: int = WIDTH) -> list[str]:
-    """One turn of the scorecard: who said what, steps, pitfalls, delivery."""
+    """One turn of the scorecard: who said what, steps, pitfalls, turn-taking, delivery."""
     out = [f"Turn {t.index}   mood {_num(t.mood_before, '.1f')} → "
            f"{_num(t.mood_after, '.1f')}   turn score {_num(t.turn_score.score)}/100"]
     out += _wrap(t.customer_text, "  ", width, label="customer: ")
@@ -70,6 +84,7 @@ def turn_lines(t: TurnRecord, width: int = WIDTH) -> list[str]:
             out.append(f"    · missed {s}")
     for d in t.pitfalls:
         out += _wrap(f"! {d.id}: {_quote(d.evidence)}", "    ", width)
+    out += [line for note in turn_taking(t) for line in _wrap(note, "    ", width)]
     dv = t.delivery
     verdict = "calm" if dv.calm else "not calm"
     out += _wrap(f"delivery: {verdict} ({_num(dv.calm_score)}/100)"
@@ -103,6 +118,8 @@ def format_scorecard(record: SessionRecord, width: int = WIDTH) -> str:
     out += _pack([f"Outcome: {record.outcome or 'unfinished'}",
                   f"Score: {_num(record.score)}/100", f"Turns: {len(turns)}",
                   f"Calm: {record.calm_turns}/{len(turns)} turns"]
+                 + ([f"Talked over: {record.talked_over}"] if record.talked_over else [])
+                 + ([f"Gave way: {record.yields} (not counted)"] if record.yields else [])
                  + ([f"Seed: {record.extra['seed']}"] if "seed" in record.extra else []),
                  width)
     if record.status not in ("", "complete"):

@@ -345,11 +345,16 @@ def run_web_call(setup: CallSetup, mic: StreamedMic, controls: Controls, send: S
               "end": line.end})
 
     def on_turn(turn: Any) -> None:
+        from voice_sim.scorecard import turn_taking
+
         stages = turn.timing.stages() if turn.timing is not None else {}
         send({"type": "turn", "index": turn.index, "transcript": turn.transcript.text,
               "mood": round(turn.move.mood_after, 1), "score": turn.score.score,
               "steps": sorted(turn.content.ids),
-              "stages_ms": {k: round(1000 * v, 1) for k, v in stages.items()}})
+              "stages_ms": {k: round(1000 * v, 1) for k, v in stages.items()},
+              # As the scorecard says them (the page's speaker plays lines whole, so
+              # today there is neither talking over nor giving way to show).
+              "turn_taking": turn_taking(turn.record)})
 
     def on_hint(hint: str) -> None:
         send({"type": "hint", "text": hint})

@@ -132,6 +132,7 @@
     li.className = cls;
     li.textContent = text;
     $("log").appendChild(li);
+    return li;
   }
 
   function onEvent(ev) {
@@ -180,11 +181,19 @@
       case "turn": {
         vs.turns.push(ev);
         mood(ev.mood);
-        log("you", `You: ${ev.transcript || "(nothing heard)"}`);
+        let shown = log("you", `You: ${ev.transcript || "(nothing heard)"}`);
         // The turn is scored as the customer's reply starts: list the answer before it.
         const items = $("log").children;
         if (vs.lines.length > ev.index && items.length >= 2) {
           $("log").insertBefore(items[items.length - 1], items[items.length - 2]);
+        }
+        // Talking over the customer, and replies that gave way, under the answer.
+        for (const note of ev.turn_taking || []) {
+          const li = document.createElement("li");
+          li.className = "taking";
+          li.textContent = note;
+          shown.after(li);
+          shown = li;
         }
         break;
       }
