@@ -379,6 +379,63 @@ def test_the_echo_canceller_takes_the_line_out_and_leaves_the_trainee(
             assert db(res[mid]) < db(mic[start:start + len(answer)]) - 25
 
 
+def test_the_echo_canceller_follows_a_delay_moved_out_of_reach(
+        speech: dict[str, np.ndarray]) -> None:
+    """A speaker buffer that runs dry delays the rest of the line for good, here by
+    0.1 s, more than the realignment reaches: the whole window is searched again. The
+    trainee talking over the line (in the same synthetic voice, which may resemble the
+    line's for a moment) never moves the delay."""
+    from voice_sim.bargein import LEARN_S, REALIGN_S, EchoCanceller
+
+    line, answer = speech["line"], speech["answer"]
+    lag, at, gap = 1800, 2 * SAMPLE_RATE, round(0.1 * SAMPLE_RATE)
+    assert gap > REALIGN_S * SAMPLE_RATE
+    echo = np.zeros(len(line) + 2 * SAMPLE_RATE, np.float32)
+    echo[lag:lag + len(line)] = 0.4 * line
+    echo = np.concatenate([echo[:at], np.zeros(gap, np.float32), echo[at:-gap]])
+    talk = echo.copy()
+    start = 3 * SAMPLE_RATE
+    talk[start:start + len(answer)] += answer
+
+    def db(x: np.ndarray) -> float:
+        return float(10 * np.log10(np.mean(x * x) + 1e-12))
+
+    for mic, trainee in ((echo, False), (talk, True)):
+        aec = EchoCanceller(line)
+        n = round(LEARN_S * SAMPLE_RATE)
+        assert aec.learn(mic[:n]) and aec.lag == pytest.approx(lag, abs=2)
+        res, lags = [], []
+        for i in range(n, len(mic) - 319, 320):
+            res.append(aec.cancel(mic[i:i + 320], i)[0])
+            lags.append(aec.lag)
+        out = np.concatenate(res)
+        settled = slice(at + SAMPLE_RATE // 4 - n, start - n)  # a quarter second on
+        assert db(out[settled]) < db(mic[at + SAMPLE_RATE // 4:start]) - 25
+        over = lags[(start - n) // 320:(start + len(answer) - n) // 320]
+        assert all(abs(g - (lag + gap)) <= round(REALIGN_S * SAMPLE_RATE) for g in over)
+        mid = slice(start - n, start - n + len(answer))
+        if trainee:
+            assert db(out[mid]) == pytest.approx(db(answer), abs=1.0)
+
+
+@pytest.mark.audio_device
+def test_echo_heard_later_after_the_speaker_ran_dry_is_not_an_interruption(
+        speech: dict[str, np.ndarray]) -> None:
+    from fake_audio import installed
+
+    from voice_sim.bargein import ListeningSpeaker
+    from voice_sim.listen import Microphone
+
+    line_s = len(speech["line"]) / SAMPLE_RATE
+    # 1.5 s into the line its echo loses 0.1 s: the rest comes back that much later.
+    with installed(speed=2.0, echo=0.5, echo_gap=(1.5, 0.1)) as fake, Microphone() as mic:
+        speaker = ListeningSpeaker(mic)
+        speaker.speak(speech["line"], SAMPLE_RATE)
+    assert speaker.last is None
+    assert fake.played[-1].duration_s == pytest.approx(line_s, abs=0.03)
+    assert speaker.aec is not None and speaker.aec.moves >= 1
+
+
 @pytest.mark.audio_device
 def test_the_persona_own_echo_is_not_an_interruption(speech: dict[str, np.ndarray]) -> None:
     from fake_audio import installed
