@@ -457,6 +457,52 @@ def test_the_persona_own_echo_is_not_an_interruption(speech: dict[str, np.ndarra
     assert not got.heard_speech
 
 
+@pytest.mark.audio_device
+@pytest.mark.parametrize("resumed_s", [0.3, 0.45])
+def test_a_reply_gives_way_to_the_trainee_going_on_under_its_first_words(
+        speech: dict[str, np.ndarray], resumed_s: float) -> None:
+    """The trainee goes on just as the reply starts: heard when they do, under the
+    reply's echo (a loud one: 0.4), and not as an interruption seconds later (the echo
+    path measured over their voice is no echo path)."""
+    from fake_audio import installed
+
+    from voice_sim.bargein import ListeningSpeaker
+    from voice_sim.listen import Microphone
+
+    with installed(speed=1.0, echo=0.4) as fake, Microphone() as mic:
+        speaker = ListeningSpeaker(mic)
+        speaker.speak(speech["line"], SAMPLE_RATE)
+        assert speaker.last is None and speaker.gave_way is None
+        fake.add_answer(speech["answer"], delay_s=fake.now() - (fake._first_mic_s or 0.0)
+                        + resumed_s, after_playback=False)
+        speaker.replying = True
+        speaker.speak(speech["line"], SAMPLE_RATE)
+        (start, _), = fake.answers_fed
+        reply = fake.played[-1]
+    y = speaker.gave_way
+    assert y is not None and speaker.last is None
+    assert y.resumed_s == pytest.approx(start - reply.start_s, abs=0.1)
+    assert reply.duration_s < start - reply.start_s + 0.4
+
+
+@pytest.mark.audio_device
+def test_the_persona_own_echo_in_a_reply_is_not_the_trainee_going_on(
+        speech: dict[str, np.ndarray]) -> None:
+    from fake_audio import installed
+
+    from voice_sim.bargein import ListeningSpeaker
+    from voice_sim.listen import Microphone
+
+    with installed(speed=2.0, echo=0.5) as fake, Microphone() as mic:
+        speaker = ListeningSpeaker(mic)
+        for i in range(3):
+            speaker.replying = i > 0
+            speaker.speak(speech["line"], SAMPLE_RATE)
+            assert speaker.last is None and speaker.gave_way is None
+    line_s = len(speech["line"]) / SAMPLE_RATE
+    assert all(p.duration_s == pytest.approx(line_s, abs=0.03) for p in fake.played)
+
+
 # --- the session records it --------------------------------------------------------------
 
 @pytest.mark.slow

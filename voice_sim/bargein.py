@@ -73,6 +73,9 @@ ECHO_WINDOW_S = 0.4
 output buffer, the device, the room and the input buffer together."""
 LEARN_S = 0.5
 """Seconds at the start of each line in which the echo path is measured (no barge-in)."""
+REPLY_LEARN_S = 0.25
+"""Seconds into a reply at which its echo path is first sought: found, the canceller
+judges the trainee going on from then, in place of the level rule."""
 NO_ECHO_DB = -60.0
 """dB: the echo gain assumed before any measurement (a headset: none)."""
 MAX_ECHO_DB = 0.0
@@ -542,6 +545,18 @@ class ListeningSpeaker:
         self.echo_lag = lag
         self.echo_gain_db = min(MAX_ECHO_DB, float(np.percentile(mic[loud] - near[loud], 95)))
 
+    def _echo_frames(self, ref: np.ndarray, k: int, window: int) -> float:
+        """dBFS of the loudest line frame whose echo may be arriving as frame ``k`` is
+        handed out: the window's, or with the echo's lag measured, the frame it came
+        from give or take the jitter (never more than ALIGN_GAIN_DB under the window's)."""
+        recent = float(ref[max(0, k - window):k + 1].max()) if k else -120.0
+        if self.echo_lag is None:
+            return recent
+        j = k - self.echo_lag
+        near = (float(ref[max(0, j - ALIGN_SLACK):j + ALIGN_SLACK + 1].max())
+                if j + ALIGN_SLACK >= 0 else -120.0)
+        return max(near, recent - ALIGN_GAIN_DB)
+
     def _look_back(self, before: list[Block], floor: float, vad: Any
                    ) -> tuple[int | None, int]:
         """Speech in the audio heard since the answer was captured, before a reply: the
@@ -616,7 +631,10 @@ class ListeningSpeaker:
         hold = 0  # blocks in which no barge-in is judged (the echo path just glitched)
         got: list[np.ndarray] = []  # the microphone's samples while the path is learned
         m0 = 0  # the microphone's samples read since the line started
-        next_learn = LEARN_S
+        # A reply's trainee may be going on from its first word: its echo path is sought
+        # sooner, for the canceller to judge them as soon as it can.
+        next_learn = REPLY_LEARN_S if replying else LEARN_S
+        last_rule = "early"  # a reply: the look-back's run goes on into the early rule
         self.aec_ms = []
         blocks: list[Block] = []
         clean: list[np.ndarray | None] = []  # each block's residual (None: not cancelled)
@@ -682,21 +700,35 @@ class ListeningSpeaker:
                 # player's position now, which runs ahead of a block read late (a busy
                 # CPU), and would set the echo's frames apart by as much.
                 k = min(len(ref), player.pos // frame, round(m0 / SR / FRAME_S))
-                if b.at - started < LEARN_S:
+                learning = b.at - started < LEARN_S
+                if learning:
                     heard.append((k, lvl))
+                rule = ("early" if learning and not (replying and aec_on)
+                        else "aec" if aec_on else "level")
+                if rule != last_rule:
+                    run = 0  # one rule's count does not carry into another's
+                last_rule = rule
+                if rule == "early":
                     if not replying:
                         continue
                     # A reply: the trainee going on now was cut off. The echo path is
-                    # not measured yet: the level rule, at the previous line's gain.
-                    recent = float(ref[max(0, k - window):k + 1].max()) if k else -120.0
+                    # not measured yet: the level rule, at the previous line's gain
+                    # and lag.
+                    recent = self._echo_frames(ref, k, window)
                     bar = max(floor + MARGIN_DB, recent + self.echo_gain_db + DOUBLE_TALK_DB)
                     run = run + 1 if vad.p >= VOICE_P and lvl > bar else 0
                     alone = recent + self.echo_gain_db
                 else:
-                    if heard:
+                    if heard and not learning:
+                        path = self.echo_gain_db, self.echo_lag
                         self._learn(heard, ref, window)
                         heard = []
-                        run = 0  # the early rule's count does not carry into this one
+                        if replying and not aec_on and NO_ECHO_DB < path[0] < self.echo_gain_db:
+                            # A reply whose echo path the canceller could not find, heard
+                            # louder than the previous line's: the trainee going on from
+                            # its start talked over the measurement (their voice is no
+                            # echo). The path is the previous line's.
+                            self.echo_gain_db, self.echo_lag = path
                     if aec_on:
                         # Judged on the residual: what is left once the line's echo is
                         # taken away, against the residual echo the canceller leaves.
@@ -717,21 +749,12 @@ class ListeningSpeaker:
                                else 0)
                         hold = max(0, hold - 1)
                     else:
-                        recent = float(ref[max(0, k - window):k + 1].max()) if k else -120.0
-                        if self.echo_lag is not None:
-                            # The frame the echo now arriving came from, give or take the
-                            # jitter; never more than ALIGN_GAIN_DB under the window's bar.
-                            j = k - self.echo_lag
-                            near = (float(ref[max(0, j - ALIGN_SLACK):j + ALIGN_SLACK + 1].max())
-                                    if j + ALIGN_SLACK >= 0 else -120.0)
-                            recent = max(near, recent - ALIGN_GAIN_DB)
+                        recent = self._echo_frames(ref, k, window)
                         echo = recent + self.echo_gain_db
                         bar = max(floor + MARGIN_DB, echo + DOUBLE_TALK_DB)
                         alone = echo
                         run = run + 1 if vad.p >= VOICE_P and lvl > bar else 0
                 if self.trace is not None:
-                    rule = ("early" if b.at - started < LEARN_S else "aec" if aec_on
-                            else "level")
                     self.trace.append((b.at - started, rule, level_dbfs(b.samples), lvl, bar,
                                        alone, vad.p, run, aec.lag if aec_on else None))
                 # Where the trainee may have begun: the microphone above the echo alone.
