@@ -7,14 +7,19 @@ microphone is speech too, so the voice model alone cannot tell it from the train
 but the line is known sample by sample, so its echo is cancelled first
 (:class:`EchoCanceller`: the delay from a cross-correlation of the line's first
 :data:`LEARN_S`, a short filter adapted by block NLMS and frozen in double talk, each
-5 ms re-aligned within :data:`REALIGN_S` because buffering moves the delay). Then the
-trainee is talking over the line when a block's residual is
+5 ms re-aligned within :data:`REALIGN_S` because buffering moves the delay, and the
+whole window searched again when the echo stops cancelling: a speaker buffer that ran
+dry delays the rest of the line for good). Then the trainee is talking over the line
+when a block's residual is
 
 * speech to the Silero model (voice_sim.vad, fed the residual), and
 * louder than the room (the noise floor + :data:`MARGIN_DB`), and
 * louder, by :data:`RESIDUAL_DT_DB`, than the echo the canceller leaves (the echo
   estimate less the cancellation measured on single talk), with the microphone itself
-  not under the echo estimate (a dropped block is not a voice).
+  not under the echo estimate (a dropped block is not a voice), nor the residual over
+  the microphone (an estimate at the wrong delay added to it), and
+* not the line's echo at another delay in the window (checked on the last
+  :data:`CONFIRM_S` before a barge-in is declared).
 
 When no echo is found (a headset, or a line whose start is too quiet to measure in
 :data:`MAX_LEARN_S`) the older level rule judges the raw microphone: louder, by
@@ -41,8 +46,9 @@ the session says the line answers the trainee). A trainee who goes on within
 (:class:`Yield`, not an :class:`Interruption`) and every block since the answer was
 captured goes back to the microphone as the turn's start, so the session continues the
 same answer. Speech already under way when the reply is due stops it before it sounds;
-in the reply's first :data:`LEARN_S` (the echo path is still being measured) the level
-rule judges, with the echo gain the previous line measured.
+a reply's echo path is sought from :data:`REPLY_LEARN_S`, and until it is found the
+level rule judges, with the echo gain and lag the previous line measured (kept, too,
+when the reply's own measurement heard more: the trainee talking over it).
 
 Blocks handed to the answer carry the echo-cancelled signal beside the raw one
 (:attr:`voice_sim.listen.Block.clean`): the answer's recording keeps what the microphone
