@@ -479,10 +479,20 @@ def test_a_reply_gives_way_to_the_trainee_going_on_under_its_first_words(
         speaker.speak(speech["line"], SAMPLE_RATE)
         (start, _), = fake.answers_fed
         reply = fake.played[-1]
+        back = []  # what goes on to the answer
+        while (b := mic.read(0)) is not None:
+            back.append(b)
     y = speaker.gave_way
     assert y is not None and speaker.last is None
     assert y.resumed_s == pytest.approx(start - reply.start_s, abs=0.1)
     assert reply.duration_s < start - reply.start_s + 0.4
+    # The reply's echo before the trainee went on is cancelled in what the answer hears.
+    from voice_sim.listen import level_dbfs
+
+    echo = [b for b in back if reply.started_at + 0.1 < b.at < y.resumed_at - 0.02
+            and level_dbfs(b.samples) > -45]
+    assert echo and all(b.clean is not None for b in echo)
+    assert all(level_dbfs(b.heard) < level_dbfs(b.samples) - 10 for b in echo)
 
 
 @pytest.mark.audio_device
