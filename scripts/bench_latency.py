@@ -507,7 +507,8 @@ def run_barge_in(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             line = lines[rng.randrange(len(lines))]
             ans = answers[i % len(answers)]
             u = va.say(ans, delay_s=rng.uniform(0.8, 2.0))
-            speaker.speak(line, 16_000)
+            speaker.trace = [] if args.trace else None
+            started = speaker.speak(line, 16_000)
             cut = speaker.last
             time.sleep(0.4)  # the speaker pipe drains
             onset = None
@@ -526,6 +527,8 @@ def run_barge_in(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
                 print(f"  trial {i + 1:2d}: at {cut.at_s:.2f} s, stopped "
                       f"{stops[-1] * 1000:4.0f} ms after the onset (heard "
                       f"{heard[-1] * 1000:4.0f} ms)", file=sys.stderr)
+            if speaker.trace and onset is not None:
+                trace_barge_in(speaker, started, onset)
             capture_answer(mic, None, TurnConfig(silence_end_s=0.5))  # the rest of it
     va.close()
     within = sum(s <= 0.150 for s in stops)
@@ -539,6 +542,20 @@ def run_barge_in(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             "echo_gain": 0.4 if args.echo is None else args.echo,
             "echo_cancelled_lines": f"{cancelled}/{args.echo_trials}",
             "canceller_ms_per_block": stats([m / 1000 for m in aec_ms]) if aec_ms else None}
+
+
+def trace_barge_in(speaker: Any, started: float, onset: float) -> None:
+    """``--trace``: the line's echo path and each block's judgement around the onset."""
+    aec = speaker.aec
+    print(f"      echo gain {speaker.echo_gain_db:.1f} dB, lag {speaker.echo_lag}, canceller "
+          f"delay {None if aec is None else aec.lag} (found at "
+          f"{None if aec is None else aec.base}), ERLE {0 if aec is None else aec.ratio_db:.1f}"
+          f" dB; onset {(onset - started) * 1000:.0f} ms into the line", file=sys.stderr)
+    for t, rule, raw, lvl, bar, alone, p, run, lag in speaker.trace:
+        ms = (started + t - onset) * 1000
+        if -200 <= ms <= 400:
+            print(f"      {ms:+5.0f} ms {rule:>5} mic {raw:6.1f} judged {lvl:6.1f} bar "
+                  f"{bar:6.1f} echo {alone:6.1f} p {p:.2f} run {run} delay {lag}", file=sys.stderr)
 
 
 QUIET_END_S = 0.15
@@ -659,7 +676,8 @@ def main() -> int:
     p.add_argument("--turn-end", choices=("fast", "normal", "patient"), default="normal")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--trace", action="store_true",
-                   help="session mode: print the Whisper stream's decodes around each end")
+                   help="session mode: print the Whisper stream's decodes around each end; "
+                        "barge-in mode: each block's judgement around each onset")
     args = p.parse_args()
     if args.device == "alsa" and args.speed != 1.0:
         p.error("--speed is for --device fake (the ALSA virtual microphone runs in real time)")

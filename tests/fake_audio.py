@@ -150,7 +150,9 @@ class FakeSoundDevice:
     counts are unchanged, only the pacing). ``noise_dbfs`` is the level of the
     microphone's background noise (None: digital silence). ``echo`` mixes that
     fraction of what the speaker plays into the microphone, like a laptop without
-    echo cancellation.
+    echo cancellation. ``echo_gap`` (start, seconds) loses that many seconds of each
+    playback's echo ``start`` fake seconds into it, as a speaker buffer that ran dry
+    does: the rest of the line comes back that much later, for good.
     """
 
     PortAudioError = PortAudioError
@@ -168,6 +170,7 @@ class FakeSoundDevice:
         after_playback: bool = True,
         noise_dbfs: float | None = -70.0,
         echo: float = 0.0,
+        echo_gap: tuple[float, float] | None = None,
         devices: Sequence[FakeDevice] = DEFAULT_DEVICES,
         seed: int = 0,
     ) -> None:
@@ -178,6 +181,7 @@ class FakeSoundDevice:
         self.speed = float(speed)
         self.noise_dbfs = noise_dbfs
         self.echo = float(echo)
+        self.echo_gap = echo_gap
         self.devices = tuple(devices)
         self.default = _Default()
         self.default.device = [
@@ -462,6 +466,13 @@ class FakeSoundDevice:
                 block = (self._rng.standard_normal(frames) * amp).astype(np.float32)
             if self.echo and self._playing:
                 for s in self._playing:
+                    pb = s._playback
+                    if (self.echo_gap is not None and pb is not None and not s._gapped
+                            and now - pb.start_s >= self.echo_gap[0]):
+                        s._gapped = True
+                        gap = np.zeros(round(self.echo_gap[1] * SAMPLE_RATE), np.float32)
+                        rest = s._echo_rest
+                        s._echo_rest = gap if rest is None else np.concatenate([gap, rest])
                     block += self.echo * s.take_echo(frames)
             if self._first_mic_s is None:
                 self._first_mic_s = now
@@ -601,6 +612,8 @@ class _FakeStream:
         """What the stream played, not yet heard back by the microphone (the echo path
         is a steady delay: played samples come back in order, each once)."""
         self._echo_rest: np.ndarray | None = None
+        self._gapped = False
+        """The echo path lost FakeSoundDevice.echo_gap of this playback already."""
         self._started_s = 0.0
         self._frames_done = 0
 

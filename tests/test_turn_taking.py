@@ -379,6 +379,63 @@ def test_the_echo_canceller_takes_the_line_out_and_leaves_the_trainee(
             assert db(res[mid]) < db(mic[start:start + len(answer)]) - 25
 
 
+def test_the_echo_canceller_follows_a_delay_moved_out_of_reach(
+        speech: dict[str, np.ndarray]) -> None:
+    """A speaker buffer that runs dry delays the rest of the line for good, here by
+    0.1 s, more than the realignment reaches: the whole window is searched again. The
+    trainee talking over the line (in the same synthetic voice, which may resemble the
+    line's for a moment) never moves the delay."""
+    from voice_sim.bargein import LEARN_S, REALIGN_S, EchoCanceller
+
+    line, answer = speech["line"], speech["answer"]
+    lag, at, gap = 1800, 2 * SAMPLE_RATE, round(0.1 * SAMPLE_RATE)
+    assert gap > REALIGN_S * SAMPLE_RATE
+    echo = np.zeros(len(line) + 2 * SAMPLE_RATE, np.float32)
+    echo[lag:lag + len(line)] = 0.4 * line
+    echo = np.concatenate([echo[:at], np.zeros(gap, np.float32), echo[at:-gap]])
+    talk = echo.copy()
+    start = 3 * SAMPLE_RATE
+    talk[start:start + len(answer)] += answer
+
+    def db(x: np.ndarray) -> float:
+        return float(10 * np.log10(np.mean(x * x) + 1e-12))
+
+    for mic, trainee in ((echo, False), (talk, True)):
+        aec = EchoCanceller(line)
+        n = round(LEARN_S * SAMPLE_RATE)
+        assert aec.learn(mic[:n]) and aec.lag == pytest.approx(lag, abs=2)
+        res, lags = [], []
+        for i in range(n, len(mic) - 319, 320):
+            res.append(aec.cancel(mic[i:i + 320], i)[0])
+            lags.append(aec.lag)
+        out = np.concatenate(res)
+        settled = slice(at + SAMPLE_RATE // 4 - n, start - n)  # a quarter second on
+        assert db(out[settled]) < db(mic[at + SAMPLE_RATE // 4:start]) - 25
+        over = lags[(start - n) // 320:(start + len(answer) - n) // 320]
+        assert all(abs(g - (lag + gap)) <= round(REALIGN_S * SAMPLE_RATE) for g in over)
+        mid = slice(start - n, start - n + len(answer))
+        if trainee:
+            assert db(out[mid]) == pytest.approx(db(answer), abs=1.0)
+
+
+@pytest.mark.audio_device
+def test_echo_heard_later_after_the_speaker_ran_dry_is_not_an_interruption(
+        speech: dict[str, np.ndarray]) -> None:
+    from fake_audio import installed
+
+    from voice_sim.bargein import ListeningSpeaker
+    from voice_sim.listen import Microphone
+
+    line_s = len(speech["line"]) / SAMPLE_RATE
+    # 1.5 s into the line its echo loses 0.1 s: the rest comes back that much later.
+    with installed(speed=2.0, echo=0.5, echo_gap=(1.5, 0.1)) as fake, Microphone() as mic:
+        speaker = ListeningSpeaker(mic)
+        speaker.speak(speech["line"], SAMPLE_RATE)
+    assert speaker.last is None
+    assert fake.played[-1].duration_s == pytest.approx(line_s, abs=0.03)
+    assert speaker.aec is not None and speaker.aec.moves >= 1
+
+
 @pytest.mark.audio_device
 def test_the_persona_own_echo_is_not_an_interruption(speech: dict[str, np.ndarray]) -> None:
     from fake_audio import installed
@@ -398,6 +455,62 @@ def test_the_persona_own_echo_is_not_an_interruption(speech: dict[str, np.ndarra
     assert all(p.duration_s == pytest.approx(line_s, abs=0.03) for p in fake.played)
     assert speaker.echo_gain_db == pytest.approx(20 * np.log10(0.5), abs=3.0)
     assert not got.heard_speech
+
+
+@pytest.mark.audio_device
+@pytest.mark.parametrize("resumed_s", [0.3, 0.45])
+def test_a_reply_gives_way_to_the_trainee_going_on_under_its_first_words(
+        speech: dict[str, np.ndarray], resumed_s: float) -> None:
+    """The trainee goes on just as the reply starts: heard when they do, under the
+    reply's echo (a loud one: 0.4), and not as an interruption seconds later (the echo
+    path measured over their voice is no echo path)."""
+    from fake_audio import installed
+
+    from voice_sim.bargein import ListeningSpeaker
+    from voice_sim.listen import Microphone
+
+    with installed(speed=1.0, echo=0.4) as fake, Microphone() as mic:
+        speaker = ListeningSpeaker(mic)
+        speaker.speak(speech["line"], SAMPLE_RATE)
+        assert speaker.last is None and speaker.gave_way is None
+        fake.add_answer(speech["answer"], delay_s=fake.now() - (fake._first_mic_s or 0.0)
+                        + resumed_s, after_playback=False)
+        speaker.replying = True
+        speaker.speak(speech["line"], SAMPLE_RATE)
+        (start, _), = fake.answers_fed
+        reply = fake.played[-1]
+        back = []  # what goes on to the answer
+        while (b := mic.read(0)) is not None:
+            back.append(b)
+    y = speaker.gave_way
+    assert y is not None and speaker.last is None
+    assert y.resumed_s == pytest.approx(start - reply.start_s, abs=0.1)
+    assert reply.duration_s < start - reply.start_s + 0.4
+    # The reply's echo before the trainee went on is cancelled in what the answer hears.
+    from voice_sim.listen import level_dbfs
+
+    echo = [b for b in back if reply.started_at + 0.1 < b.at < y.resumed_at - 0.02
+            and level_dbfs(b.samples) > -45]
+    assert echo and all(b.clean is not None for b in echo)
+    assert all(level_dbfs(b.heard) < level_dbfs(b.samples) - 10 for b in echo)
+
+
+@pytest.mark.audio_device
+def test_the_persona_own_echo_in_a_reply_is_not_the_trainee_going_on(
+        speech: dict[str, np.ndarray]) -> None:
+    from fake_audio import installed
+
+    from voice_sim.bargein import ListeningSpeaker
+    from voice_sim.listen import Microphone
+
+    with installed(speed=2.0, echo=0.5) as fake, Microphone() as mic:
+        speaker = ListeningSpeaker(mic)
+        for i in range(3):
+            speaker.replying = i > 0
+            speaker.speak(speech["line"], SAMPLE_RATE)
+            assert speaker.last is None and speaker.gave_way is None
+    line_s = len(speech["line"]) / SAMPLE_RATE
+    assert all(p.duration_s == pytest.approx(line_s, abs=0.03) for p in fake.played)
 
 
 # --- the session records it --------------------------------------------------------------

@@ -7,14 +7,19 @@ microphone is speech too, so the voice model alone cannot tell it from the train
 but the line is known sample by sample, so its echo is cancelled first
 (:class:`EchoCanceller`: the delay from a cross-correlation of the line's first
 :data:`LEARN_S`, a short filter adapted by block NLMS and frozen in double talk, each
-5 ms re-aligned within :data:`REALIGN_S` because buffering moves the delay). Then the
-trainee is talking over the line when a block's residual is
+5 ms re-aligned within :data:`REALIGN_S` because buffering moves the delay, and the
+whole window searched again when the echo stops cancelling: a speaker buffer that ran
+dry delays the rest of the line for good). Then the trainee is talking over the line
+when a block's residual is
 
 * speech to the Silero model (voice_sim.vad, fed the residual), and
 * louder than the room (the noise floor + :data:`MARGIN_DB`), and
 * louder, by :data:`RESIDUAL_DT_DB`, than the echo the canceller leaves (the echo
   estimate less the cancellation measured on single talk), with the microphone itself
-  not under the echo estimate (a dropped block is not a voice).
+  not under the echo estimate (a dropped block is not a voice), nor the residual over
+  the microphone (an estimate at the wrong delay added to it), and
+* not the line's echo at another delay in the window (checked on the last
+  :data:`CONFIRM_S` before a barge-in is declared).
 
 When no echo is found (a headset, or a line whose start is too quiet to measure in
 :data:`MAX_LEARN_S`) the older level rule judges the raw microphone: louder, by
@@ -41,8 +46,9 @@ the session says the line answers the trainee). A trainee who goes on within
 (:class:`Yield`, not an :class:`Interruption`) and every block since the answer was
 captured goes back to the microphone as the turn's start, so the session continues the
 same answer. Speech already under way when the reply is due stops it before it sounds;
-in the reply's first :data:`LEARN_S` (the echo path is still being measured) the level
-rule judges, with the echo gain the previous line measured.
+a reply's echo path is sought from :data:`REPLY_LEARN_S`, and until it is found the
+level rule judges, with the echo gain and lag the previous line measured (kept, too,
+when the reply's own measurement heard more: the trainee talking over it).
 
 Blocks handed to the answer carry the echo-cancelled signal beside the raw one
 (:attr:`voice_sim.listen.Block.clean`): the answer's recording keeps what the microphone
@@ -73,6 +79,9 @@ ECHO_WINDOW_S = 0.4
 output buffer, the device, the room and the input buffer together."""
 LEARN_S = 0.5
 """Seconds at the start of each line in which the echo path is measured (no barge-in)."""
+REPLY_LEARN_S = 0.25
+"""Seconds into a reply at which its echo path is first sought: found, the canceller
+judges the trainee going on from then, in place of the level rule."""
 NO_ECHO_DB = -60.0
 """dB: the echo gain assumed before any measurement (a headset: none)."""
 MAX_ECHO_DB = 0.0
@@ -93,6 +102,9 @@ every 32 ms of the model's onset counts against the 150 ms stop)."""
 CONFIRM_BLOCKS = 3
 """Blocks in a row (20 ms each) of trainee speech that make a barge-in (2 let the echo
 through 3-4 times in 50 lines)."""
+CONFIRM_S = 0.1
+"""Seconds of the microphone, up to a barge-in, that the line at any delay in the window
+must not explain (else the delay moved and it was the echo)."""
 SOFT_GAP_BLOCKS = 5
 """Blocks under the echo that end a stretch where the trainee may have begun."""
 CARRY_S = 1.5
@@ -145,6 +157,18 @@ GLITCH_DB = 10.0
 buffer ran dry): the delay moves next, and the residual is echo for a moment."""
 GLITCH_HOLD_BLOCKS = 8
 """Blocks after such a glitch in which no barge-in is judged."""
+RELOCATE_S = 0.15
+"""Seconds of the latest microphone searched for the delay over the whole window when
+the echo stops cancelling: a device's buffer that ran dry delays the rest of the line
+for good, and soon by more than REALIGN_S."""
+LOST_BLOCKS = 3
+"""Blocks in a row with an echo estimate not cancelled (or audio lost) after which the
+delay is searched over the whole window (again every as many blocks while it lasts)."""
+RELOCATE_GAIN = 0.2
+"""Normalised correlation by which a delay elsewhere in the window must explain the
+microphone better than the current one to replace it (it must also cancel it by
+MIN_ERLE_DB: the trainee talking over the line cannot be cancelled, and a line's voice
+may well resemble the trainee's for a moment, with a TTS voice much alike)."""
 RELEARN_S = 0.25
 """Seconds between attempts to find the echo path when the line's start was too quiet."""
 MAX_LEARN_S = 2.0
@@ -258,6 +282,16 @@ class EchoCanceller:
         self.w = np.zeros(TAPS)
         self.ratio_db = 0.0
         """dB of the residual under the echo estimate on single-talk blocks (ERLE)."""
+        self.misses = 0
+        """Blocks in a row whose echo estimate was not cancelled (or whose audio was lost)."""
+        self.moved = False
+        """The latest :meth:`cancel` found the delay elsewhere in the window (its earlier
+        residuals were the echo itself)."""
+        self.moves = 0
+        """Times the delay was found elsewhere in the window during the line."""
+        self._recent: list[tuple[int, np.ndarray]] = []
+        """The latest RELOCATE_S of the microphone: (first sample's index, samples)."""
+        self._learning = False
 
     def _rows(self, m0: int, n: int, lag: int) -> np.ndarray:
         """The filter's input for microphone samples m0..m0+n at ``lag``: row i holds the
@@ -295,9 +329,11 @@ class EchoCanceller:
         self.w = np.zeros(TAPS)
         self.w[TAPS // 2] = float(np.max(vals)) / max(float(r @ r), 1e-9)
         block = round(FRAME_S * SR)
+        self._learning = True
         for _ in range(2):
             self.lag = lag
             out = [self.cancel(mic[i:i + block], i)[0] for i in range(0, n - block + 1, block)]
+        self._learning = False
         e = np.concatenate(out)
         got = mic[:len(e)]
         gain = 10 * np.log10(max(float(np.mean(e * e)), 1e-12)
@@ -314,18 +350,31 @@ class EchoCanceller:
         import numpy as np
 
         assert self.lag is not None
-        sub = max(1, round(SUB_S * SR))
-        rows, ys = [], []
-        for i in range(0, len(d), sub):
-            piece = d[i:i + sub]
-            self._realign(piece, m0 + i)
-            x = self._rows(m0 + i, len(piece), self.lag)
-            rows.append(x)
-            ys.append(x @ self.w)
-        y = np.concatenate(ys)
+        track = adapt and not self._learning
+        if track:
+            self._recent.append((m0, d))
+            while sum(len(x) for _, x in self._recent[1:]) >= RELOCATE_S * SR:
+                self._recent.pop(0)
+        rows, y = self._estimate(d, m0)
         e = d - y
         ed, ey, ee = (float(np.mean(v * v)) + 1e-12 for v in (d, y, e))
         y_db = 10 * np.log10(ey)
+        # The echo estimate not cancelled, or the microphone far under it (audio lost:
+        # the line comes later from now on): the delay may have moved out of reach.
+        # A loud microphone left as it was under a quiet estimate is the trainee, or
+        # the line's echo from elsewhere in the window: the search tells.
+        lost = ((y_db > ECHO_QUIET_DBFS or ed > 10 ** (MIN_VOICE_DBFS / 10))
+                and (ee > ed * 10 ** (-MIN_ERLE_DB / 10) or ed < ey * 10 ** (-GLITCH_DB / 10)))
+        self.misses = self.misses + 1 if lost and track else 0
+        self.moved = False
+        if self.misses and self.misses % LOST_BLOCKS == 0 and self.relocate():
+            self.moved, self.misses = True, 0
+            self.moves += 1
+            rows, y = self._estimate(d, m0)
+            e = d - y
+            ey, ee = (float(np.mean(v * v)) + 1e-12 for v in (y, e))
+            y_db = 10 * np.log10(ey)
+            adapt = False  # this block straddles the move
         # Double-talk guard: adapt only when the residual is well under the microphone
         # (the echo is what is there), so the trainee's voice never trains the filter.
         if adapt and y_db > ECHO_QUIET_DBFS and ee < ed * 10 ** (-MIN_ERLE_DB / 10):
@@ -337,6 +386,61 @@ class EchoCanceller:
             k = 0.3 if r > self.ratio_db else 0.02
             self.ratio_db += k * (r - self.ratio_db)
         return e, y_db
+
+    def _estimate(self, d: np.ndarray, m0: int) -> tuple[list[np.ndarray], np.ndarray]:
+        """The filter's input rows and the echo estimate for microphone samples ``d``
+        (at index ``m0``), each SUB_S piece realigned first."""
+        import numpy as np
+
+        assert self.lag is not None
+        sub = max(1, round(SUB_S * SR))
+        rows, ys = [], []
+        for i in range(0, len(d), sub):
+            piece = d[i:i + sub]
+            self._realign(piece, m0 + i)
+            x = self._rows(m0 + i, len(piece), self.lag)
+            rows.append(x)
+            ys.append(x @ self.w)
+        return rows, np.concatenate(ys)
+
+    def relocate(self, seconds: float = RELOCATE_S) -> bool:
+        """Search the whole window for the delay on the latest ``seconds`` of the
+        microphone; True when the line's echo is clearly elsewhere (the delay and the
+        realignment's centre move there): the residual of those samples was the echo."""
+        import numpy as np
+
+        assert self.lag is not None
+        if not self._recent:
+            return False
+        seg = np.concatenate([x for _, x in self._recent]).astype(np.float64)
+        m_a = self._recent[0][0] + max(0, len(seg) - round(seconds * SR))
+        seg = seg[len(seg) - min(len(seg), round(seconds * SR)):]
+        n = len(seg)
+        lead = round(MAX_LEAD_S * SR)
+        dd = float(seg @ seg)
+        if n < seconds * SR // 2 or dd <= 0:
+            return False
+        # r[i]: the line's sample m_a - max_lag + i; the delay L puts the microphone's
+        # sample m_a + j against r[j + max_lag - L].
+        lo = m_a - self.max_lag + self.pad
+        r = self.ref[lo:lo + n + self.max_lag + lead].astype(np.float64)
+        if lo < 0 or len(r) < n + self.max_lag + lead:
+            return False
+        size = 1 << int(np.ceil(np.log2(len(r) + n)))
+        c = np.fft.irfft(np.fft.rfft(r, size) * np.conj(np.fft.rfft(seg, size)), size)
+        k = len(r) - n + 1
+        cs = np.concatenate([[0.0], np.cumsum(r * r)])
+        rho = np.abs(c[:k]) / np.sqrt(np.maximum(cs[n:n + k] - cs[:k], 1e-12) * dd)
+        i = int(np.argmax(rho))
+        lag = self.max_lag - i
+        now = self.max_lag - self.lag
+        here = float(rho[now]) if 0 <= now < k else 0.0
+        # rho squared is the share of the microphone a delay explains (at the best gain).
+        if (rho[i] ** 2 >= 1 - 10 ** (-MIN_ERLE_DB / 10) and rho[i] >= here + RELOCATE_GAIN
+                and abs(lag - self.lag) > TAPS // 4):
+            self.base = self.lag = lag
+            return True
+        return False
 
     def _realign(self, d: np.ndarray, m0: int) -> None:
         """Move the delay within REALIGN_S to where the line best explains ``d``, when
@@ -398,6 +502,10 @@ class ListeningSpeaker:
         """The latest line gave way to the trainee going on (None: it did not)."""
         self._room_db = -70.0
         """dBFS: the room's noise floor as the latest wait of ROOM_BLOCKS or more heard it."""
+        self.trace: list[tuple[Any, ...]] | None = None
+        """When a list, each block of the latest line's judgement is appended to it
+        (bench_latency.py --trace): (seconds into the line, rule, microphone dBFS, judged
+        dBFS, bar dBFS, echo alone dBFS, speech probability, run, canceller's delay)."""
         self._heard_until = 0.0
         """``perf_counter()`` stamp of the last block the latest line listened to: blocks
         up to it hold that line's echo, never the trainee going on."""
@@ -443,6 +551,18 @@ class ListeningSpeaker:
         self.echo_lag = lag
         self.echo_gain_db = min(MAX_ECHO_DB, float(np.percentile(mic[loud] - near[loud], 95)))
 
+    def _echo_frames(self, ref: np.ndarray, k: int, window: int) -> float:
+        """dBFS of the loudest line frame whose echo may be arriving as frame ``k`` is
+        handed out: the window's, or with the echo's lag measured, the frame it came
+        from give or take the jitter (never more than ALIGN_GAIN_DB under the window's)."""
+        recent = float(ref[max(0, k - window):k + 1].max()) if k else -120.0
+        if self.echo_lag is None:
+            return recent
+        j = k - self.echo_lag
+        near = (float(ref[max(0, j - ALIGN_SLACK):j + ALIGN_SLACK + 1].max())
+                if j + ALIGN_SLACK >= 0 else -120.0)
+        return max(near, recent - ALIGN_GAIN_DB)
+
     def _look_back(self, before: list[Block], floor: float, vad: Any
                    ) -> tuple[int | None, int]:
         """Speech in the audio heard since the answer was captured, before a reply: the
@@ -473,6 +593,8 @@ class ListeningSpeaker:
         from voice_sim.vad import SpeechProbability
 
         self.last = self.gave_way = None
+        if self.trace is not None:
+            self.trace.clear()
         replying, self.replying = self.replying, False
         before = self.mic.drain()
         # Blocks given back as a turn's start that the answer did not read (it ended
@@ -515,7 +637,10 @@ class ListeningSpeaker:
         hold = 0  # blocks in which no barge-in is judged (the echo path just glitched)
         got: list[np.ndarray] = []  # the microphone's samples while the path is learned
         m0 = 0  # the microphone's samples read since the line started
-        next_learn = LEARN_S
+        # A reply's trainee may be going on from its first word: its echo path is sought
+        # sooner, for the canceller to judge them as soon as it can.
+        next_learn = REPLY_LEARN_S if replying else LEARN_S
+        last_rule = "early"  # a reply: the look-back's run goes on into the early rule
         self.aec_ms = []
         blocks: list[Block] = []
         clean: list[np.ndarray | None] = []  # each block's residual (None: not cancelled)
@@ -563,6 +688,8 @@ class ListeningSpeaker:
                     clean.append(None)
                 elif aec_on:
                     res, echo_db = aec.cancel(b.samples, m0, adapt=onset is None)
+                    if aec.moved:
+                        run = 0  # the residuals before were the echo itself
                     m0 += len(b.samples)
                     self.aec_ms.append(1000 * (time.perf_counter() - t0))
                     clean.append(res)
@@ -574,22 +701,40 @@ class ListeningSpeaker:
                 vad.push(res)
                 if onset is not None:
                     continue  # finishing the sentence: keep the trainee's words
-                k = min(len(ref), player.pos // frame)
-                if b.at - started < LEARN_S:
+                # The line's frame handed out as this block was heard, by the
+                # microphone's own count of samples since the line started: not by the
+                # player's position now, which runs ahead of a block read late (a busy
+                # CPU), and would set the echo's frames apart by as much.
+                k = min(len(ref), player.pos // frame, round(m0 / SR / FRAME_S))
+                learning = b.at - started < LEARN_S
+                if learning:
                     heard.append((k, lvl))
+                rule = ("early" if learning and not (replying and aec_on)
+                        else "aec" if aec_on else "level")
+                if rule != last_rule:
+                    run = 0  # one rule's count does not carry into another's
+                last_rule = rule
+                if rule == "early":
                     if not replying:
                         continue
                     # A reply: the trainee going on now was cut off. The echo path is
-                    # not measured yet: the level rule, at the previous line's gain.
-                    recent = float(ref[max(0, k - window):k + 1].max()) if k else -120.0
+                    # not measured yet: the level rule, at the previous line's gain
+                    # and lag.
+                    recent = self._echo_frames(ref, k, window)
                     bar = max(floor + MARGIN_DB, recent + self.echo_gain_db + DOUBLE_TALK_DB)
                     run = run + 1 if vad.p >= VOICE_P and lvl > bar else 0
                     alone = recent + self.echo_gain_db
                 else:
-                    if heard:
+                    if heard and not learning:
+                        path = self.echo_gain_db, self.echo_lag
                         self._learn(heard, ref, window)
                         heard = []
-                        run = 0  # the early rule's count does not carry into this one
+                        if replying and not aec_on and NO_ECHO_DB < path[0] < self.echo_gain_db:
+                            # A reply whose echo path the canceller could not find, heard
+                            # louder than the previous line's: the trainee going on from
+                            # its start talked over the measurement (their voice is no
+                            # echo). The path is the previous line's.
+                            self.echo_gain_db, self.echo_lag = path
                     if aec_on:
                         # Judged on the residual: what is left once the line's echo is
                         # taken away, against the residual echo the canceller leaves.
@@ -603,22 +748,21 @@ class ListeningSpeaker:
                         if raw < echo_db - GLITCH_DB:
                             hold = GLITCH_HOLD_BLOCKS  # the path dropped audio: it jumps next
                         added = raw > echo_db - ECHO_DROP_DB
+                        # A residual over the microphone is an estimate at the wrong
+                        # delay added to it (the trainee's voice only ever remains).
+                        added = added and lvl <= raw + ECHO_DROP_DB
                         run = (run + 1 if vad.p >= VOICE_P and lvl > bar and added and not hold
                                else 0)
                         hold = max(0, hold - 1)
                     else:
-                        recent = float(ref[max(0, k - window):k + 1].max()) if k else -120.0
-                        if self.echo_lag is not None:
-                            # The frame the echo now arriving came from, give or take the
-                            # jitter; never more than ALIGN_GAIN_DB under the window's bar.
-                            j = k - self.echo_lag
-                            near = (float(ref[max(0, j - ALIGN_SLACK):j + ALIGN_SLACK + 1].max())
-                                    if j + ALIGN_SLACK >= 0 else -120.0)
-                            recent = max(near, recent - ALIGN_GAIN_DB)
+                        recent = self._echo_frames(ref, k, window)
                         echo = recent + self.echo_gain_db
                         bar = max(floor + MARGIN_DB, echo + DOUBLE_TALK_DB)
                         alone = echo
                         run = run + 1 if vad.p >= VOICE_P and lvl > bar else 0
+                if self.trace is not None:
+                    self.trace.append((b.at - started, rule, level_dbfs(b.samples), lvl, bar,
+                                       alone, vad.p, run, aec.lag if aec_on else None))
                 # Where the trainee may have begun: the microphone above the echo alone.
                 if lvl > max(floor + MARGIN_DB, alone):
                     soft = len(blocks) - 1 if soft is None else soft
@@ -627,6 +771,8 @@ class ListeningSpeaker:
                     misses += 1
                     if misses > SOFT_GAP_BLOCKS:
                         soft, misses = None, 0
+                if run >= CONFIRM_BLOCKS and aec_on and aec.relocate(CONFIRM_S):
+                    run = 0  # the line's echo from elsewhere in the window: it moved
                 if run >= CONFIRM_BLOCKS:
                     onset = max(0, len(blocks) - run)
                     if tail_until is not None:
@@ -641,7 +787,7 @@ class ListeningSpeaker:
                     if self.when_interrupted == "stop" or gives_way:
                         player.stop()
                         break
-                    gap = next_gap(ref, k)
+                    gap = next_gap(ref, min(len(ref), player.pos // frame))
                     player.stop_at(len(player.data) if gap is None else gap * frame)
         finally:
             if onset is None and not player.done.is_set():
@@ -666,7 +812,11 @@ class ListeningSpeaker:
             return out
         if gives_way:
             # The reply cut the trainee off: everything since the answer was captured is
-            # the same answer going on.
+            # the same answer going on. Stopped before its echo path was measured, what
+            # was heard of it before the trainee went on (the echo alone) may tell the
+            # path, so that its echo is cancelled from the answer there too.
+            if not aec_on and onset >= MIN_LEARN_FRAMES:
+                aec.learn(np.concatenate(got[:onset]))
             self.gave_way = Yield(
                 resumed_s=at_s, played_s=player.pos / player.sr,
                 detect_s=(player.stopped_at or detected_at) - onset_at,
