@@ -62,6 +62,7 @@ import random
 import statistics
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -682,7 +683,11 @@ def main() -> int:
         "commit_lag_s": args.commit_lag,
         "answers": len(rows),
         "nproc": os.cpu_count(), "loadavg": [round(v, 2) for v in load],
-        "model": {**summarise(rows, "model_end"), "decision": decision_ms(rows)},
+        "model": {**summarise(rows, "model_end"), "decision": decision_ms(rows),
+                  # The band each finished answer's turn ended on (its wait).
+                  "finished_read": dict(sorted(Counter(
+                      r["why"].split(" (")[0] for r in rows
+                      if r["kind"] == "finished").items()))},
         "rule": summarise(rows, "rule_end"),
         **{f"model-{te}": summarise(rows, f"model-{te}_end") for te in args.profiles
            if te != args.turn_end}}
