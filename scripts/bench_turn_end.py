@@ -40,7 +40,8 @@ decision changed, measured once at its end): five more espeak-ng voices and pace
 answers of its own, two-sentence answers whose sentences are 0.25-0.6 s apart, and real
 speech of two people: Asterisk prompts none of ``--set asterisk`` uses, and LibriVox
 read speech (Debian pocketsphinx-testdata) cut at the reader's own pauses. Premature
-ends are also reported per source (``premature_natural_by_source``).
+ends are also reported per source (``premature_natural_by_source``), and the learned
+decision's band each finished answer ended on (``finished_read``) for every set.
 
 Smart Turn v3.2 (the ONNX model inside the PyPI package ``pipecat-ai`` 1.14.0, run with
 onnxruntime on the last 8 s of 16 kHz audio, Whisper log-mel features computed by
