@@ -40,7 +40,8 @@ decision changed, measured once at its end): five more espeak-ng voices and pace
 answers of its own, two-sentence answers whose sentences are 0.25-0.6 s apart, and real
 speech of two people: Asterisk prompts none of ``--set asterisk`` uses, and LibriVox
 read speech (Debian pocketsphinx-testdata) cut at the reader's own pauses. Premature
-ends are also reported per source (``premature_natural_by_source``).
+ends are also reported per source (``premature_natural_by_source``), and the learned
+decision's band each finished answer ended on (``finished_read``) for every set.
 
 Smart Turn v3.2 (the ONNX model inside the PyPI package ``pipecat-ai`` 1.14.0, run with
 onnxruntime on the last 8 s of 16 kHz audio, Whisper log-mel features computed by
@@ -62,6 +63,7 @@ import random
 import statistics
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -682,7 +684,11 @@ def main() -> int:
         "commit_lag_s": args.commit_lag,
         "answers": len(rows),
         "nproc": os.cpu_count(), "loadavg": [round(v, 2) for v in load],
-        "model": {**summarise(rows, "model_end"), "decision": decision_ms(rows)},
+        "model": {**summarise(rows, "model_end"), "decision": decision_ms(rows),
+                  # The band each finished answer's turn ended on (its wait).
+                  "finished_read": dict(sorted(Counter(
+                      r["why"].split(" (")[0] for r in rows
+                      if r["kind"] == "finished").items()))},
         "rule": summarise(rows, "rule_end"),
         **{f"model-{te}": summarise(rows, f"model-{te}_end") for te in args.profiles
            if te != args.turn_end}}

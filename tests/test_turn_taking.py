@@ -61,7 +61,10 @@ def speech(espeak_wav: Callable[..., Path]) -> dict[str, np.ndarray]:
             "rest": trimmed("send you a replacement by express shipping."),
             "question": trimmed("Could you tell me the order number, please?"),
             "otherwise": trimmed("I can send it by courier today, otherwise", voice="en-gb"),
-            "post": trimmed("it will go by post on Monday.", voice="en-gb")}
+            "post": trimmed("it will go by post on Monday.", voice="en-gb"),
+            "fee": trimmed("The late fee was removed from your last statement."),
+            "fee_and": trimmed("The late fee was removed from your last statement, and"),
+            "credit": trimmed("the credit will show on the next one.")}
 
 
 def room(seconds: float, seed: int = 0) -> np.ndarray:
@@ -249,6 +252,28 @@ def test_a_finished_question_ends_quickly_on_its_words(whisper: Any,
     assert det.why.startswith(b.reading) and b is not WAITS["normal"][-1], det.why
     assert det.silence_s == pytest.approx(b.wait_s, abs=0.021)
     assert "order" in stream.finish().text.lower()
+
+
+@pytest.mark.model
+def test_a_finished_statement_and_its_going_on_version(
+        whisper: Any, speech: dict[str, np.ndarray]) -> None:
+    """A plain finished statement ends on the wait its reading gives, shorter than a
+    clause's; the same words going on with ``and`` wait a second of pause out."""
+    det, stream = through_whisper(np.concatenate([room(0.2), speech["fee"], room(2.0, 1)]),
+                                  whisper, TurnConfig())
+    stream.finish()
+    assert det.heard is not None and "fee" in det.heard.text.lower()
+    assert det.pitch is not None
+    b = band(finished_p(det.heard, det.pitch, round(det.speech_samples / SAMPLE_RATE, 2)))
+    assert det.why.startswith(b.reading) and b is not WAITS["normal"][-1], det.why
+    assert det.silence_s == pytest.approx(b.wait_s, abs=0.021)
+    went_on = 0.2 + len(speech["fee_and"]) / SAMPLE_RATE + 1.0
+    x = np.concatenate([room(0.2), speech["fee_and"], room(1.0, 2),
+                        speech["credit"][:int(0.4 * SAMPLE_RATE)]])
+    det, stream = through_whisper(x, whisper, TurnConfig())
+    stream.finish()
+    assert det.pos == len(x) // 320 * 320, det.why  # not ended in the pause
+    assert det.speech_end is not None and det.speech_end / SAMPLE_RATE > went_on, det.why
 
 
 @pytest.mark.model
