@@ -41,6 +41,7 @@ from voice_sim.listen import (
     TurnConfig,
     TurnDetector,
 )
+from voice_sim.listen import level_dbfs as db
 
 ROOT = Path(__file__).resolve().parents[1]
 LINE = ("I have been waiting three weeks and nobody called me back. "
@@ -315,9 +316,6 @@ def test_interruption_stops_the_persona_and_keeps_the_answer(
     began = round(got.speech_start_s * SAMPLE_RATE)
     echo = slice(max(0, began - SAMPLE_RATE // 2), began - SAMPLE_RATE // 10)  # before it
 
-    def db(x: np.ndarray) -> float:
-        return float(10 * np.log10(np.mean(x * x) + 1e-12))
-
     assert db(raw[echo]) > -45 and db(got.samples[echo]) < db(raw[echo]) - 10
     cut = speaker.last
     assert cut is not None and not cut.finished_sentence
@@ -374,10 +372,24 @@ def test_finish_sentence_plays_to_the_end_of_the_sentence(
     assert speaker.last.overlap_s * 2 >= 0.3
 
 
-def test_the_echo_canceller_takes_the_line_out_and_leaves_the_trainee(
-        speech: dict[str, np.ndarray]) -> None:
+def _cancel(line: np.ndarray, mic: np.ndarray, lag: int) -> tuple[int, np.ndarray, list[int]]:
+    """Run an echo canceller for ``line`` over ``mic`` as the speaker does, 20 ms blocks
+    after the first :data:`~voice_sim.bargein.LEARN_S`, checking that it found the echo at
+    ``lag``: the samples learned on, the residual after them, the delay at each block."""
     from voice_sim.bargein import LEARN_S, EchoCanceller
 
+    aec = EchoCanceller(line)
+    n = round(LEARN_S * SAMPLE_RATE)
+    assert aec.learn(mic[:n]) and aec.lag == pytest.approx(lag, abs=2)
+    res, lags = [], []
+    for i in range(n, len(mic) - 319, 320):
+        res.append(aec.cancel(mic[i:i + 320], i)[0])
+        lags.append(aec.lag)
+    return n, np.concatenate(res), lags
+
+
+def test_the_echo_canceller_takes_the_line_out_and_leaves_the_trainee(
+        speech: dict[str, np.ndarray]) -> None:
     line, answer = speech["line"], speech["answer"]
     lag, jump, at = 1800, 160, 3 * SAMPLE_RATE  # the delay moves by a chunk at 3 s
     echo = np.zeros(len(line) + 2 * SAMPLE_RATE, np.float32)
@@ -387,15 +399,8 @@ def test_the_echo_canceller_takes_the_line_out_and_leaves_the_trainee(
     start = round(3.5 * SAMPLE_RATE)
     talk[start:start + len(answer)] += answer
 
-    def db(x: np.ndarray) -> float:
-        return float(10 * np.log10(np.mean(x * x) + 1e-12))
-
     for mic, trainee in ((echo, False), (talk, True)):
-        aec = EchoCanceller(line)
-        n = round(LEARN_S * SAMPLE_RATE)
-        assert aec.learn(mic[:n]) and aec.lag == pytest.approx(lag, abs=2)
-        res = np.concatenate([aec.cancel(mic[i:i + 320], i)[0]
-                              for i in range(n, len(mic) - 319, 320)])
+        n, res, _ = _cancel(line, mic, lag)
         mid = slice(start - n, start - n + len(answer))
         assert db(res[:start - n]) < db(mic[n:start]) - 25  # the echo, jump and all, is gone
         if trainee:  # ... and the trainee is what is left, as loud as they spoke
@@ -410,7 +415,7 @@ def test_the_echo_canceller_follows_a_delay_moved_out_of_reach(
     0.1 s, more than the realignment reaches: the whole window is searched again. The
     trainee talking over the line (in the same synthetic voice, which may resemble the
     line's for a moment) never moves the delay."""
-    from voice_sim.bargein import LEARN_S, REALIGN_S, EchoCanceller
+    from voice_sim.bargein import REALIGN_S
 
     line, answer = speech["line"], speech["answer"]
     lag, at, gap = 1800, 2 * SAMPLE_RATE, round(0.1 * SAMPLE_RATE)
@@ -422,18 +427,8 @@ def test_the_echo_canceller_follows_a_delay_moved_out_of_reach(
     start = 3 * SAMPLE_RATE
     talk[start:start + len(answer)] += answer
 
-    def db(x: np.ndarray) -> float:
-        return float(10 * np.log10(np.mean(x * x) + 1e-12))
-
     for mic, trainee in ((echo, False), (talk, True)):
-        aec = EchoCanceller(line)
-        n = round(LEARN_S * SAMPLE_RATE)
-        assert aec.learn(mic[:n]) and aec.lag == pytest.approx(lag, abs=2)
-        res, lags = [], []
-        for i in range(n, len(mic) - 319, 320):
-            res.append(aec.cancel(mic[i:i + 320], i)[0])
-            lags.append(aec.lag)
-        out = np.concatenate(res)
+        n, out, lags = _cancel(line, mic, lag)
         settled = slice(at + SAMPLE_RATE // 4 - n, start - n)  # a quarter second on
         assert db(out[settled]) < db(mic[at + SAMPLE_RATE // 4:start]) - 25
         over = lags[(start - n) // 320:(start + len(answer) - n) // 320]
