@@ -294,6 +294,15 @@ def test_a_pause_after_a_word_no_list_knows_does_not_end_the_turn(
 
 # --- barge-in through the fake sound card --------------------------------------------
 
+def _judged(trace: list[tuple[Any, ...]], answer_at: float) -> str:
+    """The barge-in judgement around the answer's start (fake seconds into the line:
+    the trace's clock runs at half), one block a line, for a failure's message."""
+    rows = [t for t in trace if answer_at / 2 - 0.3 <= t[0] <= answer_at / 2 + 0.6]
+    head = "no barge-in; blocks around the answer (s, rule, mic, judged, bar, echo, p, run, lag):"
+    return "\n".join([head, *(" ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in t)
+                               for t in rows)])
+
+
 @pytest.mark.audio_device
 def test_interruption_stops_the_persona_and_keeps_the_answer(
         speech: dict[str, np.ndarray], tmp_path: Path) -> None:
@@ -304,9 +313,11 @@ def test_interruption_stops_the_persona_and_keeps_the_answer(
 
     with installed(speed=2.0, echo=0.3) as fake, Microphone() as mic:
         speaker = ListeningSpeaker(mic)
+        speaker.trace = []  # shown if the barge-in is missed (one idle run in ~50 did)
         fake.add_answer(speech["answer"], delay_s=2.4, after_playback=False)  # fake seconds
         speaker.speak(speech["line"], SAMPLE_RATE)
         (start, _), = fake.answers_fed
+        assert speaker.last is not None, _judged(speaker.trace, start - fake.played[-1].start_s)
         got = capture_answer(mic, None, TurnConfig(), sink=tmp_path / "a.wav")
     # The line's echo under the start of the answer is cancelled in what the answer is
     # made of (the transcript's and the delivery's audio); the recording keeps it.
