@@ -157,7 +157,22 @@ def test_turn_taking_is_shown_with_its_times_and_a_yield_costs_nothing(
     assert (yielded.hint, yielded.move.to_json()) == (plain.hint, plain.move.to_json())
     # Talking over the customer is a delivery fault, first among the reasons.
     assert not over.delivery.calm and over.delivery.reasons[0] == TALKED_OVER
+    assert over.delivery.voice_calm and plain.delivery.voice_calm is None
     assert over.score.score < plain.score.score
+    # The advice is about turn-taking, not the voice: this answer was calm.
+    from voice_sim.session import practise_next
+
+    assert over.hint == ("Delivery: you talked over the customer: let the customer finish "
+                         "their sentence, then answer.")
+    assert "Practise turn-taking: let the customer finish their sentence, then answer." in (
+        practise_next([over]))
+    assert not any("calm delivery" in h for h in practise_next([over]))
+    assert not any("turn-taking" in h for h in practise_next([plain, yielded]))
+    from dataclasses import replace
+
+    tense = replace(over, delivery=replace(over.delivery, voice_calm=False))
+    both = practise_next([tense])
+    assert any("turn-taking" in h for h in both) and any("calm delivery" in h for h in both)
     # session.json keeps both, as the barge-in wrote them.
     saved = [t.to_json() for t in (yielded, over)]
     assert saved[0]["yielded"] == [gave.to_json()] and saved[0]["interruption"] is None

@@ -601,6 +601,9 @@ class Delivery:
     """P(agitated) from the calibrated model (voice_sim.calm); None without a baseline."""
     cues: tuple[Cue, ...] = ()
     """The model's cues against the baseline, biggest evidence of agitation first."""
+    voice_calm: bool | None = None
+    """The voice's own verdict when something else made the delivery not calm (talking
+    over the customer, voice_sim.session); None: ``calm`` is the voice's verdict."""
 
     def to_json(self, *, contour: bool = False) -> dict[str, Any]:
         """The ``voice-sim delivery --json`` object; ``contour=True`` adds the F0 contour."""
@@ -620,6 +623,7 @@ class Delivery:
             "checks": [_json(c) for c in self.checks],
             "agitation": _round(self.agitation),
             "cues": [_json(c) for c in self.cues],
+            "voice_calm": self.voice_calm,
             "baseline": None if self.baseline is None else self.baseline.to_json(),
         }
         if contour:

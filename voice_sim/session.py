@@ -863,7 +863,8 @@ def _talked_over(delivery: Delivery, interruption: Interruption | None) -> Deliv
         return delivery
     from dataclasses import replace
 
-    return replace(delivery, calm=False, reasons=(TALKED_OVER, *delivery.reasons))
+    return replace(delivery, calm=False, reasons=(TALKED_OVER, *delivery.reasons),
+                   voice_calm=delivery.calm)
 
 
 def _confirm(turn: Turn, options: CallOptions) -> Turn:
@@ -922,6 +923,8 @@ _PITFALL_HINTS: dict[str, str] = {
     "argue": "don't contradict; acknowledge, then explain",
 }
 
+_TALKED_OVER_HINT = "let the customer finish their sentence, then answer"
+
 
 def coach_hint(line: Line, content: Content, delivery: Delivery) -> str:
     """One short, actionable hint for a turn (pitfall first, then delivery, then the
@@ -930,6 +933,8 @@ def coach_hint(line: Line, content: Content, delivery: Delivery) -> str:
         d = content.pitfalls[0]
         return f"You said \u201c{d.evidence}\u201d: {_PITFALL_HINTS.get(d.id, d.id)}."
     if not delivery.calm and delivery.reasons:
+        if delivery.reasons[0] == TALKED_OVER:
+            return f"Delivery: {TALKED_OVER}: {_TALKED_OVER_HINT}."
         return f"Delivery: {delivery.reasons[0]}."
     heard = content.ids
     for step in line.expects:
@@ -952,7 +957,11 @@ def practise_next(turns: Sequence[Turn], n: int = 3) -> list[str]:
             if step != "stay_calm" and step not in t.content.ids:
                 misses[f"step:{step}"] += 1
         if not t.delivery.calm:
-            misses["delivery"] += 1
+            # Talking over the customer is practised apart from how the voice sounded.
+            if TALKED_OVER in t.delivery.reasons:
+                misses["talked_over"] += 1
+            if not t.delivery.voice_calm:
+                misses["delivery"] += 1
     out: list[str] = []
     for key, _ in misses.most_common(n):
         kind, _, ident = key.partition(":")
@@ -960,6 +969,8 @@ def practise_next(turns: Sequence[Turn], n: int = 3) -> list[str]:
             out.append(f"Avoid {ident}: {_PITFALL_HINTS[ident]}.")
         elif kind == "step":
             out.append(f"Practise {ident}: {_NEXT_STEP_HINTS.get(ident, ident)}.")
+        elif kind == "talked_over":
+            out.append(f"Practise turn-taking: {_TALKED_OVER_HINT}.")
         else:
             out.append("Practise calm delivery: slower, lower, steady volume.")
     return out
