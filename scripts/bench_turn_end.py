@@ -48,8 +48,12 @@ onnxruntime on the last 8 s of 16 kHz audio, Whisper log-mel features computed b
 pipecat's own numpy code) is asked, as pipecat asks it, once the VAD has heard
 ``--smart-wait`` seconds of pause: the turn ends there when it says complete
 (probability > 0.5), else at the profile's longest wait. It needs pipecat-ai installed
-(``pip install --no-deps pipecat-ai==1.14.0``: only its model and feature code are
-used; its own dependencies are web and LLM clients this project does not need).
+with its dependencies (``.venv/bin/pip install pipecat-ai==1.14.0``: its package
+``__init__`` imports loguru and wait_for2, so ``--no-deps`` does not import; it moves
+soundfile to 0.13.1 and protobuf to 6, so use a scratch venv or reinstall with
+``scripts/setup`` after). Only its model and feature code are used.
+``--rows FILE`` writes every answer's row, with Smart Turn's probability at each pause
+it was asked (``smart_p``: seconds into the answer, probability), for analysis.
 
     .venv/bin/python scripts/bench_turn_end.py [--turn-end normal] [--json]
 """
@@ -425,8 +429,9 @@ def cases(seed: int, which: str = "dev") -> list[Case]:
     out = []
     if which == "asterisk":
         for _ in range(ASTERISK_DRAWS):
-            out += [finished_case(prompt(names)) for names in ASTERISK_FINISHED]
-            out += [paused_case(kind, prompt(a), prompt(b)) for kind, a, b in ASTERISK_PAUSED]
+            out += [finished_case(prompt(names), "asterisk") for names in ASTERISK_FINISHED]
+            out += [paused_case(kind, prompt(a), prompt(b), "asterisk")
+                    for kind, a, b in ASTERISK_PAUSED]
         return out
     voices, finished, paused = SETS[which]
     for v in voices:
@@ -517,6 +522,7 @@ def run_case(c: Case, engine: Any, args: argparse.Namespace, smart: SmartTurn | 
     whys = {"model": "", "rule": ""}
     log: list[tuple[float, str]] = []  # the learned decision's readings, as they change
     smart_asked = False
+    smart_p: list[tuple[float, float]] = []
     hinted = asked = True
     longest = PATIENCE[args.turn_end].incomplete_s
     x = c.audio
@@ -553,7 +559,9 @@ def run_case(c: Case, engine: Any, args: argparse.Namespace, smart: SmartTurn | 
                 smart_asked = False
             elif not smart_asked and det.silence_s >= args.smart_wait:
                 smart_asked = True
-                if smart.probability(x[:i + 320]) > 0.5:
+                prob = smart.probability(x[:i + 320])
+                smart_p.append((round(t, 2), round(prob, 4)))
+                if prob > 0.5:
                     ends["smart"] = t
             if ends["smart"] is None and det.silence_s >= longest:
                 ends["smart"] = t
@@ -562,7 +570,8 @@ def run_case(c: Case, engine: Any, args: argparse.Namespace, smart: SmartTurn | 
             break
     return {"kind": c.kind, "source": c.source, "model_end": ends["model"],
             "rule_end": ends["rule"],
-            "smart_end": ends["smart"], "why": whys["model"], "rule_why": whys["rule"],
+            "smart_end": ends["smart"], "smart_p": smart_p, "why": whys["model"],
+            "rule_why": whys["rule"],
             **{f"{name}_end": e for name, e in ends.items() if name.startswith("model-")},
             "end_s": c.end_s, "pause": c.pause,
             # What the model read 0.45 s into the mid-answer pause (or after a finished
@@ -650,6 +659,8 @@ def main() -> int:
                         "real recorded prompts); final: the fourth round's (espeak-ng, "
                         "Asterisk and LibriVox, sentence gaps of 0.25-0.6 s)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--rows", type=Path, default=None,
+                   help="write every answer's row (ends, readings, smart_p) to this JSON file")
     args = p.parse_args()
     args.profiles = [te for te in args.profiles.split(",") if te]
     for te in args.profiles:
@@ -668,7 +679,8 @@ def main() -> int:
             smart = SmartTurn()
         except ImportError as e:
             print(f"bench_turn_end: Smart Turn unavailable ({e}); "
-                  "pip install --no-deps pipecat-ai==1.14.0", file=sys.stderr)
+                  "pip install pipecat-ai==1.14.0 (into a scratch venv: see --help)",
+                  file=sys.stderr)
     all_cases = cases(SEEDS[args.set] if args.seed is None else args.seed, args.set)
     print(f"bench_turn_end: {len(all_cases)} answers, turn end {args.turn_end}",
           file=sys.stderr)
@@ -692,6 +704,8 @@ def main() -> int:
         "rule": summarise(rows, "rule_end"),
         **{f"model-{te}": summarise(rows, f"model-{te}_end") for te in args.profiles
            if te != args.turn_end}}
+    if args.rows is not None:
+        args.rows.write_text(json.dumps(rows, indent=1, default=str), encoding="utf-8")
     if smart is not None:
         result["smart_turn"] = summarise(rows, "smart_end")
         result["smart_turn"]["inference_ms"] = round(statistics.median(smart.times) * 1000, 1)

@@ -44,7 +44,10 @@ No profile ends a turn before the engine's words reach the pause (a slow decode 
 time, never a cut-off), except at the upper bound.
 
 Measured against Smart Turn v3.2 by ``scripts/bench_turn_end.py`` (see its docstring
-and docs/benchmarks.md).
+and docs/benchmarks.md): asked at 0.2 s of pause as pipecat asks it, Smart Turn ended
+67% of the figure set's answers inside a natural mid-answer pause (12/12 on real read
+speech) against this decision's 3.5%, so it is not used and pipecat-ai is not a
+dependency.
 """
 
 from __future__ import annotations
