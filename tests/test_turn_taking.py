@@ -527,6 +527,38 @@ def test_a_reply_gives_way_to_the_trainee_going_on_under_its_first_words(
 
 
 @pytest.mark.audio_device
+def test_a_reply_due_while_the_trainee_talks_keeps_the_room_floor(
+        speech: dict[str, np.ndarray]) -> None:
+    """The trainee has talked for 1.5 s when a reply is due: it never sounds, the yield is
+    timed from the trainee's first word, and the room's floor is still the room's (the
+    last second before the reply is all voice: read as the room, it raised the floor the
+    next lines' barge-in is judged against by some 30 dB)."""
+    import time
+
+    from fake_audio import installed
+
+    from voice_sim.bargein import ListeningSpeaker
+    from voice_sim.listen import Microphone
+
+    with installed(speed=1.0) as fake, Microphone() as mic:
+        speaker = ListeningSpeaker(mic)
+        # A question with no pause in its first 1.5 s.
+        fake.add_answer(speech["question"], delay_s=1.0, after_playback=False)
+        deadline = time.perf_counter() + 10
+        while time.perf_counter() < deadline and not (
+                fake.answers_fed and fake.now() - fake.answers_fed[0][0] >= 1.5):
+            time.sleep(0.01)
+        (began, _), = fake.answers_fed
+        speaker.replying = True
+        speaker.speak(speech["line"], SAMPLE_RATE)
+        t0 = fake._t0
+    y = speaker.gave_way
+    assert y is not None and y.played_s == 0 and fake.played == []
+    assert y.resumed_at == pytest.approx(t0 + began, abs=0.15)
+    assert speaker._room_db < -60, speaker._room_db
+
+
+@pytest.mark.audio_device
 def test_the_persona_own_echo_in_a_reply_is_not_the_trainee_going_on(
         speech: dict[str, np.ndarray]) -> None:
     from fake_audio import installed
@@ -605,6 +637,9 @@ def test_a_call_records_the_interruption_and_gives_way_to_an_answer_going_on(
     # Stopped soon, or never sounded (the trainee went on while it was being chosen: the
     # first turn waits for the scorer's warm-up, seconds on a busy machine).
     assert y.played_s == 0 or y.detect_s <= 0.3
+    # The room's floor is still the room's (the fake card's -70 dBFS), not the trainee's
+    # voice heard in the last second before the reply (1 run in 6 read -36 dBFS).
+    assert speaker._room_db < -60, speaker._room_db
     assert saved["yielded"][0]["line"] == y.line and turn.move.turn == 1
     assert turn.move.line == persona.start_line.id
     assert sf.info(str(turn.answer.wav)).duration >= len(said) / SAMPLE_RATE

@@ -601,7 +601,10 @@ class ListeningSpeaker:
         # before them) came after it too: what the trainee said since.
         while (b := self.mic.read(0)) is not None:
             before.append(b)
-        room = [level_dbfs(b.samples) for b in before[-50:]]
+        # The room is the quietest tenth of the whole wait: its last second alone may be
+        # the trainee going on (a reply due), and read as the room it raised the floor by
+        # 30 dB for this line and the lines after.
+        room = [level_dbfs(b.samples) for b in before]
         floor = float(np.percentile(room, 10)) if room else -70.0
         if len(room) >= ROOM_BLOCKS:
             self._room_db = floor
