@@ -501,7 +501,8 @@ class ListeningSpeaker:
         self.gave_way: Yield | None = None
         """The latest line gave way to the trainee going on (None: it did not)."""
         self._room_db = -70.0
-        """dBFS: the room's noise floor as the latest wait of ROOM_BLOCKS or more heard it."""
+        """dBFS: the room's noise floor as the latest wait of ROOM_BLOCKS or more before a
+        line that is not a reply heard it."""
         self.trace: list[tuple[Any, ...]] | None = None
         """When a list, each block of the latest line's judgement is appended to it
         (bench_latency.py --trace): (seconds into the line, rule, microphone dBFS, judged
@@ -601,16 +602,15 @@ class ListeningSpeaker:
         # before them) came after it too: what the trainee said since.
         while (b := self.mic.read(0)) is not None:
             before.append(b)
-        # The room is the quietest tenth of the whole wait: its last second alone may be
-        # the trainee going on (a reply due), and read as the room it raised the floor by
-        # 30 dB for this line and the lines after.
-        room = [level_dbfs(b.samples) for b in before]
+        room = [level_dbfs(b.samples) for b in before[-50:]]
         floor = float(np.percentile(room, 10)) if room else -70.0
-        if len(room) >= ROOM_BLOCKS:
+        if len(room) >= ROOM_BLOCKS and not replying:
             self._room_db = floor
         else:
-            # A few blocks (a reply due at once) may all be the trainee going on: the
-            # room is what the last longer wait heard, unless this is quieter.
+            # A few blocks, or a reply's wait, may all be the trainee going on (read as the
+            # room, a second of voice raised the floor by some 30 dB, for this line and the
+            # lines after, and timed the going on from the loudest words): the room is what
+            # the last longer wait before a line heard, unless this is quieter.
             floor = min(floor, self._room_db)
         vad = SpeechProbability()
         since = [b for b in before if b.at > self._heard_until]
