@@ -247,7 +247,7 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
     import threading
 
     import numpy as np
-    from virtual_mic import MIC, SPEAKER, speech_end_index
+    from virtual_mic import MIC, SOUND_INT16, SPEAKER, speech_end_index
 
     mic_dev, spk_dev = (MIC, SPEAKER) if va is not None else (None, None)
 
@@ -329,7 +329,7 @@ def run_session(args: argparse.Namespace, folder: Path, persona_id: str,
                 return
             # The line sounds from its first audible sample to its last: a listener hears
             # it out (a pause between its sentences is not its end).
-            loud = np.flatnonzero(np.abs(voice_samples(line)) > SOUND_LEVEL)
+            loud = np.flatnonzero(np.abs(voice_samples(line)) > SOUND_INT16 / 32768)
             sounding = (loud[-1] - loud[0]) / 16_000 if loud.size else 0.0
             while not stop.is_set() and (time.perf_counter() < began + sounding - 0.05
                                          or va.speaker_quiet_for() < QUIET_END_S):
@@ -563,9 +563,8 @@ def trace_barge_in(speaker: Any, started: float, onset: float) -> None:
 
 
 QUIET_END_S = 0.15
-"""Seconds of silence at the virtual speaker that mark the end of the persona's line ..."""
-SOUND_LEVEL = 30 / 32768
-"""... once its last sample above this (what scripts/virtual_mic.py counts as sound) has
+"""Seconds of silence at the virtual speaker that mark the end of the persona's line,
+once the line's last sample that virtual_mic.py counts as sound (SOUND_INT16) has
 played: before, a pause between the line's sentences would read as its end, and the
 trainee's answer would talk over the rest (5 of 11 turns on 2026-12-02)."""
 JOBS: list[tuple[str, float, float, float]] = []

@@ -53,6 +53,8 @@ MIC, SPEAKER = "vsim_mic", "vsim_spk"
 SYSTEM_CONF = ("/usr/share/alsa/alsa.conf", "/etc/alsa/alsa.conf")
 F_SETPIPE_SZ = 1031
 """fcntl command (Linux): set a pipe's buffer size."""
+SOUND_INT16 = 30
+"""A speaker block with a sample above this (int16; about -60 dBFS) is sound, not dither."""
 
 ASOUNDRC = """\
 # voice-sim virtual audio (scripts/virtual_mic.py): file PCMs on named pipes.
@@ -327,7 +329,7 @@ class VirtualAudio:
                 self._echo.append((now, x.astype(np.float32) / 32768 * self.echo_gain))
             if self.keep_speaker:
                 self.spoken.append(x.copy())
-            if np.abs(x).max(initial=0) > 30:  # above -60 dBFS: sound, not dither
+            if np.abs(x).max(initial=0) > SOUND_INT16:
                 if quiet or now - self._last_sound > 0.3:
                     self.sound_starts.append(now)
                 quiet = False
