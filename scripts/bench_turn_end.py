@@ -663,6 +663,9 @@ def main() -> int:
                    help="write every answer's row (ends, readings, smart_p) to this JSON file")
     args = p.parse_args()
     args.profiles = [te for te in args.profiles.split(",") if te]
+    if args.rows is not None and not args.rows.parent.is_dir():
+        p.error(f"--rows: folder {args.rows.parent} does not exist (create it, or pick "
+                "another file)")
     for te in args.profiles:
         if te not in ("fast", "normal", "patient"):
             p.error(f"--profiles: {te!r} is not a profile (fast, normal, patient)")
