@@ -65,7 +65,8 @@ def main() -> int:
         print(f"{i:17s} precision {pr:.2f} recall {rc:.2f} F1 {f1:.2f} "
               f"(n={tp[i] + fn[i]})")
     print(f"{n} replies: macro-F1 {sum(f1s) / len(f1s):.3f}; exact {exact}/{n}; "
-          f"pitfalls on pitfall-free replies {alarms}/{clean} ({100 * alarms / max(clean, 1):.1f}%)")
+          f"pitfalls on pitfall-free replies {alarms}/{clean} "
+          f"({100 * alarms / max(clean, 1):.1f}%)")
     return 0
 
 
