@@ -1,57 +1,62 @@
 #!/usr/bin/env python3
-"""Check a labelled reply file (tests/data/outside/SPEC.md): format, ids, per-situation counts.
+"""Check a writer's labelled reply file against tests/data/outside/SPEC.md.
 
-Usage: scripts/check_labels.py FILE.jsonl  (exit 1 on any problem)
+Usage: scripts/check_labels.py FILE.jsonl
+
+The format and the ids are checked by ``scripts/eval_rubric.py``'s reader
+(:func:`~eval_rubric.load_labelled`: one line naming file:line and field, exit 2);
+then what the writing spec adds: a known ``style``, unique ids, and per situation the
+spec's minimum count of every id (printed with the replies, customer lines, ``asr``
+replies and pitfall-free replies of each situation). Exit 1 when any is short.
 """
 
 from __future__ import annotations
 
 import collections
-import json
 import sys
+from pathlib import Path
 
-STEPS = {"listen_reflect", "empathize", "apologize", "ask_clarify", "offer_solution",
-         "set_expectations", "follow_up", "escalate", "set_boundary", "break_down", "document"}
-PITFALLS = {"blame_customer", "excuse", "dismissive", "argue"}
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import eval_rubric as er  # noqa: E402
+
 STYLES = {"formal", "casual", "terse", "rambling", "british", "american", "asr"}
 FEWER = {"break_down", "document", "escalate", "set_boundary"}
-FIELDS = ("id", "situation", "customer", "reply", "steps", "pitfalls", "style")
-
-
-def problems(n: int, r: dict, seen: set) -> list[str]:
-    out = [f"line {n}: missing {k}" for k in FIELDS if k not in r]
-    if set(r.get("steps", [])) - STEPS:
-        out.append(f"line {n}: unknown steps {sorted(set(r['steps']) - STEPS)}")
-    if set(r.get("pitfalls", [])) - PITFALLS:
-        out.append(f"line {n}: unknown pitfalls {sorted(set(r['pitfalls']) - PITFALLS)}")
-    if r.get("style") not in STYLES:
-        out.append(f"line {n}: unknown style {r.get('style')!r}")
-    if r.get("id") in seen:
-        out.append(f"line {n}: duplicate id {r['id']}")
-    return out
+"""Ids the spec asks for at least 3 times per situation (every other id: 4)."""
 
 
 def main() -> int:
-    bad: list[str] = []
+    if len(sys.argv) != 2:
+        print("usage: scripts/check_labels.py FILE.jsonl", file=sys.stderr)
+        return 2
+    path = Path(sys.argv[1])
+    try:
+        rows = er.load_labelled(path)
+    except er.DataError as e:
+        print(f"check_labels: {e}", file=sys.stderr)
+        return 2
+    bad = []
+    seen: set[str] = set()
     by: dict[str, list[dict]] = collections.defaultdict(list)
-    seen: set = set()
-    with open(sys.argv[1], encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            try:
-                r = json.loads(line)
-            except ValueError as e:
-                bad.append(f"line {n}: not JSON: {e}")
-                continue
-            bad += problems(n, r, seen)
-            seen.add(r.get("id"))
-            by[r.get("situation", "?")].append(r)
-    for s, rows in by.items():
-        c = collections.Counter(i for r in rows for i in r.get("steps", []) + r.get("pitfalls", []))
-        low = [i for i in sorted(STEPS | PITFALLS) if c[i] < (3 if i in FEWER else 4)]
-        clean = sum(1 for r in rows if not r.get("pitfalls"))
-        asr = sum(1 for r in rows if r.get("style") == "asr")
-        print(f"{s}: {len(rows)} replies, {len({r.get('customer') for r in rows})} customer "
-              f"lines, {asr} asr, {clean} pitfall-free; under the minimum: {low or 'none'}")
+    for n, r in enumerate(rows, 1):
+        if r.get("style") not in STYLES:
+            bad.append(f"{path}: reply {n}: field 'style': {r.get('style')!r} is not one of "
+                       f"{', '.join(sorted(STYLES))}")
+        if r.get("id") in seen:
+            bad.append(f"{path}: reply {n}: duplicate id {r['id']!r}")
+        seen.add(r.get("id"))
+        by[r.get("situation", "?")].append(r)
+    for s, group in by.items():
+        c = collections.Counter(i for r in group for i in r["steps"] + r["pitfalls"])
+        low = [i for i in er.CONTENT_IDS if c[i] < (3 if i in FEWER else 4)]
+        clean = sum(1 for r in group if not r["pitfalls"])
+        asr = sum(1 for r in group if r.get("style") == "asr")
+        print(f"{s}: {len(group)} replies, {len({r.get('customer') for r in group})} "
+              f"customer lines, {asr} asr, {clean} pitfall-free; under the minimum: "
+              f"{', '.join(low) or 'none'}")
+        if low:
+            bad.append(f"{path}: situation {s}: under the spec's minimum: {', '.join(low)}")
     print("\n".join(bad) if bad else "OK")
     return 1 if bad else 0
 
