@@ -3,33 +3,38 @@
 
 Usage::
 
-    nice -n 19 scripts/finetune_rubric.py [--folds 4] [--epochs 3] [--rank 8] [--top 3]
+    nice -n 19 scripts/finetune_rubric.py [--folds 4] [--epochs 3] [--rank 8] [--top 6]
+                                          [--crossfit K] [--json FILE]
 
-Needs CPU torch (training only: ``pip install -e '.[train]'``); scoring never does.
+Needs CPU torch (training only: ``pip install torch==2.13.0`` — the CPU build the
+registry serves — then ``pip install -e '.[dev,train]'``); scoring never does.
 
-What it measures. The tuning situations (all 16 of the corpus since 2026-12-01, see
-:data:`train_rubric.BURNED`) are cut into ``--folds`` groups of whole situations
-(sorted names, every ``folds``-th one: 4 folds of 4). For each fold, on the other
+What it measures. The tuning situations of the corpus (:func:`train_rubric.tuning_rows`;
+with ``--add FILE``, that file's situations too) are cut into ``--folds`` groups of
+whole situations (sorted names, every ``folds``-th one). For each fold, on the other
 situations plus the extra and the project's replies (never scored):
 
-* **frozen**: the shipped pipeline — all-MiniLM-L6-v2 as shipped, then
-  :func:`train_rubric.fit` (logistic per id over pooled clause vectors, rule ids,
-  customer similarity, TF-IDF);
+* **frozen**: all-MiniLM-L6-v2 as shipped, then :func:`train_rubric.fit` (logistic per
+  id over pooled clause vectors, rule ids, customer similarity, cues, TF-IDF);
 * **fine-tuned**: LoRA adapters (rank ``--rank`` on the query and value projections and
-  both feed-forward matrices of the top ``--top`` layers) and a multi-label head over
-  the 15 content ids trained jointly with torch; the adapters are merged into the
-  weights, the NumPy encoder of :mod:`voice_sim.embedding` is built from the merged
-  weights, and the same :func:`train_rubric.fit` is trained on its vectors — exactly the
-  pipeline that would ship;
+  both feed-forward matrices of the top ``--top`` layers) and a multi-label head trained
+  jointly with torch. The head sees what the shipped classifier sees beside the vectors
+  (the customer similarity through the same adapted encoder, the rule ids, the cues:
+  :func:`encode_rows`), so the adapter learns what those do not already give. The
+  factors are rounded to float16 and added to the weights (:func:`merged`), the NumPy
+  encoder of :mod:`voice_sim.embedding` is built from them, and the same
+  :func:`train_rubric.fit` is trained on its vectors — the pipeline that would ship.
+  With ``--crossfit K`` the classifier learns from out-of-fold vectors instead
+  (:func:`oof_adapters`: K more adapters per fold, each without a K-th of the training
+  situations);
 * **head**: the torch head's own decisions (same thresholds), for reference.
 
-All three are scored on the fold's situations with :func:`eval_rubric.evaluate`
-(macro-F1 over the 15 ids, lowest recall, pitfall false alarms on pitfall-free
-replies), per fold and pooled over folds. The torch encoder is checked against the
-NumPy one first (token states to 1e-4). Deterministic: fixed seed, deterministic
-algorithms, 2 threads. Figures and verdict: ``docs/content_scoring.md`` (fine-tuning
-won 0.028 macro-F1 but raised pitfall false alarms: not shipped, so nothing here writes
-an adapter).
+All are scored on the fold's situations with :func:`eval_rubric.evaluate` (macro-F1
+over the 15 ids, lowest recall, pitfall false alarms on pitfall-free replies), per fold
+and pooled. The torch encoder is checked against the NumPy one (float32 products) first.
+Deterministic: fixed seed, deterministic algorithms, 2 threads. Figures and verdict:
+``docs/content_scoring.md`` — it wins the corpus folds, but not shipped: it gives
+pitfalls to short polite replies and loses steps the rules find.
 """
 
 from __future__ import annotations
@@ -82,9 +87,12 @@ def numpy_model(weights: dict[str, Any]) -> embedding.Model:
         return embedding._build(embedding.model_dir(), runtime="numpy")
 
 
-def make_encoder(weights: dict[str, Any], top: int, rank: int, alpha: float) -> Any:
+def make_encoder(weights: dict[str, Any], top: int, rank: int, alpha: float,
+                 n_fixed: int = 0) -> Any:
     """A torch re-implementation of the BERT encoder over ``weights`` (frozen), with
-    LoRA factors on :data:`TARGETS` of the top ``top`` layers and a linear head."""
+    LoRA factors on :data:`TARGETS` of the top ``top`` layers and a linear head over
+    the max and mean of the unit vectors, their similarity to the customer's line and
+    ``n_fixed`` features that do not depend on the encoder (:func:`encode_rows`)."""
     import torch
     from torch import nn
 
@@ -103,7 +111,7 @@ def make_encoder(weights: dict[str, Any], top: int, rank: int, alpha: float) -> 
                     nn.init.kaiming_uniform_(a, a=math.sqrt(5))
                     self.lora[key + "_a"] = nn.Parameter(a)
                     self.lora[key + "_b"] = nn.Parameter(torch.zeros(out_d, rank))
-            self.head = nn.Linear(2 * DIM, len(CONTENT_IDS))
+            self.head = nn.Linear(2 * DIM + 1 + n_fixed, len(CONTENT_IDS))
 
         def lin(self, x: Any, i: int, t: str) -> Any:
             p = f"encoder.layer.{i}.{t}"
@@ -144,26 +152,55 @@ def make_encoder(weights: dict[str, Any], top: int, rank: int, alpha: float) -> 
                 h = self.ln(self.lin(up, i, "output.dense") + h, p + "output.LayerNorm")
             return h
 
-        def merged(self) -> dict[str, Any]:
-            """The frozen weights with every adapter folded in (NumPy, float32)."""
-            out = {k: v.numpy().copy() for k, v in self.w.items()}
+        def factors(self) -> dict[str, Any]:
+            """The adapters: tensor names, the scale, and per name the factors ``a{k}``
+            (rank, in) and ``b{k}`` (out, rank) in float16."""
+            import numpy as np
+
+            names: list[str] = []
+            out: dict[str, Any] = {}
             with torch.no_grad():
-                for key in self.lora:
-                    if key.endswith("_a"):
-                        base = key[:-2]
-                        i, t = base.split("_", 1)
-                        name = next(x for x in TARGETS if x.replace(".", "_") == t)
-                        delta = (self.lora[base + "_b"] @ self.lora[base + "_a"]) * self.scale
-                        out[f"encoder.layer.{i}.{name}.weight"] += delta.numpy()
-            return out
+                for key in sorted(k[:-2] for k in self.lora if k.endswith("_a")):
+                    i, t = key.split("_", 1)
+                    name = next(x for x in TARGETS if x.replace(".", "_") == t)
+                    out[f"a{len(names)}"] = self.lora[key + "_a"].numpy().astype(np.float16)
+                    out[f"b{len(names)}"] = self.lora[key + "_b"].numpy().astype(np.float16)
+                    names.append(f"encoder.layer.{i}.{name}.weight")
+            return {"names": np.array(names), "scale": np.float32(self.scale), **out}
 
     return Encoder()
+
+
+def merged(weights: dict[str, Any], factors: dict[str, Any]) -> dict[str, Any]:
+    """``weights`` plus ``scale·B·A`` of each adapted matrix, the factors rounded to
+    float16 first (the size an adapter file would ship at) and multiplied in float32."""
+    import numpy as np
+
+    out = dict(weights)
+    scale = np.float32(factors["scale"])
+    for k, name in enumerate(str(x) for x in factors["names"]):
+        a = factors[f"a{k}"].astype(np.float32)
+        b = factors[f"b{k}"].astype(np.float32)
+        out[name] = weights[name] + scale * (b @ a)
+    return out
 
 
 def encode_rows(rows: list[dict[str, Any]], tok_model: embedding.Model
                 ) -> list[dict[str, Any]]:
     """Per reply: token ids and, per unit, the token rows its vector averages (the
-    rows :func:`voice_sim.embedding._pool` uses)."""
+    rows :func:`voice_sim.embedding._pool` uses); the token ids of the customer's line
+    (normalised, as :func:`train_rubric.featurize` embeds it; None without one); and the
+    features of :func:`voice_sim.rubric_semantic.dense_features` that do not depend on
+    the encoder (rule ids, word cues, negated echo), so the head learns beside them what
+    the shipped classifier learns beside them, and the adapter learns to keep the
+    reply's similarity to the customer's line meaningful (``listen_reflect`` is judged
+    against it)."""
+    import numpy as np
+
+    from voice_sim.rubric import load_rubric, rule_content
+    from voice_sim.rubric_cues import cue_vector, negated_echo
+
+    base = load_rubric()
     out = []
     for row in rows:
         norm = normalize(row["reply"])
@@ -176,9 +213,25 @@ def encode_rows(rows: list[dict[str, Any]], tok_model: embedding.Model
             rws = [k for k, (s, e) in enumerate(offs) if e > s and s >= a and e <= b]
             pools.append(rws or list(range(len(ids))))
         gold = set(row["steps"]) | set(row["pitfalls"])
-        out.append({"ids": ids, "pools": pools,
+        cn = normalize(row.get("customer") or "").text
+        rule_ids = rule_content(row["reply"], row.get("customer"), rubric=base).ids
+        fixed = np.concatenate([
+            np.array([1.0 if i in rule_ids else 0.0 for i in CONTENT_IDS], dtype=np.float32),
+            cue_vector(norm.text), negated_echo([u.text for u in us], cn)])
+        out.append({"ids": ids, "pools": pools, "fixed": fixed,
+                    "cust": tok_model._tokenize([cn])[0][0] if cn else None,
                     "y": [1.0 if i in gold else 0.0 for i in CONTENT_IDS]})
     return out
+
+
+def attach_customers(enc: Any, items: list[dict[str, Any]]) -> None:
+    """Each item's ``clow``: the lower states of its customer's line (each distinct line
+    computed once and shared), or None."""
+    lines = list(dict.fromkeys(tuple(it["cust"]) for it in items if it["cust"]))
+    lows = dict(zip(lines, lower_states(enc, [{"ids": list(c)} for c in lines]),
+                    strict=True))
+    for it in items:
+        it["clow"] = lows[tuple(it["cust"])] if it["cust"] else None
 
 
 def lower_states(enc: Any, items: list[dict[str, Any]]) -> list[Any]:
@@ -215,11 +268,28 @@ def batch_logits(enc: Any, lows: list[Any], items: list[dict[str, Any]]) -> Any:
         h[b, :x.shape[0]] = x
         mask[b, :x.shape[0]] = True
     h = enc.layers(h, mask, enc.first, LAYERS)
+    # the batch's distinct customer lines through the same layers: mean of all their
+    # token states, unit length (the model's pooling, as Model.embed)
+    cl = list({id(it["clow"]): it["clow"] for it in items if it["clow"] is not None}.values())
+    cvec: dict[int, Any] = {}
+    if cl:
+        m = max(x.shape[0] for x in cl)
+        hc = torch.zeros(len(cl), m, DIM)
+        cmask = torch.zeros(len(cl), m, dtype=torch.bool)
+        for b, x in enumerate(cl):
+            hc[b, :x.shape[0]] = x
+            cmask[b, :x.shape[0]] = True
+        hc = enc.layers(hc, cmask, enc.first, LAYERS)
+        for b, x in enumerate(cl):
+            cvec[id(x)] = torch.nn.functional.normalize(hc[b, :x.shape[0]].mean(0), dim=-1)
     feats = []
     for b, it in enumerate(items):
         vs = torch.stack([h[b, rws].mean(0) for rws in it["pools"]])
         vs = torch.nn.functional.normalize(vs, dim=-1)
-        feats.append(torch.cat([vs.max(0).values, vs.mean(0)]))
+        c = cvec.get(id(it["clow"])) if it["clow"] is not None else None
+        cs = (vs @ c).max().reshape(1) if c is not None else torch.zeros(1)
+        feats.append(torch.cat([vs.max(0).values, vs.mean(0), cs,
+                                torch.from_numpy(it["fixed"])]))
     return enc.head(torch.stack(feats))
 
 
@@ -232,7 +302,7 @@ def train_adapter(weights: dict[str, Any], items: list[dict[str, Any]], lows: li
 
     torch.manual_seed(SEED)
     rng = np.random.RandomState(SEED)
-    enc = make_encoder(weights, args.top, args.rank, args.alpha)
+    enc = make_encoder(weights, args.top, args.rank, args.alpha, len(items[0]["fixed"]))
     y = torch.tensor([it["y"] for it in items])
     pos = y.sum(0).clamp(min=1)
     pos_weight = ((len(items) - pos) / pos).clamp(max=20.0)
@@ -277,11 +347,15 @@ def head_predict(enc: Any, items: list[dict[str, Any]], lows: list[Any]) -> list
     return out
 
 
-def check_encoder(weights: dict[str, Any], model: embedding.Model) -> float:
-    """Largest difference between the torch and NumPy token states on a few texts."""
+def check_encoder(weights: dict[str, Any]) -> float:
+    """Largest difference between the torch and NumPy token states on a few texts, the
+    NumPy encoder with float32 products (the shipped 8-bit ones differ by their
+    rounding, up to ~0.2 in a state)."""
     import numpy as np
     import torch
 
+    with mock.patch.object(embedding, "INT8", False):
+        model = numpy_model(weights)
     enc = make_encoder(weights, 0, 1, 1.0)
     texts = ["I totally get why you're fed up.", "so um the engineer never came on tuesday",
              "Sorry, but that's our policy and there's nothing I can do about it, okay?"]
@@ -310,12 +384,43 @@ def predict_fit(train: list[dict[str, Any]], test: list[dict[str, Any]]) -> list
 
 def featurize_with(model: embedding.Model, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """:func:`train_rubric.featurize` with ``model`` as the process's encoder."""
-    saved = embedding._MODEL
-    embedding._MODEL = model
-    try:
-        return tr.featurize(rows, log=False)
-    finally:
-        embedding._MODEL = saved
+    return tr.featurize(rows, log=False, model=model)
+
+
+def crossfit_groups(rows: list[dict[str, Any]], idx: list[int], k: int) -> list[set[str]]:
+    """The situations of rows ``idx`` (sorted names) in ``k`` groups, every ``k``-th."""
+    sits = sorted({rows[n]["situation"] for n in idx})
+    return [set(sits[g::k]) for g in range(k)]
+
+
+def oof_adapters(weights: dict[str, Any], rows: list[dict[str, Any]],
+                 items: list[dict[str, Any]], lows: list[Any], idx: list[int], args: Any,
+                 log: str = "") -> list[tuple[set[str], dict[str, Any]]]:
+    """Cross-fitting: the situations of rows ``idx`` in ``args.crossfit`` groups
+    (:func:`crossfit_groups`) and, per group, the adapter factors trained on the other
+    groups' rows. The classifier learns from each row's vectors by the adapter that did
+    not see it: trained on vectors of an adapter that saw its own training rows, it
+    learns to trust them more than they deserve on new wording and leans less on the
+    rules (stacking's classic overfit)."""
+    out = []
+    for g, grp in enumerate(crossfit_groups(rows, idx, args.crossfit)):
+        tr_i = [n for n in idx if rows[n]["situation"] not in grp]
+        enc = train_adapter(weights, [items[n] for n in tr_i], [lows[n] for n in tr_i],
+                            args, f"{log}cross-fit {g} ")
+        out.append((grp, enc.factors()))
+    return out
+
+
+def oof_features(weights: dict[str, Any], rows: list[dict[str, Any]], idx: list[int],
+                 adapters: list[tuple[set[str], dict[str, Any]]]) -> dict[int, Any]:
+    """Row index -> its features (:func:`train_rubric.featurize`) by the cross-fitting
+    adapter that did not see its situation."""
+    out: dict[int, Any] = {}
+    for grp, factors in adapters:
+        part = [n for n in idx if rows[n]["situation"] in grp]
+        feats = featurize_with(numpy_model(merged(weights, factors)), [rows[n] for n in part])
+        out.update(zip(part, feats, strict=True))
+    return out
 
 
 def summary(res: dict[str, Any]) -> dict[str, float]:
@@ -333,10 +438,16 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--alpha", type=float, default=16.0)
-    ap.add_argument("--top", type=int, default=3, help="adapted layers, counted from the top")
+    ap.add_argument("--top", type=int, default=6, help="adapted layers, counted from the top")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--head-lr", type=float, default=3e-3)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--crossfit", type=int, default=0, metavar="K",
+                    help="train the classifier on out-of-fold vectors of K adapters, each "
+                         "trained without a K-th of the situations (0: off)")
+    ap.add_argument("--add", type=Path, action="append", default=[], metavar="FILE",
+                    help="more labelled situations to fold over (e.g. tests/data/outside/"
+                         "G.jsonl; repeatable)")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
     import torch
@@ -345,19 +456,21 @@ def main() -> int:
     torch.use_deterministic_algorithms(True)
     t0 = time.perf_counter()
     weights = load_weights()
-    frozen = embedding.load_model()
-    print(f"torch vs NumPy token states: max difference {check_encoder(weights, frozen):.2e}",
+    frozen = numpy_model(weights)  # the model as published, without voice-sim's adapter
+    print(f"torch vs NumPy token states: max difference {check_encoder(weights):.2e}",
           flush=True)
-    rows = tr.tuning_rows()
+    rows = tr.tuning_rows(add=args.add)
     items = encode_rows(rows, frozen)
     t = time.perf_counter()
-    lows = lower_states(make_encoder(weights, args.top, 1, 1.0), items)
+    low_enc = make_encoder(weights, args.top, 1, 1.0)
+    lows = lower_states(low_enc, items)
+    attach_customers(low_enc, items)
     print(f"lower {LAYERS - args.top} layers of {len(items)} replies "
           f"({time.perf_counter() - t:.0f} s)", flush=True)
     situations = tr.fold_situations(rows)  # extra and project replies always train
     groups = [situations[g::args.folds] for g in range(args.folds)]
     t = time.perf_counter()
-    base_feats = tr.featurize(rows, log=False)
+    base_feats = featurize_with(frozen, rows)
     print(f"featurized {len(rows)} replies, frozen ({time.perf_counter() - t:.0f} s)",
           flush=True)
     report: dict[str, Any] = {"config": {k: (str(v) if isinstance(v, Path) else v)
@@ -379,9 +492,18 @@ def main() -> int:
         train_s = time.perf_counter() - t
         preds["head"] = head_predict(enc, [items[n] for n in te_idx], [lows[n] for n in te_idx])
         t = time.perf_counter()
-        feats = featurize_with(numpy_model(enc.merged()), rows)
-        preds["finetuned"] = predict_fit([feats[n] for n in tr_idx],
-                                         [feats[n] for n in te_idx])
+        test_feats = featurize_with(numpy_model(merged(weights, enc.factors())),
+                                    [rows[n] for n in te_idx])
+        if args.crossfit:
+            oof = oof_features(weights, rows, tr_idx,
+                               oof_adapters(weights, rows, items, lows, tr_idx, args,
+                                            f"fold {g} "))
+            train_feats = [oof[n] for n in tr_idx]
+        else:
+            feats = featurize_with(numpy_model(merged(weights, enc.factors())),
+                                   [rows[n] for n in tr_idx])
+            train_feats = feats
+        preds["finetuned"] = predict_fit(train_feats, test_feats)
         fold: dict[str, Any] = {"situations": group, "train_seconds": round(train_s),
                                 "featurize_seconds": round(time.perf_counter() - t)}
         test_rows = [rows[n] for n in te_idx]

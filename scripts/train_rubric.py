@@ -26,6 +26,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,11 +89,17 @@ def load_corpus(heldout: bool = False) -> list[dict[str, Any]]:
     return rows
 
 
-def tuning_rows(without: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+def tuning_rows(without: frozenset[str] = frozenset(),
+                add: Sequence[Path] = ()) -> list[dict[str, Any]]:
     """Everything the scorer may learn from: tuning situations (minus ``without``), the
     extra replies (:data:`EXTRA`) and the project's replies. Rows that are never a
-    validation fold have ``always_train``."""
+    validation fold have ``always_train``. ``add``: more labelled files (the corpus's
+    format) whose situations count as corpus situations (experiments: does more data
+    help? ``scripts/eval_added_data.py``)."""
     rows = [r for r in load_corpus() if r["situation"] not in without]
+    for path in add:
+        with path.open(encoding="utf-8") as f:
+            rows.extend(json.loads(line) for line in f if line.strip())
     for path in sorted(EXTRA.glob("*.jsonl")):
         with path.open(encoding="utf-8") as f:
             for line in f:
@@ -108,13 +115,15 @@ def tuning_rows(without: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     return rows
 
 
-def featurize(rows: list[dict[str, Any]], log: bool = True) -> list[dict[str, Any]]:
-    """Units, unit vectors, customer vector and built-in rule ids of each row."""
+def featurize(rows: list[dict[str, Any]], log: bool = True,
+              model: Any = None) -> list[dict[str, Any]]:
+    """Units, unit vectors, customer vector and built-in rule ids of each row, by
+    ``model`` (default the shipped encoder, :func:`voice_sim.embedding.load_model`)."""
     import numpy as np
 
     from voice_sim.embedding import load_model
 
-    model = load_model()
+    model = model or load_model()
     base = load_rubric()
     t = time.perf_counter()
     norms = [normalize(row["reply"]) for row in rows]

@@ -301,8 +301,12 @@ def test_three_calls_at_once_in_chromium(whisper_engine: Any, espeak_wav: Any,
     # The good call: resolved, every line heard, captions of what was said.
     assert good_snap["done"]["outcome"] == "resolved", _story(good_snap)
     _check_played(good_snap, lines)
+    # Captions are the live partials: under load the last words of an answer can arrive
+    # only with the final transcript, so the answer's end is checked on the turns.
     said = " ".join(c[1] for c in good_snap["captions"]).lower()
-    assert "sorry" in said and "payment" in said and "thursday" in said, said
+    assert "sorry" in said and "payment" in said, said
+    heard = " ".join(t.get("transcript") or "" for t in good_snap["turns"]).lower()
+    assert "thursday" in heard, _story(good_snap)
     # The bad call: the customer gives up; the live hint named a pitfall.
     assert bad_snap["done"]["outcome"] in ("hung_up", "escalated"), _story(bad_snap)
     _check_played(bad_snap, lines)
