@@ -473,8 +473,8 @@ def main() -> int:
     base_feats = featurize_with(frozen, rows)
     print(f"featurized {len(rows)} replies, frozen ({time.perf_counter() - t:.0f} s)",
           flush=True)
-    report: dict[str, Any] = {"config": {k: (str(v) if isinstance(v, Path) else v)
-                                         for k, v in vars(args).items()}, "folds": []}
+    report: dict[str, Any] = {"config": json.loads(json.dumps(vars(args), default=str)),
+                              "folds": []}
     pooled: dict[str, dict[int, set[str]]] = {"frozen": {}, "finetuned": {}, "head": {}}
     for g, group in enumerate(groups):
         if args.only_fold is not None and g != args.only_fold:
