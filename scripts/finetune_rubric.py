@@ -26,7 +26,8 @@ situations plus the extra and the project's replies (never scored):
   :func:`train_rubric.fit` is trained on its vectors — the pipeline that would ship.
   With ``--crossfit K`` the classifier learns from out-of-fold vectors instead
   (:func:`oof_adapters`: K more adapters per fold, each without a K-th of the training
-  situations);
+  situations); with ``--clauses`` the adapter also learns from every clause of the
+  training replies as a short reply of its own (:func:`clause_items`);
 * **head**: the torch head's own decisions (same thresholds), for reference.
 
 All are scored on the fold's situations with :func:`eval_rubric.evaluate` (macro-F1
@@ -220,7 +221,28 @@ def encode_rows(rows: list[dict[str, Any]], tok_model: embedding.Model
             cue_vector(norm.text), negated_echo([u.text for u in us], cn)])
         out.append({"ids": ids, "pools": pools, "fixed": fixed,
                     "cust": tok_model._tokenize([cn])[0][0] if cn else None,
-                    "y": [1.0 if i in gold else 0.0 for i in CONTENT_IDS]})
+                    "y": [1.0 if i in gold else 0.0 for i in CONTENT_IDS],
+                    "mask": [1.0] * len(CONTENT_IDS)})
+    return out
+
+
+def clause_items(rows: list[dict[str, Any]], tok_model: embedding.Model
+                 ) -> list[dict[str, Any]]:
+    """Each clause of a reply of two clauses or more, as a reply of its own (answering the
+    same customer line): short replies, which the corpus has few of. A clause holds no
+    id its whole reply lacks, so those are known negatives; the reply's own ids may or
+    may not be in this clause, so they are left out of the loss (``mask`` 0)."""
+    out = []
+    for row in rows:
+        us = units(normalize(row["reply"]))
+        if len(us) < 2:
+            continue
+        gold = set(row["steps"]) | set(row["pitfalls"])
+        for u in us:
+            (it,) = encode_rows([{"reply": u.text, "customer": row.get("customer"),
+                                  "steps": [], "pitfalls": []}], tok_model)
+            it["mask"] = [0.0 if i in gold else 1.0 for i in CONTENT_IDS]
+            out.append(it)
     return out
 
 
@@ -256,9 +278,9 @@ def lower_states(enc: Any, items: list[dict[str, Any]]) -> list[Any]:
     return out
 
 
-def batch_logits(enc: Any, lows: list[Any], items: list[dict[str, Any]]) -> Any:
-    """Head logits of a batch: pad the lower states, run the adapted top layers, pool
-    each unit (unit-normalised mean of its tokens), max and mean over units."""
+def upper(enc: Any, lows: list[Any]) -> Any:
+    """The adapted top layers over texts' lower states ((n_i, 384) each): padded to one
+    batch (padding masked), (batch, longest, 384) out."""
     import torch
 
     n = max(x.shape[0] for x in lows)
@@ -267,19 +289,22 @@ def batch_logits(enc: Any, lows: list[Any], items: list[dict[str, Any]]) -> Any:
     for b, x in enumerate(lows):
         h[b, :x.shape[0]] = x
         mask[b, :x.shape[0]] = True
-    h = enc.layers(h, mask, enc.first, LAYERS)
+    return enc.layers(h, mask, enc.first, LAYERS)
+
+
+def batch_logits(enc: Any, lows: list[Any], items: list[dict[str, Any]]) -> Any:
+    """Head logits of a batch: the adapted top layers (:func:`upper`), each unit pooled
+    (unit-normalised mean of its tokens), max and mean over units, the similarity to the
+    customer's line and the item's fixed features."""
+    import torch
+
+    h = upper(enc, lows)
     # the batch's distinct customer lines through the same layers: mean of all their
     # token states, unit length (the model's pooling, as Model.embed)
     cl = list({id(it["clow"]): it["clow"] for it in items if it["clow"] is not None}.values())
     cvec: dict[int, Any] = {}
     if cl:
-        m = max(x.shape[0] for x in cl)
-        hc = torch.zeros(len(cl), m, DIM)
-        cmask = torch.zeros(len(cl), m, dtype=torch.bool)
-        for b, x in enumerate(cl):
-            hc[b, :x.shape[0]] = x
-            cmask[b, :x.shape[0]] = True
-        hc = enc.layers(hc, cmask, enc.first, LAYERS)
+        hc = upper(enc, cl)
         for b, x in enumerate(cl):
             cvec[id(x)] = torch.nn.functional.normalize(hc[b, :x.shape[0]].mean(0), dim=-1)
     feats = []
@@ -304,9 +329,10 @@ def train_adapter(weights: dict[str, Any], items: list[dict[str, Any]], lows: li
     rng = np.random.RandomState(SEED)
     enc = make_encoder(weights, args.top, args.rank, args.alpha, len(items[0]["fixed"]))
     y = torch.tensor([it["y"] for it in items])
+    mask = torch.tensor([it["mask"] for it in items])
     pos = y.sum(0).clamp(min=1)
-    pos_weight = ((len(items) - pos) / pos).clamp(max=20.0)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    pos_weight = ((mask.sum(0) - pos) / pos).clamp(min=1.0, max=20.0)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight, reduction="none")
     opt = torch.optim.AdamW([{"params": enc.lora.parameters(), "lr": args.lr},
                              {"params": enc.head.parameters(), "lr": args.head_lr}],
                             weight_decay=0.01)
@@ -322,7 +348,8 @@ def train_adapter(weights: dict[str, Any], items: list[dict[str, Any]], lows: li
         for bi in rng.permutation(len(batches)):
             ks = batches[bi]
             logits = batch_logits(enc, [lows[k] for k in ks], [items[k] for k in ks])
-            loss = loss_fn(logits, y[ks])
+            m = mask[ks]
+            loss = (loss_fn(logits, y[ks]) * m).sum() / m.sum().clamp(min=1.0)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -448,6 +475,9 @@ def main() -> int:
     ap.add_argument("--add", type=Path, action="append", default=[], metavar="FILE",
                     help="more labelled situations to fold over (e.g. tests/data/outside/"
                          "G.jsonl; repeatable)")
+    ap.add_argument("--clauses", action="store_true",
+                    help="also train on each clause of the training replies as a short "
+                         "reply (known negatives only)")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
     import torch
@@ -467,6 +497,24 @@ def main() -> int:
     attach_customers(low_enc, items)
     print(f"lower {LAYERS - args.top} layers of {len(items)} replies "
           f"({time.perf_counter() - t:.0f} s)", flush=True)
+    clauses: list[list[dict[str, Any]]] = [[] for _ in rows]
+    clause_lows: list[list[Any]] = [[] for _ in rows]
+    if args.clauses:
+        for n, row in enumerate(rows):
+            clauses[n] = clause_items([row], frozen)
+        flat = [it for cs in clauses for it in cs]
+        flat_lows = iter(lower_states(low_enc, flat))
+        attach_customers(low_enc, flat)
+        clause_lows = [[next(flat_lows) for _ in cs] for cs in clauses]
+        print(f"{len(flat)} clauses of {sum(1 for cs in clauses if cs)} replies as short "
+              "replies", flush=True)
+
+    def training(idx: list[int]) -> tuple[list[dict[str, Any]], list[Any]]:
+        """The items (and lower states) of rows ``idx``, with their clauses."""
+        its = [items[n] for n in idx] + [c for n in idx for c in clauses[n]]
+        lws = [lows[n] for n in idx] + [c for n in idx for c in clause_lows[n]]
+        return its, lws
+
     situations = tr.fold_situations(rows)  # extra and project replies always train
     groups = [situations[g::args.folds] for g in range(args.folds)]
     t = time.perf_counter()
@@ -487,8 +535,7 @@ def main() -> int:
         preds = {"frozen": predict_fit([base_feats[n] for n in tr_idx],
                                        [base_feats[n] for n in te_idx])}
         t = time.perf_counter()
-        enc = train_adapter(weights, [items[n] for n in tr_idx], [lows[n] for n in tr_idx],
-                            args, f"fold {g} ")
+        enc = train_adapter(weights, *training(tr_idx), args, f"fold {g} ")
         train_s = time.perf_counter() - t
         preds["head"] = head_predict(enc, [items[n] for n in te_idx], [lows[n] for n in te_idx])
         t = time.perf_counter()
