@@ -4,7 +4,7 @@
 Usage::
 
     nice -n 19 scripts/finetune_rubric.py [--folds 4] [--epochs 3] [--rank 8] [--top 6]
-                                          [--crossfit K] [--json FILE]
+        [--crossfit K] [--clauses] [--add FILE ...] [--only-fold N] [--json FILE]
 
 Needs CPU torch (training only: ``pip install torch==2.13.0`` — the CPU build the
 registry serves — then ``pip install -e '.[dev,train]'``); scoring never does.
