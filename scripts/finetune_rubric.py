@@ -4,7 +4,8 @@
 Usage::
 
     nice -n 19 scripts/finetune_rubric.py [--folds 4] [--epochs 3] [--rank 8] [--top 6]
-        [--crossfit K] [--clauses] [--add FILE ...] [--only-fold N] [--json FILE]
+        [--crossfit K] [--clauses] [--keep LAMBDA] [--add FILE ...] [--only-fold N]
+        [--json FILE]
 
 Needs CPU torch (training only: ``pip install torch==2.13.0`` — the CPU build the
 registry serves — then ``pip install -e '.[dev,train]'``); scoring never does.
@@ -27,7 +28,9 @@ situations plus the extra and the project's replies (never scored):
   With ``--crossfit K`` the classifier learns from out-of-fold vectors instead
   (:func:`oof_adapters`: K more adapters per fold, each without a K-th of the training
   situations); with ``--clauses`` the adapter also learns from every clause of the
-  training replies as a short reply of its own (:func:`clause_items`);
+  training replies as a short reply of its own (:func:`clause_items`); with ``--keep
+  LAMBDA`` a second loss keeps the published model's cosines between the batch's
+  clauses and customer lines (the space the similarity features are measured in);
 * **head**: the torch head's own decisions (same thresholds), for reference.
 
 All are scored on the fold's situations with :func:`eval_rubric.evaluate` (macro-F1
@@ -113,12 +116,13 @@ def make_encoder(weights: dict[str, Any], top: int, rank: int, alpha: float,
                     self.lora[key + "_a"] = nn.Parameter(a)
                     self.lora[key + "_b"] = nn.Parameter(torch.zeros(out_d, rank))
             self.head = nn.Linear(2 * DIM + 1 + n_fixed, len(CONTENT_IDS))
+            self.plain = False  # True: the published model (adapters off)
 
         def lin(self, x: Any, i: int, t: str) -> Any:
             p = f"encoder.layer.{i}.{t}"
             y = x @ self.w[p + ".weight"].T + self.w[p + ".bias"]
             key = f"{i}_{t.replace('.', '_')}"
-            if key + "_a" in self.lora:
+            if key + "_a" in self.lora and not self.plain:
                 y = y + (x @ self.lora[key + "_a"].T) @ self.lora[key + "_b"].T * self.scale
             return y
 
@@ -292,10 +296,12 @@ def upper(enc: Any, lows: list[Any]) -> Any:
     return enc.layers(h, mask, enc.first, LAYERS)
 
 
-def batch_logits(enc: Any, lows: list[Any], items: list[dict[str, Any]]) -> Any:
+def batch_logits(enc: Any, lows: list[Any], items: list[dict[str, Any]],
+                 keep: bool = False) -> Any:
     """Head logits of a batch: the adapted top layers (:func:`upper`), each unit pooled
     (unit-normalised mean of its tokens), max and mean over units, the similarity to the
-    customer's line and the item's fixed features."""
+    customer's line and the item's fixed features. With ``keep``, also the cosines
+    between every unit and customer line of the batch (``--keep``)."""
     import torch
 
     h = upper(enc, lows)
@@ -308,14 +314,20 @@ def batch_logits(enc: Any, lows: list[Any], items: list[dict[str, Any]]) -> Any:
         for b, x in enumerate(cl):
             cvec[id(x)] = torch.nn.functional.normalize(hc[b, :x.shape[0]].mean(0), dim=-1)
     feats = []
+    every = [*cvec.values()]
     for b, it in enumerate(items):
         vs = torch.stack([h[b, rws].mean(0) for rws in it["pools"]])
         vs = torch.nn.functional.normalize(vs, dim=-1)
+        every.extend(vs)
         c = cvec.get(id(it["clow"])) if it["clow"] is not None else None
         cs = (vs @ c).max().reshape(1) if c is not None else torch.zeros(1)
         feats.append(torch.cat([vs.max(0).values, vs.mean(0), cs,
                                 torch.from_numpy(it["fixed"])]))
-    return enc.head(torch.stack(feats))
+    logits = enc.head(torch.stack(feats))
+    if not keep:
+        return logits
+    v = torch.stack(every)
+    return logits, v @ v.T
 
 
 def train_adapter(weights: dict[str, Any], items: list[dict[str, Any]], lows: list[Any],
@@ -347,9 +359,19 @@ def train_adapter(weights: dict[str, Any], items: list[dict[str, Any]], lows: li
         total = 0.0
         for bi in rng.permutation(len(batches)):
             ks = batches[bi]
-            logits = batch_logits(enc, [lows[k] for k in ks], [items[k] for k in ks])
+            b_lows, b_items = [lows[k] for k in ks], [items[k] for k in ks]
             m = mask[ks]
-            loss = (loss_fn(logits, y[ks]) * m).sum() / m.sum().clamp(min=1.0)
+            if args.keep:  # keep the published model's geometry (the similarity features)
+                logits, cos = batch_logits(enc, b_lows, b_items, keep=True)
+                with torch.no_grad():
+                    enc.plain = True
+                    cos0 = batch_logits(enc, b_lows, b_items, keep=True)[1]
+                    enc.plain = False
+                geometry = ((cos - cos0) ** 2).mean()
+            else:
+                logits, geometry = batch_logits(enc, b_lows, b_items), torch.zeros(())
+            loss = ((loss_fn(logits, y[ks]) * m).sum() / m.sum().clamp(min=1.0)
+                    + args.keep * geometry)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -475,6 +497,9 @@ def main() -> int:
     ap.add_argument("--add", type=Path, action="append", default=[], metavar="FILE",
                     help="more labelled situations to fold over (e.g. tests/data/outside/"
                          "G.jsonl; repeatable)")
+    ap.add_argument("--keep", type=float, default=0.0, metavar="LAMBDA",
+                    help="weight of a loss that keeps the published model's cosines "
+                         "between the clauses and customer lines of a batch")
     ap.add_argument("--clauses", action="store_true",
                     help="also train on each clause of the training replies as a short "
                          "reply (known negatives only)")
