@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,26 +31,16 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import eval_rubric as er  # noqa: E402
 import train_rubric as tr  # noqa: E402
 
-from voice_sim.rubric_semantic import thresholds  # noqa: E402
-
 FOLDS = 4
 
 
 def folds(feats: list[dict[str, Any]], scored: list[str],
-          trains: Any) -> dict[str, Any]:
-    """Scores of the rows of ``scored`` situations, each fold's classifier trained on the
-    rows ``trains`` accepts outside the fold."""
-    predicted: dict[int, set[str]] = {}
-    for g in range(FOLDS):
-        held = set(scored[g::FOLDS])
-        clf = tr.classifier(tr.fit([f for f in feats
-                                    if f["situation"] not in held and trains(f)]))
-        for n, f in enumerate(feats):
-            if f["situation"] in held:
-                p = clf.probabilities(f["dense"], f["text"])
-                predicted[n] = {i for i, q, th in zip(clf.ids, p, thresholds(clf, f["rule_ids"]),
-                                                      strict=True) if q >= th}
-    return er._scored(feats, predicted)
+          trains: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """Scores of the rows of ``scored`` situations in :data:`FOLDS` folds (sorted names,
+    every :data:`FOLDS`-th one), each fold's classifier trained on the rows ``trains``
+    accepts outside the fold (:func:`eval_rubric.fold_predictions`)."""
+    groups = [set(scored[g::FOLDS]) for g in range(FOLDS)]
+    return er._scored(feats, er.fold_predictions(feats, groups=groups, trains=trains))
 
 
 def line(name: str, res: dict[str, Any]) -> str:

@@ -64,7 +64,7 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -201,26 +201,31 @@ Fit = Callable[[list[dict[str, Any]]], Any]
 
 
 def fold_predictions(feats: list[dict[str, Any]], fit: Fit | None = None,
-                     log: float | None = None) -> dict[int, set[str]]:
-    """Leave-one-situation-out over :func:`train_rubric.fold_situations` of ``feats``:
-    row index -> ids found by the classifier trained without the row's situation.
-    ``fit`` (training rows -> :class:`~voice_sim.rubric_semantic.Classifier`) replaces
-    :func:`train_rubric.fit`'s default recipe (experiments)."""
+                     log: float | None = None, groups: Sequence[set[str]] | None = None,
+                     trains: Callable[[dict[str, Any]], bool] = lambda f: True
+                     ) -> dict[int, set[str]]:
+    """Cross-validation over whole situations: row index -> ids found by the classifier
+    trained without the row's fold. The folds are ``groups`` of situations, by default
+    each of :func:`train_rubric.fold_situations` alone (leave-one-situation-out); only
+    rows ``trains`` accepts are trained on. ``fit`` (training rows ->
+    :class:`~voice_sim.rubric_semantic.Classifier`) replaces :func:`train_rubric.fit`'s
+    default recipe (experiments)."""
     import train_rubric as tr
 
     from voice_sim.rubric_semantic import thresholds
 
     fit = fit or (lambda train: tr.classifier(tr.fit(train)))
     predicted: dict[int, set[str]] = {}
-    for s in tr.fold_situations(feats):
-        clf = fit([f for f in feats if f["situation"] != s])
+    for held in groups if groups is not None else [{s} for s in tr.fold_situations(feats)]:
+        clf = fit([f for f in feats if f["situation"] not in held and trains(f)])
         for n, f in enumerate(feats):
-            if f["situation"] == s:
+            if f["situation"] in held:
                 p = clf.probabilities(f["dense"], f["text"])
                 predicted[n] = {i for i, q, th in zip(clf.ids, p, thresholds(clf, f["rule_ids"]),
                                                       strict=True) if q >= th}
         if log is not None:
-            print(f"  fold {s}: done ({time.perf_counter() - log:.0f} s)", flush=True)
+            print(f"  fold {', '.join(sorted(held))}: done "
+                  f"({time.perf_counter() - log:.0f} s)", flush=True)
     return predicted
 
 

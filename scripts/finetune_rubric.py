@@ -564,17 +564,15 @@ def main() -> int:
         train_s = time.perf_counter() - t
         preds["head"] = head_predict(enc, [items[n] for n in te_idx], [lows[n] for n in te_idx])
         t = time.perf_counter()
-        test_feats = featurize_with(numpy_model(merged(weights, enc.factors())),
-                                    [rows[n] for n in te_idx])
+        tuned = numpy_model(merged(weights, enc.factors()))
+        test_feats = featurize_with(tuned, [rows[n] for n in te_idx])
         if args.crossfit:
             oof = oof_features(weights, rows, tr_idx,
                                oof_adapters(weights, rows, items, lows, tr_idx, args,
                                             f"fold {g} "))
             train_feats = [oof[n] for n in tr_idx]
         else:
-            feats = featurize_with(numpy_model(merged(weights, enc.factors())),
-                                   [rows[n] for n in tr_idx])
-            train_feats = feats
+            train_feats = featurize_with(tuned, [rows[n] for n in tr_idx])
         preds["finetuned"] = predict_fit(train_feats, test_feats)
         fold: dict[str, Any] = {"situations": group, "train_seconds": round(train_s),
                                 "featurize_seconds": round(time.perf_counter() - t)}
