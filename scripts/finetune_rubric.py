@@ -6,6 +6,7 @@ Usage::
     nice -n 19 scripts/finetune_rubric.py [--folds 4] [--epochs 3] [--rank 8] [--top 6]
         [--crossfit K] [--clauses] [--keep LAMBDA] [--add FILE ...] [--only-fold N]
         [--json FILE]
+    nice -n 19 scripts/finetune_rubric.py --write --clauses --keep 10   # the shipped adapter
 
 Needs CPU torch (training only: ``pip install torch==2.13.0`` — the CPU build the
 registry serves — then ``pip install -e '.[dev,train]'``); scoring never does.
@@ -61,6 +62,7 @@ import eval_rubric as er  # noqa: E402
 import train_rubric as tr  # noqa: E402
 
 from voice_sim import embedding  # noqa: E402
+from voice_sim.paths import atomic_file  # noqa: E402
 from voice_sim.rubric import CONTENT_IDS  # noqa: E402
 from voice_sim.rubric_semantic import Classifier, unit_spans  # noqa: E402
 from voice_sim.rubric_units import units  # noqa: E402
@@ -188,6 +190,14 @@ def merged(weights: dict[str, Any], factors: dict[str, Any]) -> dict[str, Any]:
         b = factors[f"b{k}"].astype(np.float32)
         out[name] = weights[name] + scale * (b @ a)
     return out
+
+
+def save_factors(factors: dict[str, Any], path: Path) -> None:
+    """Write the adapter as :func:`voice_sim.embedding.read_adapter` reads it."""
+    import numpy as np
+
+    with atomic_file(path, "wb") as f:
+        np.savez_compressed(f, **factors)
 
 
 def encode_rows(rows: list[dict[str, Any]], tok_model: embedding.Model
@@ -504,6 +514,9 @@ def main() -> int:
                     help="also train on each clause of the training replies as a short "
                          "reply (known negatives only)")
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--write", action="store_true",
+                    help="no folds: train one adapter on every tuning reply and write it "
+                         "to voice_sim/rubric_adapter.npz (then run scripts/train_rubric.py)")
     args = ap.parse_args()
     import torch
 
@@ -540,6 +553,14 @@ def main() -> int:
         lws = [lows[n] for n in idx] + [c for n in idx for c in clause_lows[n]]
         return its, lws
 
+    if args.write:
+        enc = train_adapter(weights, *training(list(range(len(rows)))), args, "all ")
+        save_factors(enc.factors(), embedding.ADAPTER)
+        print(f"wrote {embedding.ADAPTER.relative_to(ROOT)} "
+              f"({embedding.ADAPTER.stat().st_size // 1024} KB, "
+              f"{time.perf_counter() - t0:.0f} s); now run scripts/train_rubric.py",
+              flush=True)
+        return 0
     situations = tr.fold_situations(rows)  # extra and project replies always train
     groups = [situations[g::args.folds] for g in range(args.folds)]
     t = time.perf_counter()

