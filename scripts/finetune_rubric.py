@@ -180,15 +180,11 @@ def make_encoder(weights: dict[str, Any], top: int, rank: int, alpha: float,
 
 def merged(weights: dict[str, Any], factors: dict[str, Any]) -> dict[str, Any]:
     """``weights`` plus ``scale·B·A`` of each adapted matrix, the factors rounded to
-    float16 first (the size an adapter file would ship at) and multiplied in float32."""
-    import numpy as np
-
+    float16 first (the size an adapter file would ship at) and multiplied in float32
+    (:func:`voice_sim.embedding.adapter_deltas`, as at run time)."""
     out = dict(weights)
-    scale = np.float32(factors["scale"])
-    for k, name in enumerate(str(x) for x in factors["names"]):
-        a = factors[f"a{k}"].astype(np.float32)
-        b = factors[f"b{k}"].astype(np.float32)
-        out[name] = weights[name] + scale * (b @ a)
+    for name, d in embedding.adapter_deltas(factors).items():
+        out[name] = weights[name] + d
     return out
 
 

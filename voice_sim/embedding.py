@@ -515,10 +515,21 @@ def _gelu(x: np.ndarray, sc: _Scratch) -> np.ndarray:
     return x
 
 
+def adapter_deltas(factors: Any) -> dict[str, np.ndarray]:
+    """A low-rank adapter's float32 change per weight matrix, ``scale · B @ A`` for each
+    named tensor. ``factors`` maps ``names``, ``scale`` and per name ``a{k}`` (rank, in)
+    and ``b{k}`` (out, rank) in float16 (an adapter file, or the factors
+    ``scripts/finetune_rubric.py`` trains, so the experiment adds what would ship)."""
+    import numpy as np
+
+    scale = np.float32(factors["scale"])
+    return {str(name): scale * (factors[f"b{k}"].astype(np.float32)
+                                @ factors[f"a{k}"].astype(np.float32))
+            for k, name in enumerate(factors["names"])}
+
+
 def read_adapter(path: Path) -> dict[str, np.ndarray]:
-    """The low-rank adapter in ``path`` as a float32 change per weight matrix:
-    ``scale · B @ A`` for each named tensor (the file: ``names``, ``scale`` and per name
-    ``a{k}`` (rank, in) and ``b{k}`` (out, rank) in float16, written by
+    """The :func:`adapter_deltas` of the adapter file ``path`` (written by
     ``scripts/finetune_rubric.py --write``). Raises :class:`ModelError` naming the file
     when it is missing or broken."""
     import zipfile
@@ -527,17 +538,14 @@ def read_adapter(path: Path) -> dict[str, np.ndarray]:
 
     try:
         with np.load(path, allow_pickle=False) as f:
-            names = [str(x) for x in f["names"]]
-            scale = np.float32(f["scale"])
-            out = {name: scale * (f[f"b{k}"].astype(np.float32) @ f[f"a{k}"].astype(np.float32))
-                   for k, name in enumerate(names)}
+            out = adapter_deltas(f)
     except FileNotFoundError as e:
         raise ModelError(f"voice-sim's encoder adapter {path} is missing",
                          hint=ADAPTER_HINT) from e
     except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as e:
         raise ModelError(f"voice-sim's encoder adapter {path} is broken "
                          f"({type(e).__name__}: {e})", hint=ADAPTER_HINT) from e
-    if not names or not all(np.isfinite(d).all() for d in out.values()):
+    if not out or not all(np.isfinite(d).all() for d in out.values()):
         raise ModelError(f"voice-sim's encoder adapter {path} is broken "
                          "(no factors, or values that are not finite)", hint=ADAPTER_HINT)
     return out
@@ -639,8 +647,6 @@ def load_model() -> Model:
             try:
                 model = _build(folder, runtime)
                 model.embed(["hello"])  # a corrupt tensor shows here, not mid-call
-            except ModelError:
-                raise
             except ImportError as e:
                 raise ModelError(f"the sentence-embedding runtime is missing ({e.name})",
                                  hint="install it with: pip install tokenizers") from e

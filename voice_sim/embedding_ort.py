@@ -16,9 +16,8 @@ and a sum); the graph takes their sum and returns the last layer's token states.
 
 The graph is written once and kept in the cache folder (:func:`cached_session`: named
 by the weights file, voice-sim's adapter, this code and NumPy's version, checked by a
-SHA-256), so a later
-process skips quantizing the weights and writing it — 0.1 s of CPU at every start,
-the same bytes, so the same vectors.
+SHA-256), so a later process skips quantizing the weights and writing it — 0.1 s of CPU
+at every start, the same bytes, so the same vectors.
 """
 
 from __future__ import annotations
@@ -220,9 +219,8 @@ def _cache_file(folder: Path, adapter: Path | None) -> Path | None:
     processes: named by everything it is made from — the weights file (path, size,
     modification time), the adapter's bytes, the code that writes it (this module and
     :mod:`voice_sim.embedding`, whose settings :data:`~voice_sim.embedding.LAYERS` and
-    :data:`~voice_sim.embedding.INT8` it holds)
-    and NumPy's version (the quantization's arithmetic). None without a usable cache
-    folder (it is only a shortcut)."""
+    :data:`~voice_sim.embedding.INT8` it holds) and NumPy's version (the quantization's
+    arithmetic). None without a usable cache folder (it is only a shortcut)."""
     import numpy as np
 
     from voice_sim import embedding
