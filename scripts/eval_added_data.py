@@ -64,7 +64,7 @@ def main() -> int:
         return 2
     t = time.perf_counter()
     own = {r["situation"] for r in tr.load_corpus()}
-    feats = tr.featurize(tr.tuning_rows(add=paths), log=False)
+    feats = tr.featurize(tr.tuning_rows(add=paths), log=False, model=tr.published_model())
     added = sorted({f["situation"] for f in feats
                     if not f.get("always_train") and f["situation"] not in own})
     print(f"featurized {len(feats)} replies ({time.perf_counter() - t:.0f} s); "

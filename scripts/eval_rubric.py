@@ -25,7 +25,9 @@ format), a file or a folder of ``*.jsonl`` files. A malformed line stops the run
 one line naming file, line and field (exit 2).
 
 ``--cv`` retrains the semantic layer once per situation without it and scores that
-situation — the figure model choices are made on. Two protocols: ``16``, every corpus
+situation — the figure model choices are made on. It featurizes with the published
+encoder (:func:`train_rubric.published_model`): the shipped adapter saw every situation;
+the adapted scorer's folds are ``scripts/finetune_rubric.py``'s. Two protocols: ``16``, every corpus
 situation a fold (the four former held-out ones included), reported over all 16 and
 over the 12 older ones; ``12``, the protocol of every figure before 2026-12-01 (the
 four former held-out situations not used at all), so old and new figures compare.
@@ -248,7 +250,7 @@ def cross_validate(per_id: bool = False, protocol: str = "both"
     import train_rubric as tr
 
     t = time.perf_counter()
-    feats = tr.featurize(tr.tuning_rows())
+    feats = tr.featurize(tr.tuning_rows(), model=tr.published_model())
     print(f"featurized {len(feats)} replies in {time.perf_counter() - t:.0f} s", flush=True)
     fit: Fit | None = None
     tag = ""

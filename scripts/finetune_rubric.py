@@ -38,8 +38,10 @@ All are scored on the fold's situations with :func:`eval_rubric.evaluate` (macro
 over the 15 ids, lowest recall, pitfall false alarms on pitfall-free replies), per fold
 and pooled. The torch encoder is checked against the NumPy one (float32 products) first.
 Deterministic: fixed seed, deterministic algorithms, 2 threads. Figures and verdict:
-``docs/content_scoring.md`` — it wins the corpus folds, but not shipped: it gives
-pitfalls to short polite replies and loses steps the rules find.
+``docs/content_scoring.md`` — ``--clauses --keep 10`` wins all four corpus folds and the
+outside writers' replies, so ``--write --clauses --keep 10`` is the shipped adapter
+(``voice_sim/rubric_adapter.npz``; then ``scripts/train_rubric.py`` retrains the
+classifier on its vectors).
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ import train_rubric as tr  # noqa: E402
 from voice_sim import embedding  # noqa: E402
 from voice_sim.paths import atomic_file  # noqa: E402
 from voice_sim.rubric import CONTENT_IDS  # noqa: E402
-from voice_sim.rubric_semantic import Classifier, unit_spans  # noqa: E402
+from voice_sim.rubric_semantic import thresholds, unit_spans  # noqa: E402
 from voice_sim.rubric_units import units  # noqa: E402
 from voice_sim.steps import PITFALL_IDS  # noqa: E402
 from voice_sim.textnorm import normalize  # noqa: E402
@@ -391,13 +393,13 @@ def train_adapter(weights: dict[str, Any], items: list[dict[str, Any]], lows: li
 def head_predict(enc: Any, items: list[dict[str, Any]], lows: list[Any]) -> list[set[str]]:
     import torch
 
-    thresholds = torch.tensor([tr.PITFALL_THRESHOLD if i in PITFALL_IDS else tr.STEP_THRESHOLD
-                               for i in CONTENT_IDS])
+    cut = torch.tensor([tr.PITFALL_THRESHOLD if i in PITFALL_IDS else tr.STEP_THRESHOLD
+                        for i in CONTENT_IDS])
     out = []
     with torch.no_grad():
         for a in range(0, len(items), 32):
             p = batch_logits(enc, lows[a:a + 32], items[a:a + 32]).sigmoid()
-            out.extend({i for i, ok in zip(CONTENT_IDS, row >= thresholds, strict=True) if ok}
+            out.extend({i for i, ok in zip(CONTENT_IDS, row >= cut, strict=True) if ok}
                        for row in p)
     return out
 
@@ -428,13 +430,13 @@ def check_encoder(weights: dict[str, Any]) -> float:
 
 def predict_fit(train: list[dict[str, Any]], test: list[dict[str, Any]]) -> list[set[str]]:
     """The shipped recipe (:func:`train_rubric.fit`) trained on ``train``, deciding
-    ``test`` (both featurized by :func:`train_rubric.featurize`)."""
-    arr = tr.fit(train)
-    clf = Classifier(tuple(str(x) for x in arr["ids"]),
-                     {str(v): k for k, v in enumerate(arr["vocab"])}, arr["idf"],
-                     arr["weights"], arr["bias"], arr["thresholds"], int(arr["n_dense"]))
+    ``test`` (both featurized by :func:`train_rubric.featurize`) as the run time does:
+    a step the rules also found needs only the rule-agreement threshold
+    (:func:`voice_sim.rubric_semantic.thresholds`)."""
+    clf = tr.classifier(tr.fit(train))
     return [{i for i, q, th in zip(clf.ids, clf.probabilities(f["dense"], f["text"]),
-                                   clf.thresholds, strict=True) if q >= th} for f in test]
+                                   thresholds(clf, f["rule_ids"]), strict=True) if q >= th}
+            for f in test]
 
 
 def featurize_with(model: embedding.Model, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

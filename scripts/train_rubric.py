@@ -16,7 +16,9 @@ out any more: :data:`HELDOUT`, :data:`BURNED`), plus the extra replies in
 
 scikit-learn (installed with librosa) fits the models; scoring needs only NumPy.
 Same data, same files: every step is deterministic. The shipped files were trained
-with the default runtime (onnxruntime where installed, :mod:`voice_sim.embedding`).
+with the default runtime (onnxruntime where installed, :mod:`voice_sim.embedding`) on
+the vectors of the adapted encoder (``voice_sim/rubric_adapter.npz``): after
+``scripts/finetune_rubric.py --write``, run this again.
 """
 
 from __future__ import annotations
@@ -113,6 +115,17 @@ def tuning_rows(without: frozenset[str] = frozenset(),
                 row["always_train"] = True
                 rows.append(row)
     return rows
+
+
+def published_model() -> Any:
+    """The encoder as published, without voice-sim's adapter: what cross-validation
+    featurizes with, since the shipped adapter was trained on every tuning situation
+    (a fold's held-out replies would have shaped its vectors). The adapted scorer's own
+    cross-validation trains an adapter per fold: ``scripts/finetune_rubric.py``."""
+    from voice_sim import embedding
+    from voice_sim.paths import embedding_runtime
+
+    return embedding._build(embedding.model_dir(), embedding_runtime())
 
 
 def featurize(rows: list[dict[str, Any]], log: bool = True,

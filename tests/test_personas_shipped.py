@@ -330,6 +330,7 @@ ALSO_HOLDS: dict[str, frozenset[str]] = {k: frozenset(v.split()) for k, v in {
     "damaged-goods:frustrated": "apologize",
     "damaged-goods:waiting": "set_expectations",
     "discount-demand:bristles": "empathize",
+    "discount-demand:so_what_then": "set_expectations",  # what can be, once the old price can't
     "engineer-no-show:trust": "offer_solution",  # "the booking is marked as a priority"
     "flight-cancelled:choice": "offer_solution",
     "flight-cancelled:repeats": "apologize",
@@ -345,6 +346,7 @@ ALSO_HOLDS: dict[str, frozenset[str]] = {k: frozenset(v.split()) for k, v in {
     "late-sofa:what_happened": "offer_solution",
     "needs-supervisor:explains": "empathize",
     "needs-supervisor:handover": "escalate",
+    "press-threat:trust": "empathize",  # "That's fair.": concedes the caller's distrust
     "press-threat:until_thursday": "set_expectations",
     "saas-outage:the_cost": "set_expectations",  # "It will be [honoured]"
     "telecom-outage:opening": "apologize",
@@ -352,7 +354,10 @@ ALSO_HOLDS: dict[str, frozenset[str]] = {k: frozenset(v.split()) for k, v in {
 }.items()}
 
 KNOWN_MISREADS: dict[str, frozenset[str]] = {k: frozenset(v.split()) for k, v in {
+    "double-billing:angrier": "offer_solution",  # "I'll put it right": no remedy named
     "press-threat:angrier": "offer_solution",  # "Let me fix it for you now": no remedy named
+    "saas-outage:angrier": "offer_solution",  # "engineering expects service back within
+    # ninety minutes": a timeline (set_expectations), no action offered
 }.items()}
 """Unexpected ids the shipped scorer still gives a sample reply (on one phrasing of its
 line or more): listed so that nothing new slips in, and exact, so an entry the scorer

@@ -336,6 +336,28 @@ def test_broken_classifier_npz_is_one_line(damage: str, tmp_path: Path,
     assert len(err) == 1 and "rubric_model.npz" in err[0] and "reinstall" in err[0]
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "missing"])
+def test_broken_shipped_adapter_is_one_line(damage: str, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """The encoder adapter voice-sim ships (rubric_adapter.npz) half-copied or missing:
+    check-reply exits 2 with one line naming the file and the reinstall."""
+    bad = tmp_path / "rubric_adapter.npz"
+    if damage == "truncated":
+        bad.write_bytes(embedding.ADAPTER.read_bytes()[:50_000])
+    elif damage == "garbage":
+        bad.write_bytes(b"not an adapter")
+    monkeypatch.setattr(embedding, "ADAPTER", bad)
+    monkeypatch.setattr(embedding, "_MODEL", None)
+    monkeypatch.setenv("VOICE_SIM_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ModelError, match=r"rubric_adapter\.npz"):
+        embedding.load_model()
+    assert main(["check-reply", "I'm so sorry."]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "rubric_adapter.npz" in err[0], err
+    assert "pip install --force-reinstall voice-sim" in err[0]
+
+
 def test_corrupt_model_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     src = embedding.model_dir()

