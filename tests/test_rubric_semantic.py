@@ -165,6 +165,47 @@ def test_traps_of_the_reference(reply: str, absent: str, present: str | None,
         assert present in ids, ids
 
 
+# The reference's "typical wording" for each id (../shared/reference/deescalation.md),
+# written out as whole replies where it gives a fragment: each alone earns its id.
+TYPICAL: dict[str, list[str]] = {
+    "empathize": ["I can see why that's upsetting.", "That sounds exhausting.",
+                  "Anyone would be annoyed."],
+    "apologize": ["I'm sorry this happened.", "That's our mistake.",
+                  "I apologize for the delay."],
+    "ask_clarify": ["What would make this right for you?",
+                    "Could you give me the order number?"],
+    "offer_solution": ["Here's what I can do: I can refund it today.",
+                       "I can either refund it or send a new one.", "Let me refund the charge."],
+    "set_expectations": ["I can't waive it, but I can halve it.",
+                         "It will be with you within three business days.",
+                         "You'll have it by Friday."],
+    "follow_up": ["I'll call you tomorrow to confirm.",
+                  "Is there anything else I can help with?"],
+    "escalate": ["Let me bring in my supervisor.", "I'm escalating this to billing."],
+    "set_boundary": ["I want to help, and I need us to keep this respectful."],
+    "break_down": ["Let's take this one step at a time: first the refund, then the delivery."],
+    "document": ["I've noted this on your account."],
+    "blame_customer": ["You should have checked the box.", "That's on you.",
+                       "You must have broken it."],
+    "excuse": ["Not my department.", "There's nothing I can do.", "That's our policy.",
+               "The system did it."],
+    "dismissive": ["Calm down.", "Relax.", "You're overreacting.", "Whatever."],
+    "argue": ["That's not true.", "You're wrong.", "Actually, our prices are fair."],
+}
+KNOWN_TYPICAL_MISSES = {("argue", "You're wrong.")}
+"""The adapted encoder's misses among them (the rules find it; the model gives 0.27 where
+a pitfall needs 0.7, the frozen encoder gave 0.81; docs/content_scoring.md). Strict: an
+entry the scorer starts earning fails, so it must be removed."""
+
+
+@pytest.mark.parametrize(("id_", "reply"), [
+    pytest.param(i, r, marks=[pytest.mark.xfail(strict=True, reason="known miss")]
+                 if (i, r) in KNOWN_TYPICAL_MISSES else [])
+    for i, rs in TYPICAL.items() for r in rs])
+def test_the_references_typical_wording(id_: str, reply: str, rubric: object) -> None:
+    assert id_ in score_reply(reply).ids
+
+
 def test_a_step_without_any_stock_phrase(rubric: object) -> None:
     customer = "I was on hold forty minutes and got transferred three times!"
     ids = score_reply("Forty minutes on hold and three transfers, I'd be annoyed too.",
