@@ -135,7 +135,7 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> Non
     assert "voice_sim/persona.schema.json" in names and "voice_sim/rubric.yaml" in names
     # The content scorer's and the calm verdict's fitted data: without them every score fails.
     assert {"voice_sim/rubric_model.npz", "voice_sim/rubric_vectors.npz",
-            "voice_sim/data/calm_model.json"} <= names
+            "voice_sim/rubric_adapter.npz", "voice_sim/data/calm_model.json"} <= names
     assert not [n for n in names if "fake_audio" in n]  # a test double, not shipped
     assert {"voice_sim/web/call.js", "voice_sim/web/mic-worklet.js",
             "voice_sim/web/app.css"} <= names  # `voice-sim serve` needs no network
