@@ -368,10 +368,14 @@ def main() -> int:
                     help="per-id thresholds chosen on out-of-fold predictions instead of "
                          f"{STEP_THRESHOLD} for steps and {PITFALL_THRESHOLD} for pitfalls "
                          "(not shipped: see docs/content_scoring.md)")
+    ap.add_argument("--add", type=Path, action="append", default=[], metavar="FILE",
+                    help="more labelled replies (the corpus's format) to train on, their "
+                         "situations as corpus situations (as scripts/finetune_rubric.py "
+                         "--add; the adapter must have been written with the same files)")
     args = ap.parse_args()
     import numpy as np
 
-    rows = tuning_rows()
+    rows = tuning_rows(add=args.add)
     extra = {r["situation"] for r in rows if r.get("always_train")} - {"project"}
     print(f"training on {len(rows)} replies ({len(fold_situations(rows))} corpus tuning "
           f"situations, {len(extra)} extra ones and the project's)")
