@@ -37,6 +37,7 @@ process is read back from the cache folder
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import json
@@ -663,7 +664,10 @@ def load_model() -> Model:
 
 
 def warm_up() -> threading.Thread:
-    """Start loading the model in a daemon thread (errors surface on first use)."""
+    """Start loading the model in a daemon thread (errors surface on first use). A
+    process that ends while the load is under way (a command that fails on its input
+    at once) waits for it first: ending inside onnxruntime's session set-up aborts the
+    process ("terminate called without an active exception", exit -6)."""
 
     def run() -> None:
         # a missing model is reported, with its hint, when scoring first needs it
@@ -672,4 +676,5 @@ def warm_up() -> threading.Thread:
 
     t = threading.Thread(target=run, name="voice-sim-embedding", daemon=True)
     t.start()
+    atexit.register(t.join, 30.0)
     return t

@@ -150,6 +150,7 @@ def _warm_up() -> None:
     rubric file and the input are read (most of the model's load runs outside the
     GIL). A missing or broken model is reported, with its hint, when scoring first
     needs it."""
+    import atexit
     import threading
 
     from voice_sim.errors import ModelError
@@ -162,7 +163,9 @@ def _warm_up() -> None:
             load_model()
             load_classifier()
 
-    threading.Thread(target=run, name="voice-sim-scorer", daemon=True).start()
+    t = threading.Thread(target=run, name="voice-sim-scorer", daemon=True)
+    t.start()
+    atexit.register(t.join, 30.0)  # never end inside onnxruntime's set-up (embedding.warm_up)
 
 
 def _workers(asked: int, n: int) -> int:
