@@ -44,7 +44,7 @@ import json
 import math
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -663,16 +663,19 @@ def load_model() -> Model:
     return _MODEL
 
 
-def warm_up() -> threading.Thread:
-    """Start loading the model in a daemon thread (errors surface on first use). A
+def warm_up(then: Callable[[], object] | None = None) -> threading.Thread:
+    """Start loading the model in a daemon thread, then run ``then`` in it (errors
+    surface on first use). The one way voice-sim loads the model in the background: a
     process that ends while the load is under way (a command that fails on its input
-    at once) waits for it first: ending inside onnxruntime's session set-up aborts the
-    process ("terminate called without an active exception", exit -6)."""
+    at once) waits for it first, since ending inside onnxruntime's session set-up aborts
+    the process ("terminate called without an active exception", exit -6)."""
 
     def run() -> None:
         # a missing model is reported, with its hint, when scoring first needs it
         with contextlib.suppress(ModelError):
             load_model()
+            if then is not None:
+                then()
 
     t = threading.Thread(target=run, name="voice-sim-embedding", daemon=True)
     t.start()

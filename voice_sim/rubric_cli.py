@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -150,22 +149,10 @@ def _warm_up() -> None:
     rubric file and the input are read (most of the model's load runs outside the
     GIL). A missing or broken model is reported, with its hint, when scoring first
     needs it."""
-    import atexit
-    import threading
+    from voice_sim.embedding import warm_up
+    from voice_sim.rubric_semantic import load_classifier
 
-    from voice_sim.errors import ModelError
-
-    def run() -> None:
-        from voice_sim.embedding import load_model
-        from voice_sim.rubric_semantic import load_classifier
-
-        with contextlib.suppress(ModelError):
-            load_model()
-            load_classifier()
-
-    t = threading.Thread(target=run, name="voice-sim-scorer", daemon=True)
-    t.start()
-    atexit.register(t.join, 30.0)  # never end inside onnxruntime's set-up (embedding.warm_up)
+    warm_up(then=load_classifier)
 
 
 def _workers(asked: int, n: int) -> int:

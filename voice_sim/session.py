@@ -15,7 +15,6 @@ captured so far of the current one.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import threading
@@ -587,7 +586,6 @@ def _warm_up() -> threading.Thread:
 
     t = threading.Thread(target=run, daemon=True, name="voice-sim-warmup")
     t.start()
-    atexit.register(t.join, 30.0)  # never end inside onnxruntime's set-up (embedding.warm_up)
     return t
 
 
