@@ -27,8 +27,8 @@ one line naming file, line and field (exit 2).
 ``--cv`` retrains the semantic layer once per situation without it and scores that
 situation — the figure model choices are made on. It featurizes with the published
 encoder (:func:`train_rubric.published_model`): the shipped adapter saw every situation;
-the adapted scorer's folds are ``scripts/finetune_rubric.py``'s. Two protocols: ``16``, every corpus
-situation a fold (the four former held-out ones included), reported over all 16 and
+the adapted scorer's folds are ``scripts/finetune_rubric.py``'s. Two protocols: ``16``,
+every corpus situation a fold (the four former held-out ones included), reported over all 16 and
 over the 12 older ones; ``12``, the protocol of every figure before 2026-12-01 (the
 four former held-out situations not used at all), so old and new figures compare.
 The extra replies in ``tests/data/extra/`` (situations of their own, written for the

