@@ -516,6 +516,11 @@ def main() -> int:
                     help="no folds: train one adapter on every tuning reply and write it "
                          "to voice_sim/rubric_adapter.npz (then run scripts/train_rubric.py)")
     args = ap.parse_args()
+    try:
+        rows = tr.tuning_rows(add=args.add)  # first: a bad --add file fails in one line
+    except er.DataError as e:
+        print(f"finetune_rubric: {e}", file=sys.stderr)
+        return 2
     import torch
 
     torch.set_num_threads(2)
@@ -525,7 +530,6 @@ def main() -> int:
     frozen = numpy_model(weights)  # the model as published, without voice-sim's adapter
     print(f"torch vs NumPy token states: max difference {check_encoder(weights):.2e}",
           flush=True)
-    rows = tr.tuning_rows(add=args.add)
     items = encode_rows(rows, frozen)
     t = time.perf_counter()
     low_enc = make_encoder(weights, args.top, 1, 1.0)

@@ -97,11 +97,14 @@ def tuning_rows(without: frozenset[str] = frozenset(),
     extra replies (:data:`EXTRA`) and the project's replies. Rows that are never a
     validation fold have ``always_train``. ``add``: more labelled files (the corpus's
     format) whose situations count as corpus situations (experiments: does more data
-    help? ``scripts/eval_added_data.py``)."""
+    help? ``scripts/eval_added_data.py``), each a file or a folder of ``*.jsonl``, read
+    and checked by ``eval_rubric.load_labelled`` (a bad one raises its ``DataError``
+    naming file:line and field)."""
+    from eval_rubric import load_labelled
+
     rows = [r for r in load_corpus() if r["situation"] not in without]
     for path in add:
-        with path.open(encoding="utf-8") as f:
-            rows.extend(json.loads(line) for line in f if line.strip())
+        rows.extend(load_labelled(path))
     for path in sorted(EXTRA.glob("*.jsonl")):
         with path.open(encoding="utf-8") as f:
             for line in f:
@@ -375,7 +378,13 @@ def main() -> int:
     args = ap.parse_args()
     import numpy as np
 
-    rows = tuning_rows(add=args.add)
+    from eval_rubric import DataError
+
+    try:
+        rows = tuning_rows(add=args.add)
+    except DataError as e:
+        print(f"train_rubric: {e}", file=sys.stderr)
+        return 2
     extra = {r["situation"] for r in rows if r.get("always_train")} - {"project"}
     print(f"training on {len(rows)} replies ({len(fold_situations(rows))} corpus tuning "
           f"situations, {len(extra)} extra ones and the project's)")

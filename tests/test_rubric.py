@@ -7,6 +7,7 @@ import importlib.util
 import io
 import json
 import os
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -461,6 +462,33 @@ def test_cli_bad_rubric_and_missing_text(tmp_path: Path,
     assert err.count("\n") == 1 and f"{bad}:3:13" in err and "ids.excuse.weight" in err
     assert main(["check-reply"]) == 2
     assert "no reply to check" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["eval_rubric.py", "--data"], ["train_rubric.py", "--add"],
+                                     ["finetune_rubric.py", "--add"], ["eval_added_data.py"]])
+@pytest.mark.parametrize(("line", "says"), [
+    ('{"reply": 3, "steps": [], "pitfalls": []}', ":2: field 'reply' must be the reply's text"),
+    ('{"reply": "Sorry.", "steps": ["sympathy"], "pitfalls": []}',
+     ":2: field 'steps': unknown id 'sympathy'"),
+    ("not json", ":2: not JSON"),
+    (None, ": no such file or folder"),
+])
+def test_the_data_scripts_name_a_bad_labelled_file_in_one_line(
+        tmp_path: Path, command: list[str], line: str | None, says: str) -> None:
+    """Every script that reads a labelled file (to score, to train on, to fine-tune the
+    encoder with) checks it first: one line naming file:line and field, exit 2, before
+    any model loads."""
+    bad = tmp_path / "bad.jsonl"
+    if line is not None:
+        good = '{"reply": "I can see why that is upsetting.", "steps": ["empathize"], ' \
+               '"pitfalls": []}'
+        bad.write_text(f"{good}\n{line}\n", encoding="utf-8")
+    script, *flag = command
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *flag, str(bad)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"{script.removesuffix('.py')}: {bad}{says}"), done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
 
 
 # --- quality on the labelled replies -------------------------------------------------
