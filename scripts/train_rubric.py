@@ -377,7 +377,6 @@ def main() -> int:
                          "--add; the adapter must have been written with the same files)")
     args = ap.parse_args()
     import numpy as np
-
     from eval_rubric import DataError
 
     try:
