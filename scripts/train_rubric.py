@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Train the content scorer's semantic layer on the labelled corpus (the one command).
 
-Usage: ``scripts/train_rubric.py [--no-exemplars] [--per-id-thresholds]``. Reads the
-tuning data — all 16 situations of the corpus in ``tests/data/corpus/`` (none is held
-out any more: :data:`HELDOUT`, :data:`BURNED`), plus the extra replies in
-``tests/data/extra/`` and ``tests/data/replies.jsonl`` — and writes:
+Usage: ``scripts/train_rubric.py [--no-exemplars] [--per-id-thresholds] [--add FILE ...
+| --corpus-only]``. Reads the tuning data — all 16 situations of the corpus in
+``tests/data/corpus/`` (none is held out any more: :data:`HELDOUT`, :data:`BURNED`), the
+extra replies in ``tests/data/extra/`` and ``tests/data/replies.jsonl``, and the outside
+writers' replies of :data:`OUTSIDE` (28 more situations; ``--corpus-only`` leaves them
+out, ``--add`` replaces them) — and writes:
 
 * ``voice_sim/rubric_model.npz``: the TF-IDF vocabulary and one logistic model per id
   over the features of :mod:`voice_sim.rubric_semantic` (with ``--per-id-thresholds``,
@@ -55,6 +57,15 @@ EXTRA = ROOT / "tests" / "data" / "extra"
 the ids cross-validation found weakest; always trained on, never a validation fold, so
 the cross-validated figure stays one over the corpus's 12 tuning situations."""
 RUBRIC = ROOT / "voice_sim" / "rubric.yaml"
+OUTSIDE: tuple[Path, ...] = (
+    *(ROOT / "tests" / "data" / "outside" / f"{w}.jsonl" for w in "GHI"),
+    *(ROOT / "tests" / "data" / "heldout" / f"{w}.jsonl" for w in "EF"))
+"""Outside writers' replies the shipped classifier trains on by default (1,680 replies,
+28 situations), since 2026-12-03: each set had been scored as a held-out set first
+(their READMEs hold the figures); the held-out set now is ``tests/data/heldout2/``. The
+adapter (``scripts/finetune_rubric.py --write``) is trained without them: trained with
+them too, it lost a clear offer in a shipped persona's model answer
+(docs/content_scoring.md)."""
 HELDOUT: frozenset[str] = frozenset()
 """Corpus situations kept out of all tuning. None since 2026-12-01: the four that were
 (:data:`BURNED`) had been measured four times and so no longer gave an honest figure;
@@ -374,13 +385,17 @@ def main() -> int:
     ap.add_argument("--add", type=Path, action="append", default=[], metavar="FILE",
                     help="more labelled replies (the corpus's format) to train on, their "
                          "situations as corpus situations (as scripts/finetune_rubric.py "
-                         "--add; the adapter must have been written with the same files)")
+                         "--add; repeatable; replaces the default outside replies: "
+                         + ", ".join(str(p.relative_to(ROOT)) for p in OUTSIDE) + ")")
+    ap.add_argument("--corpus-only", action="store_true",
+                    help="train without the outside replies (the corpus, the extra replies "
+                         "and the project's only)")
     args = ap.parse_args()
     import numpy as np
     from eval_rubric import DataError
 
     try:
-        rows = tuning_rows(add=args.add)
+        rows = tuning_rows(add=args.add or ([] if args.corpus_only else OUTSIDE))
     except DataError as e:
         print(f"train_rubric: {e}", file=sys.stderr)
         return 2

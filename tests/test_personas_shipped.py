@@ -341,6 +341,7 @@ ALSO_HOLDS: dict[str, frozenset[str]] = {k: frozenset(v.split()) for k, v in {
     "fraud-hold:cant_you": "escalate offer_solution",
     "frequent-complainer:restart_again": "set_expectations",
     "frequent-complainer:the_evenings": "set_expectations",
+    "hotel-overbooked:tonight": "set_expectations",  # "a taxi ... to take you there now"
     "landlord-repair:tonight": "set_expectations",
     "landlord-repair:when_fixed": "set_expectations",
     "late-sofa:what_happened": "offer_solution",
@@ -354,10 +355,13 @@ ALSO_HOLDS: dict[str, frozenset[str]] = {k: frozenset(v.split()) for k, v in {
 }.items()}
 
 KNOWN_MISREADS: dict[str, frozenset[str]] = {k: frozenset(v.split()) for k, v in {
-    "double-billing:angrier": "offer_solution",  # "I'll put it right": no remedy named
+    "follow-up-needed:story_again": "follow_up",  # "I'll write it all on your case":
+    # a note (document), not a check-back
     "press-threat:angrier": "offer_solution",  # "Let me fix it for you now": no remedy named
     "saas-outage:angrier": "offer_solution",  # "engineering expects service back within
     # ninety minutes": a timeline (set_expectations), no action offered
+    "saas-outage:want_it_written": "escalate",  # "I'm making a note of your finance
+    # director on the account": no one is handed the case
 }.items()}
 """Unexpected ids the shipped scorer still gives a sample reply (on one phrasing of its
 line or more): listed so that nothing new slips in, and exact, so an entry the scorer
