@@ -56,15 +56,14 @@ def main() -> int:
     if not paths:
         print("usage: scripts/eval_added_data.py FILE [FILE ...]", file=sys.stderr)
         return 2
+    t = time.perf_counter()
     try:
-        for p in paths:
-            er.load_labelled(p)  # one file:line message for a bad file
+        rows = tr.tuning_rows(add=paths)  # reads and checks the files, before any model
     except er.DataError as e:
         print(f"eval_added_data: {e}", file=sys.stderr)
         return 2
-    t = time.perf_counter()
     own = {r["situation"] for r in tr.load_corpus()}
-    feats = tr.featurize(tr.tuning_rows(add=paths), log=False, model=tr.published_model())
+    feats = tr.featurize(rows, log=False, model=tr.published_model())
     added = sorted({f["situation"] for f in feats
                     if not f.get("always_train") and f["situation"] not in own})
     print(f"featurized {len(feats)} replies ({time.perf_counter() - t:.0f} s); "

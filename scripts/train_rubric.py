@@ -36,6 +36,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from eval_rubric import DataError, load_labelled  # noqa: E402
 
 from voice_sim.paths import atomic_file  # noqa: E402
 from voice_sim.rubric import CONTENT_IDS, load_rubric, rule_content  # noqa: E402
@@ -111,8 +114,6 @@ def tuning_rows(without: frozenset[str] = frozenset(),
     help? ``scripts/eval_added_data.py``), each a file or a folder of ``*.jsonl``, read
     and checked by ``eval_rubric.load_labelled`` (a bad one raises its ``DataError``
     naming file:line and field)."""
-    from eval_rubric import load_labelled
-
     rows = [r for r in load_corpus() if r["situation"] not in without]
     for path in add:
         rows.extend(load_labelled(path))
@@ -382,17 +383,17 @@ def main() -> int:
                     help="per-id thresholds chosen on out-of-fold predictions instead of "
                          f"{STEP_THRESHOLD} for steps and {PITFALL_THRESHOLD} for pitfalls "
                          "(not shipped: see docs/content_scoring.md)")
-    ap.add_argument("--add", type=Path, action="append", default=[], metavar="FILE",
-                    help="more labelled replies (the corpus's format) to train on, their "
-                         "situations as corpus situations (as scripts/finetune_rubric.py "
-                         "--add; repeatable; replaces the default outside replies: "
-                         + ", ".join(str(p.relative_to(ROOT)) for p in OUTSIDE) + ")")
-    ap.add_argument("--corpus-only", action="store_true",
-                    help="train without the outside replies (the corpus, the extra replies "
-                         "and the project's only)")
+    data = ap.add_mutually_exclusive_group()
+    data.add_argument("--add", type=Path, action="append", default=[], metavar="FILE",
+                      help="more labelled replies (the corpus's format) to train on, their "
+                           "situations as corpus situations (as scripts/finetune_rubric.py "
+                           "--add; repeatable; replaces the default outside replies: "
+                           + ", ".join(str(p.relative_to(ROOT)) for p in OUTSIDE) + ")")
+    data.add_argument("--corpus-only", action="store_true",
+                      help="train without the outside replies (the corpus, the extra replies "
+                           "and the project's only)")
     args = ap.parse_args()
     import numpy as np
-    from eval_rubric import DataError
 
     try:
         rows = tuning_rows(add=args.add or ([] if args.corpus_only else OUTSIDE))
