@@ -333,8 +333,10 @@ ALSO_HOLDS: dict[str, frozenset[str]] = {k: frozenset(v.split()) for k, v in {
     "discount-demand:so_what_then": "set_expectations",  # what can be, once the old price can't
     "engineer-no-show:trust": "offer_solution",  # "the booking is marked as a priority"
     "flight-cancelled:choice": "offer_solution",
+    "flight-cancelled:confirm": "set_expectations",  # "... in the next five minutes"
     "flight-cancelled:repeats": "apologize",
-    "follow-up-needed:fed_up": "ask_clarify document",
+    "follow-up-needed:fed_up": "ask_clarify document empathize",  # "of course you
+    # doubt me"
     "follow-up-needed:story": "set_expectations",
     "follow-up-needed:story_again": "document empathize",
     "follow-up-needed:what_now": "set_expectations",
@@ -344,6 +346,7 @@ ALSO_HOLDS: dict[str, frozenset[str]] = {k: frozenset(v.split()) for k, v in {
     "hotel-overbooked:tonight": "set_expectations",  # "a taxi ... to take you there now"
     "landlord-repair:tonight": "set_expectations",
     "landlord-repair:when_fixed": "set_expectations",
+    "late-sofa:new_date": "apologize",  # "... for our mistake": ownership
     "late-sofa:what_happened": "offer_solution",
     "needs-supervisor:explains": "empathize",
     "needs-supervisor:handover": "escalate",
@@ -357,6 +360,10 @@ ALSO_HOLDS: dict[str, frozenset[str]] = {k: frozenset(v.split()) for k, v in {
 KNOWN_MISREADS: dict[str, frozenset[str]] = {k: frozenset(v.split()) for k, v in {
     "follow-up-needed:story_again": "follow_up",  # "I'll write it all on your case":
     # a note (document), not a check-back
+    "fraud-hold:how_long": "offer_solution",  # a review's length and a call back: a
+    # timeline and a follow-up, no remedy (no branch of the line reads offer_solution)
+    "perfectionist:everything_wrong": "offer_solution",  # "starting with the ink
+    # colour": an order (break_down), no remedy yet (the line's branches go the same way)
     "press-threat:angrier": "offer_solution",  # "Let me fix it for you now": no remedy named
     "saas-outage:angrier": "offer_solution",  # "engineering expects service back within
     # ninety minutes": a timeline (set_expectations), no action offered

@@ -420,13 +420,19 @@ def test_corrupt_model_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "reinstall" in _check_reply_fails_in_one_line(capsys)
 
 
-def test_a_step_the_rules_found_needs_less_probability_a_pitfall_does_not() -> None:
-    from voice_sim.rubric_semantic import RULE_AGREES, load_classifier, thresholds
+def test_what_the_rules_found_needs_less_probability_a_pitfall_more_than_a_step() -> None:
+    from voice_sim.rubric_semantic import (
+        RULE_AGREES,
+        RULE_AGREES_PITFALL,
+        load_classifier,
+        thresholds,
+    )
 
     clf = load_classifier()
     need = dict(zip(clf.ids, thresholds(clf, frozenset({"set_expectations", "excuse"})),
                     strict=True))
     plain = dict(zip(clf.ids, thresholds(clf, frozenset()), strict=True))
     assert need["set_expectations"] == RULE_AGREES < plain["set_expectations"]
-    assert need["excuse"] == plain["excuse"] > RULE_AGREES  # pitfalls keep their bar
+    # a pitfall's floor stays above a step's and below its own bar
+    assert RULE_AGREES < need["excuse"] == RULE_AGREES_PITFALL < plain["excuse"]
     assert need["empathize"] == plain["empathize"]

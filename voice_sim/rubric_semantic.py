@@ -17,7 +17,7 @@ How a reply is read (:func:`judge`):
    ``scripts/train_rubric.py`` on the labelled corpus in ``tests/data/``) gives a
    probability; an id counts when it reaches the id's threshold (steps and pitfalls have
    their own, chosen by leave-one-situation-out cross-validation; a step the built-in
-   rules also found needs only :data:`RULE_AGREES`).
+   rules also found needs only :data:`RULE_AGREES`, a pitfall :data:`RULE_AGREES_PITFALL`).
 4. Evidence: the unit closest to one of the id's ``exemplars`` (``rubric.yaml``), with
    that exemplar, its ``file:line`` and the cosine similarity.
 
@@ -77,6 +77,15 @@ own words (the reference's "judged against the customer's line"): the model, rea
 the reply's meaning, underrates a restatement of specific facts it has not seen
 ("the gap before pleasure on the second line"). Cross-validated: macro-F1 0.847 against
 0.848 with 0.4, listen_reflect recall 0.85 against 0.83 (docs/content_scoring.md)."""
+RULE_AGREES_PITFALL = 0.5
+""":data:`RULE_AGREES` for a pitfall, below the pitfall threshold (0.7): the rules' word
+for a pitfall is narrower than the model's, so their agreement still asks the model for
+more than an even chance. Set when the classifier started training on the second
+held-out set's replies (2026-12-03): the model then gave the reference's own
+``blame_customer`` wording ("That's on you.") 0.54. On the 16-situation
+cross-validation 0.5, 0.6 and 0.7 give the same macro-F1 (0.856), lowest recall
+0.62 / 0.62 / 0.61, pitfall false alarms 1.4% / 1.3% / 1.3% of 1,721
+(docs/content_scoring.md)."""
 TRAIN_HINT = "reinstall voice-sim, or in a checkout rebuild it with: python scripts/train_rubric.py"
 
 _BROKEN_NPZ = (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile)
@@ -189,9 +198,14 @@ def thresholds(clf: Classifier, rule_ids: frozenset[str]) -> list[float]:
     rules found ``rule_ids`` (:data:`RULE_AGREES`)."""
     from voice_sim.steps import PITFALL_IDS
 
-    return [min(float(t), RULE_AGREES_REFLECT if i == "listen_reflect" else RULE_AGREES)
-            if i in rule_ids and i not in PITFALL_IDS
-            else float(t) for i, t in zip(clf.ids, clf.thresholds, strict=True)]
+    def need(i: str, t: float) -> float:
+        if i not in rule_ids:
+            return t
+        if i in PITFALL_IDS:
+            return min(t, RULE_AGREES_PITFALL)
+        return min(t, RULE_AGREES_REFLECT if i == "listen_reflect" else RULE_AGREES)
+
+    return [need(i, float(t)) for i, t in zip(clf.ids, clf.thresholds, strict=True)]
 
 
 def unit_spans(norm: Norm, us: Sequence[Unit]) -> list[tuple[int, int]]:
