@@ -1,8 +1,9 @@
 """The live turn's critical path, piece by piece (scripts/bench_latency.py times it whole).
 
 From the detected end of an answer to the persona's next line, nothing slow may sit on
-the path: the costly half of the delivery analysis starts the moment the answer ends
-(and gives the same verdict as doing it all afterwards), the next line's audio is in
+the path: the costly half of the delivery analysis starts in the pause that ends the
+answer, or the moment it ends (and gives the same verdict as doing it all afterwards),
+the next line's audio is in
 memory already, and the session folder's writes go on a thread of their own; a killed
 writer's temp files are swept by the next call.
 """
@@ -75,6 +76,62 @@ def test_capture_hands_over_the_samples_before_the_transcript(
     (samples, at), = seen
     assert samples is got.samples
     assert got.ended_at <= at <= got.final_at - 0.25  # before the slow final, not after
+
+
+@pytest.mark.audio_device
+def test_the_delivery_starts_in_the_pause_that_ends_the_answer(
+        espeak_wav: Callable[..., Path]) -> None:
+    """``on_pause`` gets the samples DELIVERY_TAIL_S into each pause; a pause the trainee
+    goes on from is dropped, and the one that ends the turn is the array ``on_end`` gets
+    (the speech and the start of its pause, not the whole pause), so the work started on
+    it is kept."""
+    from fake_audio import installed
+
+    from voice_sim.audio import SAMPLE_RATE
+    from voice_sim.listen import DELIVERY_TAIL_S, Microphone, TurnConfig, capture_answer
+
+    first = load_audio(espeak_wav("Let me check that order for you."))
+    second = load_audio(espeak_wav("It went out on Monday."))
+    answer = np.concatenate([first, np.zeros(int(0.5 * SAMPLE_RATE), np.float32), second])
+    paused: list[np.ndarray] = []
+    ended: list[np.ndarray] = []
+    with (installed(answers=[answer], speed=8.0, delay_s=0.2, after_playback=False) as fake,
+          Microphone() as mic):
+        got = capture_answer(mic, None, TurnConfig(silence_end_s=1.5), on_pause=paused.append,
+                             on_end=ended.append)
+    assert fake.answers_fed and got.reason == "silence"
+    assert len(paused) == 2  # the pause inside the answer, then the one after it
+    (x,) = ended
+    assert x is paused[-1] and len(x) < len(got.samples)
+    assert np.array_equal(x, got.samples[:len(x)])
+    assert got.speech_end_s is not None
+    heard_end = got.speech_end_s - got.offset_s  # where the speech ends in the samples
+    assert heard_end + DELIVERY_TAIL_S <= len(x) / SAMPLE_RATE <= heard_end + DELIVERY_TAIL_S + 0.1
+    assert len(paused[0]) / SAMPLE_RATE < heard_end  # the first pause's stops short of it
+
+
+def test_the_preparer_keeps_the_pause_work_and_redoes_other_samples() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from voice_sim.delivery import Preparer
+
+    rng = np.random.default_rng(3)
+    x = (0.1 * rng.standard_normal(16_000)).astype(np.float32)
+    y = np.concatenate([x, x])
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        prep = Preparer(pool)
+        prep.on_pause(x)
+        kept = prep._last
+        prep.on_end(x)
+        assert kept is not None and prep.future is kept[1]
+        assert prep.future.result().source is x
+        prep.on_pause(x)
+        prep.on_end(y)  # the trainee went on: the pause's work does not stand
+        assert prep.future is not None and prep.future.result().source is y
+        head = Preparer(pool, x)  # an answer going on after the persona gave way
+        head.on_end(x)
+        assert head.future is not None
+        assert np.array_equal(head.future.result().source, y)
 
 
 def test_line_audio_is_kept_in_memory(tmp_path: Path) -> None:

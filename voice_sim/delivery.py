@@ -44,6 +44,7 @@ from voice_sim.errors import AudioError, InputError, ModelError, VoiceSimError
 
 if TYPE_CHECKING:
     import argparse
+    from concurrent.futures import Executor, Future
 
     import numpy as np
 
@@ -676,6 +677,37 @@ def prepare(samples: np.ndarray) -> Prepared:
     """The transcript-free measures of ``samples``, for ``analyze(..., prepared=)``."""
     x = _check_samples(samples)
     return Prepared(source=samples, x=x, frames=_frames(x))
+
+
+class Preparer:
+    """:func:`prepare` for a live answer, started as early as the capture allows: on the
+    samples ``voice_sim.listen.capture_answer`` gives ``on_pause`` (the speech and
+    ``listen.DELIVERY_TAIL_S`` of each pause after it), kept when the answer ends in
+    that pause (``on_end`` is then given the same array), else on ``on_end``'s samples.
+    ``head``: samples that go before the captured ones (an answer going on after the
+    persona gave way). :attr:`future` is what ``Answer.prepared`` takes; its
+    ``source`` is the array the session analyses."""
+
+    def __init__(self, pool: Executor, head: np.ndarray | None = None) -> None:
+        self._pool, self._head = pool, head
+        self._last: tuple[np.ndarray, Future[Prepared]] | None = None
+        self.future: Future[Prepared] | None = None
+
+    def _start(self, x: np.ndarray) -> Future[Prepared]:
+        import numpy as np
+
+        whole = np.concatenate([self._head, x]) if self._head is not None and len(
+            self._head) else x
+        return self._pool.submit(prepare, whole)
+
+    def on_pause(self, x: np.ndarray) -> None:
+        self._last = (x, self._start(x))
+
+    def on_end(self, x: np.ndarray) -> None:
+        if self._last is not None and self._last[0] is x:
+            self.future = self._last[1]
+        else:
+            self.future = self._start(x)
 
 
 def analyze(samples: np.ndarray, transcript: Transcript | None = None,

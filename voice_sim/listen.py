@@ -78,6 +78,12 @@ BREATH_S = 0.1
 COVER_SLACK_S = 0.05
 """Seconds: the engine's text counts as covering the speech when it reaches this close
 to the speech's end."""
+DELIVERY_TAIL_S = 0.2
+"""Seconds into a pause at which ``capture_answer``'s ``on_pause`` is given the answer's
+samples so far. The live delivery analysis of an answer that ends in that pause covers
+its speech and this much of the silence after it, so its costly half runs while the
+turn-end decision waits instead of after it (0.3 s is the shortest wait,
+voice_sim.endpoint.WAITS)."""
 PAUSE_HINT_S = 0.06
 """Seconds of pause after which the engine is told the trainee paused (a stream that
 can, Whisper's, then decodes the words up to the pause at once; shorter gaps are
@@ -916,6 +922,7 @@ def capture_answer(
     on_level: Callable[[float], None] | None = None,
     keys: KeyPoll | None = None,
     on_end: Callable[[np.ndarray], None] | None = None,
+    on_pause: Callable[[np.ndarray], None] | None = None,
     wait_final: bool = True,
     final_after: threading.Event | None = None,
     whole: bool = False,
@@ -932,7 +939,10 @@ def capture_answer(
     ``on_caption`` gets each new partial text (on the engine thread), ``on_level``
     each block's level in dBFS. ``on_end`` gets the answer's samples (the same array as
     ``CapturedAnswer.samples``) the moment the end is detected, before the final
-    transcript is waited for: work that needs no transcript can start there. With
+    transcript is waited for: work that needs no transcript can start there.
+    ``on_pause`` gets the answer's samples so far :data:`DELIVERY_TAIL_S` into each pause
+    after speech; when the answer ends in that pause, ``on_end`` is given that same array
+    (not the longer one with the whole pause), so work begun on it stands. With
     ``wait_final=False`` the final transcript is not waited for at all: it comes in
     ``CapturedAnswer.pending`` and ``partial`` holds the text so far; with
     ``final_after`` too, the final decode itself starts only when that event is set (at
@@ -979,6 +989,7 @@ def capture_answer(
     pause_at: float | None = None
     words_at: float | None = None
     hinted = True  # the engine was told of the current pause
+    tail: np.ndarray | None = None  # the samples given to on_pause in the current pause
     asked = True  # the engine was asked for the committed words of the current pause
     try:
         while reason is None:
@@ -1014,7 +1025,7 @@ def capture_answer(
                 wav.write(block.samples)  # the raw microphone, echo and all
             reason = det.push(x)
             if det.speaking:
-                pause_at = words_at = None
+                pause_at = words_at = tail = None
             elif pause_at is None and det.speech_end is not None:
                 pause_at = block.at
                 hinted = asked = False
@@ -1022,6 +1033,11 @@ def capture_answer(
                 ended_at = block.at
             if on_level is not None:
                 on_level(det.level)
+            first = 0 if feeder is None else fed_from  # where ``samples`` will start
+            if (on_pause is not None and tail is None and pause_at is not None
+                    and first is not None and det.silence_s >= DELIVERY_TAIL_S):
+                tail = np.concatenate(blocks[first:]).astype(np.float32, copy=False)
+                on_pause(tail)
             i = len(blocks) - 1
             if feeder is None:
                 continue
@@ -1055,8 +1071,13 @@ def capture_answer(
         start = fed_from or 0
         samples = (np.concatenate(blocks[start:]) if blocks[start:]
                    else np.zeros(0, np.float32)).astype(np.float32, copy=False)
+        if (tail is not None and det.speech_end is not None
+                and det.speech_end <= fed_at + len(tail)):
+            samples_to_analyse = tail  # the answer ended in the pause on_pause was told of
+        else:
+            samples_to_analyse = samples
         if on_end is not None:
-            on_end(samples)
+            on_end(samples_to_analyse)
         partial = feeder.latest[0] if feeder is not None else ""
         pending = feeder.finish(final_after) if feeder is not None else None
         transcript = None

@@ -236,8 +236,8 @@ class LiveTrainee:
         self.mic, self.engine, self.config = mic, engine, config
         self.keys = keys
         self.live_line = live_line if live_line is not None else LiveLine(enabled=False)
-        # The costly half of the delivery analysis runs here from the moment the answer
-        # ends, alongside the engine's final decode, instead of after it.
+        # The costly half of the delivery analysis runs here, from DELIVERY_TAIL_S into
+        # the pause that ends the answer (voice_sim.delivery.Preparer), instead of after it.
         self._analysis = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voice-sim-prep")
 
     def answer(self, turn: int, line: Line, wav: Path) -> Answer | None:
@@ -256,17 +256,13 @@ class LiveTrainee:
         import numpy as np
 
         from voice_sim.audio import SAMPLE_RATE
-        from voice_sim.delivery import Prepared, prepare
+        from voice_sim.delivery import Preparer
         from voice_sim.engines import Transcript
         from voice_sim.listen import WavSink, capture_answer
         from voice_sim.session import Answer, Quit
 
-        prepared: list[Future[Prepared]] = []
         head = before.samples if before is not None else np.zeros(0, np.float32)
-
-        def on_end(x: np.ndarray) -> None:
-            whole = np.concatenate([head, x]) if len(head) else x
-            prepared.append(self._analysis.submit(prepare, whole))
+        prep = Preparer(self._analysis, head)
 
         # The final transcript is not waited for here: the session plans the next line
         # on the words so far and confirms it on the final (session.CONFIRM_S), whose
@@ -276,7 +272,8 @@ class LiveTrainee:
         try:
             got = capture_answer(self.mic, self.engine, self.config, sink=sink,
                                  on_caption=self.live_line.caption,
-                                 on_level=self.live_line.level, keys=self.keys, on_end=on_end,
+                                 on_level=self.live_line.level, keys=self.keys, on_end=prep.on_end,
+                                 on_pause=prep.on_pause,
                                  wait_final=False, final_after=go, whole=before is not None)
         finally:
             if isinstance(sink, WavSink):
@@ -311,7 +308,7 @@ class LiveTrainee:
         speech_end = (got.ended_at - got.pause_s) if got.pause_s is not None else None
         return Answer(samples=samples, wav=wav, transcript=transcript,
                       ended_at=got.ended_at, final_at=final_at, end_reason=got.reason,
-                      source="microphone", prepared=prepared[0] if prepared else None,
+                      source="microphone", prepared=prep.future,
                       pending=pending, partial=partial,
                       final_go=go if pending is not None else None, speech_end_at=speech_end)
 

@@ -23,7 +23,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -34,7 +33,7 @@ from voice_sim.listen import Block
 if TYPE_CHECKING:
     import numpy as np
 
-    from voice_sim.delivery import Baseline, Prepared
+    from voice_sim.delivery import Baseline
     from voice_sim.engines import Engine
     from voice_sim.listen import Microphone, TurnConfig
     from voice_sim.persona import Line, Persona
@@ -265,23 +264,23 @@ class WebTrainee:
 
     def answer(self, turn: int, line: Line, wav: Path) -> Answer | None:
         """Capture one answer (see :meth:`voice_sim.practice.LiveTrainee.answer`)."""
-        from voice_sim.delivery import prepare
+        from voice_sim.delivery import Preparer
         from voice_sim.listen import capture_answer
         from voice_sim.session import Answer, Quit
 
         self.send({"type": "listening", "turn": turn})
-        prepared: list[Future[Prepared]] = []
+        prep = Preparer(self._analysis)
         got = capture_answer(
             as_microphone(self.mic), self.engine, self.config, sink=wav, keys=self.controls,
             on_caption=lambda text: self.send({"type": "caption", "text": text}),
-            on_end=lambda x: prepared.append(self._analysis.submit(prepare, x)))
+            on_end=prep.on_end, on_pause=prep.on_pause)
         if got.reason == "quit":
             raise Quit()
         self.send({"type": "heard", "turn": turn, "reason": got.reason})
         return Answer(samples=got.samples, wav=wav, transcript=got.transcript,
                       ended_at=got.ended_at, final_at=got.final_at, end_reason=got.reason,
                       source="browser microphone",
-                      prepared=prepared[0] if prepared else None)
+                      prepared=prep.future)
 
 
 def capture_baseline(mic: StreamedMic, engine: Engine, config: TurnConfig,

@@ -103,8 +103,11 @@ class Answer:
     final_at: float | None = None
     """``perf_counter()`` when its final transcript was ready (live only)."""
     prepared: Future[Prepared] | None = field(default=None, repr=False, compare=False)
-    """The transcript-free half of the delivery analysis of ``samples``, started when
-    the end of the answer was detected (live only); else the session does it all."""
+    """The transcript-free half of the delivery analysis (live only; else the session
+    does it all), of the samples it names (``source``): the speech and
+    voice_sim.listen.DELIVERY_TAIL_S of the pause that ended the answer, started in
+    that pause, or, when the answer ended otherwise, all of ``samples``, started when
+    the end was detected (voice_sim.delivery.Preparer)."""
     end_reason: str = "file"
     """``silence``, ``max_length``, ``key`` (live), ``file`` or ``synthetic``."""
     source: str = ""
@@ -827,7 +830,7 @@ def _score_turn(n: int, line: Line, customer_audio: str, answer: Answer, call: A
     content_at = clock()
     prepared = answer.prepared.result() if answer.prepared is not None else None
     # Planned on partial words (no word times): the voice's measures without the pace.
-    delivery = analyze(answer.samples, None if plan is not None else transcript,
+    delivery = analyze(_analysed(answer, prepared), None if plan is not None else transcript,
                        options.baseline, prepared=prepared)
     delivery = _talked_over(delivery, interruption)
     delivery_at = clock()
@@ -857,6 +860,13 @@ def _background(fn: Callable[..., Any], *args: Any) -> Future[Any]:
     return out
 
 
+def _analysed(answer: Answer, prepared: Prepared | None) -> np.ndarray:
+    """The samples whose delivery is measured: those the prepared half was computed on
+    (a live answer: its speech and the start of the pause that ended it, or all of it,
+    voice_sim.delivery.Preparer), else the answer's."""
+    return prepared.source if prepared is not None else answer.samples
+
+
 def _talked_over(delivery: Delivery, interruption: Interruption | None) -> Delivery:
     """A barge-in is a delivery fault: the reason first, and not calm."""
     if interruption is None:
@@ -882,8 +892,8 @@ def _confirm(turn: Turn, options: CallOptions) -> Turn:
     content = score_reply(transcript.text, turn.line.text, words=transcript.words,
                           rubric=options.rubric)
     prepared = turn.answer.prepared.result() if turn.answer.prepared is not None else None
-    delivery = _talked_over(analyze(turn.answer.samples, transcript, options.baseline,
-                                    prepared=prepared), turn.interruption)
+    delivery = _talked_over(analyze(_analysed(turn.answer, prepared), transcript,
+                                    options.baseline, prepared=prepared), turn.interruption)
     would = turn.plan.snapshot.advance(content.ids, calm=delivery.calm)
     changed = (would.next_line != turn.move.next_line
                or abs(would.mood_after - turn.move.mood_after) > 1e-6)
