@@ -327,6 +327,8 @@ def test_three_calls_at_once_in_chromium(whisper_engine: Any, espeak_wav: Any,
             assert t["end_reason"] == "silence" and t["latency_s"] is not None
             assert seconds(d / t["answer_audio"]) > 1.0
         assert (d / "report.html").is_file() and str(d.resolve()) in db_dirs
+        if name == "good":  # the page's answers are planned on their words so far, too
+            assert any(t["planned"] is not None for t in record["turns"]), record["turns"]
     # The second tab: its own call, ended while the first tab's went on to resolve; the
     # answer it heard was the file's first (it had the capture from its own start).
     assert results["second"]["outcome"] == "quit" and results["second_errors"] == []

@@ -270,17 +270,27 @@ class WebTrainee:
 
         self.send({"type": "listening", "turn": turn})
         prep = Preparer(self._analysis)
+        # As in the terminal: the next line is planned on the words so far and confirmed
+        # on the final transcript, whose decode starts once the reply sounds.
+        go = threading.Event()
         got = capture_answer(
             as_microphone(self.mic), self.engine, self.config, sink=wav, keys=self.controls,
             on_caption=lambda text: self.send({"type": "caption", "text": text}),
-            on_end=prep.on_end, on_pause=prep.on_pause)
+            on_end=prep.on_end, on_pause=prep.on_pause, wait_final=False, final_after=go)
         if got.reason == "quit":
             raise Quit()
         self.send({"type": "heard", "turn": turn, "reason": got.reason})
-        return Answer(samples=got.samples, wav=wav, transcript=got.transcript,
-                      ended_at=got.ended_at, final_at=got.final_at, end_reason=got.reason,
-                      source="browser microphone",
-                      prepared=prep.future)
+        transcript, final_at, pending = got.transcript, got.final_at, got.pending
+        if pending is not None and not got.partial_covers:
+            # The words so far stop short of the answer's end: nothing to plan on.
+            go.set()
+            transcript, final_at, pending = pending.result(), time.perf_counter(), None
+        speech_end = (got.ended_at - got.pause_s) if got.pause_s is not None else None
+        return Answer(samples=got.samples, wav=wav, transcript=transcript,
+                      ended_at=got.ended_at, final_at=final_at, end_reason=got.reason,
+                      source="browser microphone", prepared=prep.future, pending=pending,
+                      partial=got.partial, final_go=go if pending is not None else None,
+                      speech_end_at=speech_end)
 
 
 def capture_baseline(mic: StreamedMic, engine: Engine, config: TurnConfig,
