@@ -689,15 +689,15 @@ class Preparer:
     ``source`` is the array the session analyses."""
 
     def __init__(self, pool: Executor, head: np.ndarray | None = None) -> None:
-        self._pool, self._head = pool, head
+        self._pool = pool
+        self._head = head if head is not None and len(head) else None
         self._last: tuple[np.ndarray, Future[Prepared]] | None = None
         self.future: Future[Prepared] | None = None
 
     def _start(self, x: np.ndarray) -> Future[Prepared]:
         import numpy as np
 
-        whole = np.concatenate([self._head, x]) if self._head is not None and len(
-            self._head) else x
+        whole = x if self._head is None else np.concatenate([self._head, x])
         return self._pool.submit(prepare, whole)
 
     def on_pause(self, x: np.ndarray) -> None:

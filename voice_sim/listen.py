@@ -199,6 +199,11 @@ class CapturedAnswer:
     they never did before the end)."""
 
     @property
+    def speech_end_at(self) -> float | None:
+        """``perf_counter()`` when the speech ended, for a silence end (None otherwise)."""
+        return None if self.pause_s is None else self.ended_at - self.pause_s
+
+    @property
     def finalize_s(self) -> float | None:
         """Seconds from the detected end to the final transcript (None: pending)."""
         return None if self.final_at is None else self.final_at - self.ended_at

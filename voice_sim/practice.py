@@ -305,12 +305,11 @@ class LiveTrainee:
             # press): nothing to plan on, so the final transcript is waited for.
             go.set()
             transcript, final_at, pending = pending.result(), time.perf_counter(), None
-        speech_end = (got.ended_at - got.pause_s) if got.pause_s is not None else None
         return Answer(samples=samples, wav=wav, transcript=transcript,
                       ended_at=got.ended_at, final_at=final_at, end_reason=got.reason,
                       source="microphone", prepared=prep.future,
                       pending=pending, partial=partial,
-                      final_go=go if pending is not None else None, speech_end_at=speech_end)
+                      final_go=go if pending is not None else None, speech_end_at=got.speech_end_at)
 
 
 def _joined(first: Future[Transcript] | Transcript | None,

@@ -285,12 +285,11 @@ class WebTrainee:
             # The words so far stop short of the answer's end: nothing to plan on.
             go.set()
             transcript, final_at, pending = pending.result(), time.perf_counter(), None
-        speech_end = (got.ended_at - got.pause_s) if got.pause_s is not None else None
         return Answer(samples=got.samples, wav=wav, transcript=transcript,
                       ended_at=got.ended_at, final_at=final_at, end_reason=got.reason,
                       source="browser microphone", prepared=prep.future, pending=pending,
                       partial=got.partial, final_go=go if pending is not None else None,
-                      speech_end_at=speech_end)
+                      speech_end_at=got.speech_end_at)
 
 
 def capture_baseline(mic: StreamedMic, engine: Engine, config: TurnConfig,
