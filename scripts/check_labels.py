@@ -5,9 +5,10 @@ Usage: scripts/check_labels.py FILE.jsonl
 
 The format and the ids are checked by ``scripts/eval_rubric.py``'s reader
 (:func:`~eval_rubric.load_labelled`: one line naming file:line and field, exit 2);
-then what the writing spec adds: a known ``style``, unique ids, and per situation the
-spec's minimum count of every id (printed with the replies, customer lines, ``asr``
-replies and pitfall-free replies of each situation). Exit 1 when any is short.
+then what the writing spec adds: a known ``style``, unique ids, and per situation its
+60 replies and the spec's minimum count of every id (printed with the replies, customer
+lines, ``asr`` replies and pitfall-free replies of each situation). Exit 1 when any is
+short, or the file is empty.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import eval_rubric as er  # noqa: E402
 STYLES = {"formal", "casual", "terse", "rambling", "british", "american", "asr"}
 FEWER = {"break_down", "document", "escalate", "set_boundary"}
 """Ids the spec asks for at least 3 times per situation (every other id: 4)."""
+PER_SITUATION = 60
+"""Replies the spec asks for in each situation."""
 
 
 def main() -> int:
@@ -57,6 +60,10 @@ def main() -> int:
               f"{', '.join(low) or 'none'}")
         if low:
             bad.append(f"{path}: situation {s}: under the spec's minimum: {', '.join(low)}")
+    if not rows:
+        bad.append(f"{path}: no replies: the spec asks for 60 per situation")
+    bad += [f"{path}: situation {s}: {len(g)} replies, the spec asks for {PER_SITUATION}"
+            for s, g in by.items() if len(g) != PER_SITUATION]
     print("\n".join(bad) if bad else "OK")
     return 1 if bad else 0
 

@@ -5,7 +5,7 @@ Usage: ``scripts/train_rubric.py [--no-exemplars] [--per-id-thresholds] [--add F
 | --corpus-only]``. Reads the tuning data — all 16 situations of the corpus in
 ``tests/data/corpus/`` (none is held out any more: :data:`HELDOUT`, :data:`BURNED`), the
 extra replies in ``tests/data/extra/`` and ``tests/data/replies.jsonl``, and the outside
-writers' replies of :data:`OUTSIDE` (43 more situations; ``--corpus-only`` leaves them
+writers' replies of :data:`OUTSIDE` (73 more situations; ``--corpus-only`` leaves them
 out, ``--add`` replaces them) — and writes:
 
 * ``voice_sim/rubric_model.npz``: the TF-IDF vocabulary and one logistic model per id
@@ -63,15 +63,17 @@ RUBRIC = ROOT / "voice_sim" / "rubric.yaml"
 OUTSIDE: tuple[Path, ...] = (
     *(ROOT / "tests" / "data" / "outside" / f"{w}.jsonl" for w in "GHI"),
     *(ROOT / "tests" / "data" / "heldout" / f"{w}.jsonl" for w in "EF"),
-    *(ROOT / "tests" / "data" / "heldout2" / f"{w}.jsonl" for w in "JKL"))
-"""Outside writers' replies the shipped classifier trains on by default (2,580 replies,
-43 situations), since 2026-12-03: each set had been scored as a held-out set first
-(their READMEs hold the figures); the held-out set now is ``tests/data/heldout3/``.
-``tests/data/outside2/`` (M-O) is not among them: trained with it too, a shipped
-persona's model answer lost a step (its README). The
-adapter (``scripts/finetune_rubric.py --write``) is trained without them: trained with
-them too, it lost a clear offer in a shipped persona's model answer
-(docs/content_scoring.md)."""
+    *(ROOT / "tests" / "data" / "heldout2" / f"{w}.jsonl" for w in "JKL"),
+    *(ROOT / "tests" / "data" / "outside2" / f"{w}.jsonl" for w in "MNO"),
+    *(ROOT / "tests" / "data" / "outside3" / f"{w}.jsonl" for w in "VWX"))
+"""Outside writers' replies the shipped classifier trains on by default (4,380 replies,
+73 situations). E-F and J-L had each been scored as a held-out set first (their READMEs
+hold the figures); M-O and V-X (2026-12-04: V-X written with quiet pitfalls) were
+written to train on, and added once the shipped personas kept their verdicts with them
+(docs/content_scoring.md). The held-out sets now are ``tests/data/heldout4/`` (never
+trained on or tuned to) and ``tests/data/heldout3/`` (scored four times). The adapter
+(``scripts/finetune_rubric.py --write``) is trained without them: trained with E-O
+too, it lost a clear offer in a shipped persona's model answer."""
 HELDOUT: frozenset[str] = frozenset()
 """Corpus situations kept out of all tuning. None since 2026-12-01: the four that were
 (:data:`BURNED`) had been measured four times and so no longer gave an honest figure;

@@ -358,17 +358,16 @@ ALSO_HOLDS: dict[str, frozenset[str]] = {k: frozenset(v.split()) for k, v in {
 }.items()}
 
 KNOWN_MISREADS: dict[str, frozenset[str]] = {k: frozenset(v.split()) for k, v in {
-    "follow-up-needed:story_again": "follow_up",  # "I'll write it all on your case":
-    # a note (document), not a check-back
     "fraud-hold:how_long": "offer_solution",  # a review's length and a call back: a
     # timeline and a follow-up, no remedy (no branch of the line reads offer_solution)
+    "perfectionist:opening": "offer_solution",  # "Let's go through them one at a time:
+    # first the ink colour, then ...": an order (break_down), no remedy (no branch of the
+    # line reads offer_solution)
     "perfectionist:everything_wrong": "offer_solution",  # "starting with the ink
     # colour": an order (break_down), no remedy yet (the line's branches go the same way)
     "press-threat:angrier": "offer_solution",  # "Let me fix it for you now": no remedy named
     "saas-outage:angrier": "offer_solution",  # "engineering expects service back within
     # ninety minutes": a timeline (set_expectations), no action offered
-    "saas-outage:want_it_written": "escalate",  # "I'm making a note of your finance
-    # director on the account": no one is handed the case
 }.items()}
 """Unexpected ids the shipped scorer still gives a sample reply (on one phrasing of its
 line or more): listed so that nothing new slips in, and exact, so an entry the scorer

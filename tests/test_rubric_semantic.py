@@ -192,10 +192,11 @@ TYPICAL: dict[str, list[str]] = {
     "dismissive": ["Calm down.", "Relax.", "You're overreacting.", "Whatever."],
     "argue": ["That's not true.", "You're wrong.", "Actually, our prices are fair."],
 }
-KNOWN_TYPICAL_MISSES = {("argue", "You're wrong.")}
-"""The adapted encoder's misses among them (the rules find it; the model gives 0.27 where
-a pitfall needs 0.7, the frozen encoder gave 0.81; docs/content_scoring.md). Strict: an
-entry the scorer starts earning fails, so it must be removed."""
+KNOWN_TYPICAL_MISSES: set[tuple[str, str]] = set()
+"""The scorer's misses among them. Strict: an entry the scorer starts earning fails, so
+it must be removed (the adapted encoder missed "You're wrong." as argue until the
+classifier trained on the outside writers' quiet pitfalls, 2026-12-04;
+docs/content_scoring.md)."""
 
 
 @pytest.mark.parametrize(("id_", "reply"), [
