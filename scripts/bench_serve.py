@@ -7,8 +7,12 @@ so the microphone can be laid out in advance; Whisper loaded once) is called fro
 of one chromium whose microphone is a WAV (``--use-file-for-fake-audio-capture``;
 chromium opens the file afresh for every getUserMedia stream, so each tab hears it
 from its own start): three good answers to double-billing placed in quiet room noise
-after each line (as tests/test_serve_browser.py lays them out); each call reuses the
-last calm reading. Printed, in milliseconds:
+after each line (as tests/test_serve_browser.py lays them out) — by default the lines'
+``sample_reply`` in scripts/bench_latency.py's trainee voice, the answers its terminal
+call speaks, so ``--terminal`` compares the two paths on the same speech (``--answers
+good-call``: the example suite's good call, other words in a slower voice, whose
+endings the turn detector reads less surely); each call reuses the last calm reading.
+Printed, in milliseconds:
 
   page load      the home, call and trainers pages: HTTP response (median of 20, warm)
                  and in the browser, navigation start -> load event (median of 5)
@@ -16,7 +20,11 @@ last calm reading. Printed, in milliseconds:
                  last 20 ms frame above -40 dBFS RMS, where bench_latency.py takes the
                  rendered answer's known end) -> the persona's next line starting to
                  play in the page (AudioBufferSourceNode.start, plus the context's
-                 reported output latency)
+                 reported output latency), and its parts: the speech's end -> the
+                 page told the end was detected (detection, and the network both
+                 ways) -> the next line's ``play`` in the page (the session's turn) ->
+                 its sound starting -> the output latency; with the turn detector's
+                 reading of each answer's end
   turn latency   Turn.latency_s from session.json: the end of the answer detected ->
                  the next line handed to the speaker (here: sent to the page)
 
@@ -33,7 +41,7 @@ sound; older files without it: silence setting + detect + audible) and prints th
 difference.
 
     .venv/bin/python scripts/bench_serve.py [--calls 4] [--rounds 1] [--concurrent 3]
-        [--terminal latency.json]
+        [--answers sample|good-call] [--terminal latency.json]
 """
 
 from __future__ import annotations
@@ -64,16 +72,40 @@ FAKE_MIC = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-strea
             "--autoplay-policy=no-user-gesture-required"]
 
 
-def _capture(tmp: Path, personas: Path) -> Path:
+PATH = ("opening", "order_details", "when_money")
+"""The lines the good call answers, in order (bench_latency.py's double-billing call
+takes the same path on its sample replies)."""
+
+
+def _answers(tmp: Path, personas: Path, kind: str) -> list[Path]:
+    """The three answers the microphone speaks: each line's ``sample_reply`` in
+    bench_latency.py's trainee voice, as its terminal call speaks them (``sample``), or
+    the example suite's good call (``good-call``, another voice and wording)."""
+    if kind == "good-call":
+        ex = ROOT / "tests" / "example_suite"
+        return [ex / "good-call" / f"0{i}.wav" for i in (1, 2, 3)]
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench_latency import TRAINEE_VOICE
+
+    from voice_sim.persona import load_persona
+    from voice_sim.speak import Voice, cached_render
+
+    persona = load_persona(personas / "double-billing.yaml")
+    voice = Voice(**TRAINEE_VOICE)  # type: ignore[arg-type]
+    replies = [persona.lines[line_id].sample_reply for line_id in PATH]
+    if not all(replies):
+        raise SystemExit(f"bench_serve: double-billing lacks a sample_reply on {PATH}")
+    return [cached_render(r, voice) for r in replies if r]
+
+
+def _capture(tmp: Path, personas: Path, kind: str) -> Path:
     """A good call's microphone file: three answers to double-billing, placed after each
     line (the call reuses the last calm reading, so it starts at once)."""
     from browser import capture_file, line_lengths, timeline
 
     line = line_lengths("double-billing", personas)
-    ex = ROOT / "tests" / "example_suite"
-    parts = timeline(0.3 + line["opening"] + 1.5,
-                     [ex / "good-call" / f"0{i}.wav" for i in (1, 2, 3)],
-                     [line["order_details"], line["when_money"]], WORK_S)
+    parts = timeline(0.3 + line[PATH[0]] + 1.5, _answers(tmp, personas, kind),
+                     [line[PATH[1]], line[PATH[2]]], WORK_S)
     return capture_file(tmp / "answers.wav", parts, parts[-1][0] + 40)
 
 
@@ -91,7 +123,8 @@ def _call(tab: Any, url: str, out: dict[str, Any]) -> None:
             try:
                 snap = json.loads(tab.js("JSON.stringify({lines: voiceSim.lines, frames: "
                                          "voiceSim.frames, done: voiceSim.done, error: "
-                                         "voiceSim.error, turns: voiceSim.turns, visible: "
+                                         "voiceSim.error, turns: voiceSim.turns, heard: "
+                                         "voiceSim.heard, visible: "
                                          "document.visibilityState})"))
             except RuntimeError:
                 continue
@@ -103,11 +136,14 @@ def _call(tab: Any, url: str, out: dict[str, Any]) -> None:
         out["error"] = e
 
 
-def perceived_gaps(snap: dict[str, Any]) -> list[float]:
+def perceived_gaps(snap: dict[str, Any], parts: dict[str, list[float]] | None = None,
+                   whys: list[str] | None = None) -> list[float]:
     """Per answered turn: ms from the end of speech in the captured audio to the next
-    line's sound starting in the page."""
+    line's sound starting in the page; ``parts`` gets the gap's parts in the page's
+    clock (:data:`PARTS`), ``whys`` the turn detector's reading of each answer's end."""
     frames = snap["frames"]
     lines = snap["lines"]
+    heard = snap.get("heard") or []
     gaps = []
     for k in range(1, len(lines)):
         audio = lines[k].get("audio")
@@ -119,8 +155,24 @@ def perceived_gaps(snap: dict[str, Any]) -> list[float]:
         if not loud:
             continue
         speech_end = loud[-1][1]
-        gaps.append(audio["startedAt"] + 1000 * audio.get("outputLatency", 0) - speech_end)
+        out_ms = 1000 * audio.get("outputLatency", 0)
+        gaps.append(audio["startedAt"] + out_ms - speech_end)
+        seen = [h for h in heard if speech_end <= h[0] <= audio["receivedAt"]]
+        if parts is not None and seen:
+            at = seen[-1][0]
+            for k, v in zip(PARTS, (at - speech_end, audio["receivedAt"] - at,
+                                    audio["startedAt"] - audio["receivedAt"], out_ms), strict=True):
+                parts.setdefault(k, []).append(v)
+        if whys is not None and seen:
+            whys.append(str(seen[-1][1]))
     return gaps
+
+
+PARTS = ("end heard", "turn", "play start", "output latency")
+"""The browser's perceived gap in parts: the speech's end -> the page told the end was
+detected (detection and the network both ways) -> the next line's ``play`` reaching the
+page (the session's turn) -> its sound starting (decoded clip, context resumed) -> the
+audio context's reported output latency."""
 
 
 def _latencies(sessions: Path, names: list[str]) -> list[float]:
@@ -153,6 +205,10 @@ class Calls:
     outcomes: list[str] = field(default_factory=list)
     snaps: list[dict[str, Any]] = field(default_factory=list)
     """Each call's last page state."""
+    parts: dict[str, list[float]] = field(default_factory=dict)
+    """The perceived gaps' parts (:data:`PARTS`), ms."""
+    whys: list[str] = field(default_factory=list)
+    """The turn detector's reading of each answer's end."""
 
 
 def _round(b: Any, url: str, n: int, stagger_s: float, into: Calls) -> None:
@@ -175,7 +231,7 @@ def _round(b: Any, url: str, n: int, stagger_s: float, into: Calls) -> None:
         if not snap or snap.get("error") or not snap.get("done"):
             raise SystemExit(f"bench_serve: a call did not finish: "
                              f"{snap and (snap.get('error') or snap.get('done'))}")
-        gaps = perceived_gaps(snap)
+        gaps = perceived_gaps(snap, into.parts, into.whys)
         into.gaps += gaps
         into.gaps_by_tab["front" if snap["visible"] == "visible" else "background"] += gaps
         into.sessions.append(snap["done"]["session"])
@@ -250,6 +306,12 @@ def _report(title: str, calls: Calls, latencies: list[float], load: float) -> No
         if gaps and len(gaps) < len(calls.gaps):
             print(f"  perceived gap, {kind} tabs: {_ms(gaps)}")
     print(f"  median stages (ms): {_stages(calls.snaps)}")
+    if calls.parts:
+        print("  perceived gap in parts, medians (ms): " + ", ".join(
+            f"{k} {statistics.median(calls.parts[k]):.0f}" for k in PARTS if k in calls.parts))
+        print("  each answer: " + "; ".join(
+            f"{h:.0f} ms to the end heard, {w}"
+            for h, w in zip(calls.parts["end heard"], calls.whys, strict=True)))
 
 
 def main() -> int:
@@ -263,6 +325,10 @@ def main() -> int:
                     help="seconds between the concurrent calls' starts (default 5: three "
                          "agents do not finish their answers in the same instant; 0 puts "
                          "every turn of the three calls at the same moment)")
+    ap.add_argument("--answers", choices=("sample", "good-call"), default="sample",
+                    help="what the microphone says: double-billing's sample replies in "
+                         "bench_latency.py's trainee voice, as its terminal call (default: "
+                         "the same answers on both paths), or the example suite's good call")
     ap.add_argument("--terminal", metavar="FILE",
                     help="scripts/bench_latency.py --json output to compare with")
     args = ap.parse_args()
@@ -280,7 +346,7 @@ def main() -> int:
     shutil.copy(ROOT / "tests" / "example_suite" / "calm-baseline.wav",
                 tmp / "data" / "last-baseline.wav")  # the calm reading the calls reuse
     personas = plain_personas(ROOT / "personas", tmp / "personas")
-    wav = _capture(tmp, personas)
+    wav = _capture(tmp, personas, args.answers)
     config = ServeConfig(port=0, sessions=sessions, data=tmp / "data", personas=(personas,))
     print(f"cores {os.cpu_count()}, engine {engine.name}, load average at start "
           f"{os.getloadavg()[0]:.2f}")
@@ -302,9 +368,10 @@ def main() -> int:
         latn = _latencies(sessions, many.sessions)
         _report(f"{args.concurrent} calls at once in {args.concurrent} tabs of one chromium, "
                 f"started {args.stagger:g} s apart, {args.rounds} rounds", many, latn, loadn)
-    ratio = statistics.median(latn) / statistics.median(lat1)
-    print(f"turn latency ratio, {args.concurrent} calls / 1 call (medians): {ratio:.2f}x "
-          f"(target <= 1.5x)")
+    if latn and lat1:
+        ratio = statistics.median(latn) / statistics.median(lat1)
+        print(f"turn latency ratio, {args.concurrent} calls / 1 call (medians): {ratio:.2f}x "
+              f"(target <= 1.5x)")
     if args.terminal:
         print(_versus_terminal(Path(args.terminal), one.gaps))
     print(f"took {time.monotonic() - started:.0f} s")

@@ -314,6 +314,38 @@ def test_answer_length_is_capped(whisper_engine: Any, tmp_path: Path) -> None:
     assert set(kinds[1:-1]) <= {"caption"}
 
 
+@pytest.mark.slow
+@pytest.mark.model
+def test_browser_answer_waits_out_a_mid_answer_pause(whisper_engine: Any,
+                                                     tmp_path: Path) -> None:
+    """The browser call ends answers as ``practice`` does: an unfinished phrase and a
+    1.1 s pause do not end the turn (a 0.8 s cap on every answer once did), the
+    finished sentence after it does."""
+    from voice_sim.audio import load_audio
+    from voice_sim.persona import load_persona
+    from voice_sim.serve_call import CallLimits, Controls, WebTrainee
+    from voice_sim.speak import cached_render
+
+    first = load_audio(cached_render("Okay, so what I can do for you is"))
+    second = load_audio(cached_render("refund the second payment to your card today."))
+    speech = np.concatenate([first, np.zeros(int(1.1 * 16000), np.float32), second])
+    sent: list[Any] = []
+    trainee = WebTrainee(_fed(speech, then_silence_s=3.0), whisper_engine,
+                         CallLimits().turn_config(),
+                         Controls(deadline=time.perf_counter() + 60), sent.append)
+    answer = trainee.answer(1, load_persona("double-billing").start_line, tmp_path / "a.wav")
+    assert answer is not None and answer.end_reason == "silence"
+    assert len(answer.samples) >= len(speech) - 0.2 * 16000  # the second part is in it
+    if answer.pending is not None:  # planned on the words so far; the final decoded now
+        assert answer.final_go is not None
+        answer.final_go.set()
+        text = answer.pending.result(timeout=60).text
+    else:
+        assert answer.transcript is not None
+        text = answer.transcript.text
+    assert "refund" in text.lower()
+
+
 def _stream(ws: Any, samples: np.ndarray, real_time: bool) -> None:
     """Send audio as the page does: 20 ms frames of 16-bit PCM, in real time or at once
     (at most AHEAD_S seconds of it)."""

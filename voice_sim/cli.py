@@ -295,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--turn-end", choices=("fast", "normal", "patient"), default="normal",
                    help="how soon a pause ends an answer in the browser call: fast, normal "
                         "(default) or patient, as practice --turn-end")
+    p.add_argument("--silence-end", type=float, default=None, metavar="S",
+                   help="most seconds of silence before an answer counts as finished "
+                        "(default: --turn-end's longest wait), as practice --silence-end")
     p = cmd("fixtures", GROUP_HELP,
             "answer audio for automated tests of personas")
     fsub = actions(p)

@@ -107,6 +107,9 @@ class ServeConfig:
     max_call_s: float = 20 * 60.0
     turn_end: str = "normal"
     """The end-of-turn profile (``--turn-end``: fast, normal, patient)."""
+    silence_end_s: float | None = None
+    """``--silence-end``: the most seconds of silence before an answer ends (None: the
+    profile's longest wait)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -531,7 +534,8 @@ class BrowserCall:
                           rubric=self.state.rubric)
         limits = CallLimits(max_answer_s=self.state.config.max_answer_s,
                             max_call_s=self.state.config.max_call_s,
-                            turn_end=self.state.config.turn_end)
+                            turn_end=self.state.config.turn_end,
+                            silence_end_s=self.state.config.silence_end_s)
         result = run_web_call(setup, self.mic, self.controls, self.send, limits)
         return {"type": "done", "outcome": result.outcome, "score": result.score,
                 "session": result.dir.name, "report": f"/sessions/{result.dir.name}/report.html"}
@@ -745,7 +749,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     token = check_config(args.host, args.port, args.token)
     config = ServeConfig(host=args.host, port=args.port, token=token,
                          sessions=Path(args.out) if args.out else None,
-                         turn_end=getattr(args, "turn_end", "normal"))
+                         turn_end=getattr(args, "turn_end", "normal"),
+                         silence_end_s=getattr(args, "silence_end", None))
+    from voice_sim.serve_call import CallLimits
+
+    # Settings every call will use are checked now, not at the first call.
+    CallLimits(turn_end=config.turn_end, silence_end_s=config.silence_end_s).turn_config()
     probe_port(args.host, args.port)  # a port in use is said now, not after the model loads
     rubric = load_rubric(getattr(args, "rubric", None))
     engine = get_engine(args.engine, args.model)  # once, shared by every call

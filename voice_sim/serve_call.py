@@ -63,10 +63,17 @@ class CallLimits:
     """Seconds: one answer ends here (``TurnConfig.max_answer_s``)."""
     max_call_s: float = 20 * 60.0
     """Seconds: the whole call ends as ``quit`` here."""
-    silence_end_s: float = 0.8
-    """Seconds of silence after speech that end an answer (as ``practice``)."""
+    silence_end_s: float | None = None
+    """The most seconds of silence after speech before an answer ends (``practice
+    --silence-end``); None: the :attr:`turn_end` profile's longest wait, as ``practice``."""
     turn_end: str = "normal"
     """The end-of-turn profile (voice_sim.endpoint), as ``practice --turn-end``."""
+
+    def turn_config(self) -> TurnConfig:
+        """The turn detector's settings for an answer of this call (as ``practice``'s)."""
+        from voice_sim.practice import live_turn_config
+
+        return live_turn_config(self.silence_end_s, self.max_answer_s, self.turn_end)
 
 
 class StreamedMic:
@@ -279,7 +286,7 @@ class WebTrainee:
             on_end=prep.on_end, on_pause=prep.on_pause, wait_final=False, final_after=go)
         if got.reason == "quit":
             raise Quit()
-        self.send({"type": "heard", "turn": turn, "reason": got.reason})
+        self.send({"type": "heard", "turn": turn, "reason": got.reason, "why": got.end_why})
         transcript, final_at, pending = got.transcript, got.final_at, got.pending
         if pending is not None and not got.partial_covers:
             # The words so far stop short of the answer's end: nothing to plan on.
@@ -340,10 +347,10 @@ class CallSetup:
 def run_web_call(setup: CallSetup, mic: StreamedMic, controls: Controls, send: Send,
                  limits: CallLimits) -> SessionResult:
     """The call, exactly as ``practice`` runs it, then the report and the history entry."""
-    from voice_sim.practice import after_call, live_turn_config
+    from voice_sim.practice import after_call
     from voice_sim.session import CallEvents, CallOptions, run_call
 
-    config = live_turn_config(limits.silence_end_s, limits.max_answer_s, limits.turn_end)
+    config = limits.turn_config()
     options = CallOptions(engine=setup.engine, baseline=setup.baseline,
                           baseline_source=setup.baseline_source, rubric=setup.rubric,
                           coach=setup.coach, out_root=setup.out_root, mode="practice")

@@ -10,7 +10,7 @@
   const now = () => performance.timeOrigin + performance.now();
   const vs = {
     state: "before", sentSamples: 0, frames: [], lines: [], captions: [], turns: [],
-    hints: [], levels: [], events: [], done: null, error: null, closed: false,
+    hints: [], levels: [], events: [], heard: [], done: null, error: null, closed: false,
   };
   window.voiceSim = vs;
   let ws = null;
@@ -176,6 +176,7 @@
         $("caption").textContent = ev.text;
         break;
       case "heard":
+        vs.heard.push([now(), ev.why || ev.reason]);
         say("Thinking…");
         break;
       case "turn": {
