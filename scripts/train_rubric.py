@@ -93,6 +93,18 @@ PITFALL_THRESHOLD = 0.7
 """Probabilities at which a step / a pitfall counts (cross-validated: a higher bar for
 pitfalls keeps false alarms on polite replies down)."""
 EXEMPLARS_PER_ID = 24
+EXEMPLAR_WORDS = (4, 14)
+"""Words in a mined exemplar: shorter clauses are fragments of a split (``and is it``,
+``are busy thats``) that explain nothing when shown as evidence."""
+DANGLING = frozenset(("a", "an", "the", "to", "of", "for", "with", "at", "in", "on",
+                      "about", "from", "by", "into", "and", "but", "or", "if", "is", "are",
+                      "was", "were", "be", "it's", "its", "that's", "thats", "you", "your",
+                      "not", "so", "because", "anything", "much", "really"))
+"""Last words of a clause cut short (``and you've been told it's``, ``first I'll look
+at``): never an exemplar ..."""
+SUBORDINATE = frozenset(("because", "if", "since", "although", "though", "unless"))
+"""... nor is a clause opening with one of these (``Because that'd explain it``: half of
+a sentence)."""
 INNER_FOLDS = 4
 """Folds (of whole situations) that choose the per-id thresholds."""
 
@@ -295,7 +307,10 @@ def mine_exemplars(feats: list[dict[str, Any]], arrays: dict[str, Any]) -> dict[
         for u, v in zip(f["units"], f["vecs"], strict=False):
             s, e = f["norm"].original_span(u.i, u.j)
             text = f["reply"][s:e].strip(" ,;:-—.")
-            if not 2 <= len(text.split()) <= 14:
+            words = text.split()
+            if (not EXEMPLAR_WORDS[0] <= len(words) <= EXEMPLAR_WORDS[1]
+                    or words[-1].lower().strip("?!'\"") in DANGLING
+                    or words[0].lower().strip(",") in SUBORDINATE):
                 continue
             rule_ids = rule_content(text, f.get("customer"), rubric=base).ids
             dense = dense_features(v[None, :], f["cvec"], rule_ids, u.text, [u.text],
