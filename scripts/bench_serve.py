@@ -77,7 +77,7 @@ PATH = ("opening", "order_details", "when_money")
 takes the same path on its sample replies)."""
 
 
-def _answers(tmp: Path, personas: Path, kind: str) -> list[Path]:
+def _answers(personas: Path, kind: str) -> list[Path]:
     """The three answers the microphone speaks: each line's ``sample_reply`` in
     bench_latency.py's trainee voice, as its terminal call speaks them (``sample``), or
     the example suite's good call (``good-call``, another voice and wording)."""
@@ -104,7 +104,7 @@ def _capture(tmp: Path, personas: Path, kind: str) -> Path:
     from browser import capture_file, line_lengths, timeline
 
     line = line_lengths("double-billing", personas)
-    parts = timeline(0.3 + line[PATH[0]] + 1.5, _answers(tmp, personas, kind),
+    parts = timeline(0.3 + line[PATH[0]] + 1.5, _answers(personas, kind),
                      [line[PATH[1]], line[PATH[2]]], WORK_S)
     return capture_file(tmp / "answers.wav", parts, parts[-1][0] + 40)
 

@@ -61,7 +61,7 @@ def main() -> int:
         if low:
             bad.append(f"{path}: situation {s}: under the spec's minimum: {', '.join(low)}")
     if not rows:
-        bad.append(f"{path}: no replies: the spec asks for 60 per situation")
+        bad.append(f"{path}: no replies: the spec asks for {PER_SITUATION} per situation")
     bad += [f"{path}: situation {s}: {len(g)} replies, the spec asks for {PER_SITUATION}"
             for s, g in by.items() if len(g) != PER_SITUATION]
     print("\n".join(bad) if bad else "OK")

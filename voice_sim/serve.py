@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from voice_sim.delivery import Baseline
     from voice_sim.engines import Engine
     from voice_sim.persona import Persona, PersonaFile
+    from voice_sim.serve_call import CallLimits
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -110,6 +111,13 @@ class ServeConfig:
     silence_end_s: float | None = None
     """``--silence-end``: the most seconds of silence before an answer ends (None: the
     profile's longest wait)."""
+
+    def limits(self) -> CallLimits:
+        """The caps and turn settings of each browser call."""
+        from voice_sim.serve_call import CallLimits
+
+        return CallLimits(max_answer_s=self.max_answer_s, max_call_s=self.max_call_s,
+                          turn_end=self.turn_end, silence_end_s=self.silence_end_s)
 
 
 def is_loopback(host: str) -> bool:
@@ -518,7 +526,7 @@ class BrowserCall:
         return level
 
     def _call(self, choice: str, coach: str) -> dict[str, Any] | None:
-        from voice_sim.serve_call import CallLimits, CallSetup, run_web_call
+        from voice_sim.serve_call import CallSetup, run_web_call
 
         baseline, source = None, None
         if choice == "recorded":
@@ -532,11 +540,8 @@ class BrowserCall:
         setup = CallSetup(persona=self.persona, engine=self.state.engine, baseline=baseline,
                           baseline_source=source, coach=coach, out_root=self.state.sessions,
                           rubric=self.state.rubric)
-        limits = CallLimits(max_answer_s=self.state.config.max_answer_s,
-                            max_call_s=self.state.config.max_call_s,
-                            turn_end=self.state.config.turn_end,
-                            silence_end_s=self.state.config.silence_end_s)
-        result = run_web_call(setup, self.mic, self.controls, self.send, limits)
+        result = run_web_call(setup, self.mic, self.controls, self.send,
+                              self.state.config.limits())
         return {"type": "done", "outcome": result.outcome, "score": result.score,
                 "session": result.dir.name, "report": f"/sessions/{result.dir.name}/report.html"}
 
@@ -751,10 +756,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          sessions=Path(args.out) if args.out else None,
                          turn_end=getattr(args, "turn_end", "normal"),
                          silence_end_s=getattr(args, "silence_end", None))
-    from voice_sim.serve_call import CallLimits
-
-    # Settings every call will use are checked now, not at the first call.
-    CallLimits(turn_end=config.turn_end, silence_end_s=config.silence_end_s).turn_config()
+    config.limits().turn_config()  # checked now, not at the first call
     probe_port(args.host, args.port)  # a port in use is said now, not after the model loads
     rubric = load_rubric(getattr(args, "rubric", None))
     engine = get_engine(args.engine, args.model)  # once, shared by every call
