@@ -103,8 +103,10 @@ def render(text: str, folder: Path, i: int, voice: str = "en-us") -> Any:
     return load_audio(out)
 
 
-def stats(xs: list[float]) -> dict[str, float]:
-    """Median, p95 and max, in milliseconds."""
+def stats(xs: list[float]) -> dict[str, float] | None:
+    """Median, p95 and max, in milliseconds (None: no figures, e.g. ``--trials 0``)."""
+    if not xs:
+        return None
     s = sorted(xs)
     p95 = s[min(len(s) - 1, round(0.95 * (len(s) - 1)))]
     return {"median_ms": round(statistics.median(s) * 1000, 1),

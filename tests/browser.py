@@ -73,9 +73,10 @@ class Browser:
                 return result
             self.events.append(got)
 
-    def open(self, url: str) -> None:
+    def open(self, url: str, before: str | None = None) -> None:
         """Open ``url`` in a fresh tab (or, for a :meth:`new_tab`, in that tab) and wait
-        for its load event."""
+        for its load event; ``before`` is JavaScript run in every page of the tab before
+        the page's own (e.g. :func:`echo_path`)."""
         if not self.tab:
             target = self.call("Target.createTarget", {"url": "about:blank"}, page=False)
             self.session = self.call("Target.attachToTarget",
@@ -83,6 +84,8 @@ class Browser:
                                      page=False)["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
             self.call(f"{domain}.enable")
+        if before is not None:
+            self.call("Page.addScriptToEvaluateOnNewDocument", {"source": before})
         self.events.clear()
         self.call("Page.navigate", {"url": url})
         deadline = time.monotonic() + 30
@@ -171,6 +174,80 @@ class Browser:
             "format": "png", "optimizeForSpeed": True, "captureBeyondViewport": True,
             "clip": {"x": 0, "y": 0, "width": w, "height": h, "scale": 1}})
         return decode_png(base64.b64decode(shot["data"]))
+
+
+def echo_path(gain: float, delay_s: float) -> str:
+    """JavaScript for :meth:`Browser.open`'s ``before``: the room's echo path inside the
+    browser. Chromium's fake microphone is a file that never hears the page's speaker;
+    with this, every sound the page plays (a node connected to an audio context's
+    speaker) also reaches the microphone ``getUserMedia`` gives the page, ``delay_s``
+    later at ``gain``, through the browser's own audio graphs (a DelayNode and a
+    GainNode, bridged into a mixing context by MediaStreams, so with their buffering
+    and clock drift), mixed with the fake microphone: a laptop's speaker and
+    microphone without a headset.
+
+    The trainee can be made to speak at a moment chosen while the page runs, into the
+    microphone only: ``await __load(name, base64 WAV)`` once, then ``__say(name)``
+    starts it 20 ms later and returns that moment (epoch ms, the page's clock)."""
+    return _ECHO_JS.replace("GAIN_", repr(float(gain))).replace("DELAY_", repr(float(delay_s)))
+
+
+_ECHO_JS = """(() => {
+  const GAIN = GAIN_, DELAY = DELAY_;
+  const md = navigator.mediaDevices;
+  const realGum = md.getUserMedia.bind(md);
+  const connect = AudioNode.prototype.connect;
+  let mix = null;
+  const mixer = () => {
+    if (!mix) {
+      const ctx = new AudioContext();
+      mix = { ctx, dest: ctx.createMediaStreamDestination() };
+    }
+    return mix;
+  };
+  md.getUserMedia = async (constraints) => {
+    const stream = await realGum(constraints);
+    const m = mixer();
+    connect.call(m.ctx.createMediaStreamSource(stream), m.dest);
+    await m.ctx.resume();
+    window.__echoPath = { gain: GAIN, delay: DELAY };
+    return m.dest.stream;
+  };
+  const voices = {};
+  window.__load = async (name, b64) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    voices[name] = await mixer().ctx.decodeAudioData(bytes.buffer);
+    return voices[name].duration;
+  };
+  window.__say = (name) => {
+    const m = mixer();
+    const src = m.ctx.createBufferSource();
+    src.buffer = voices[name];
+    connect.call(src, m.dest);
+    src.start(m.ctx.currentTime + 0.02);
+    return performance.timeOrigin + performance.now() + 20;
+  };
+  AudioNode.prototype.connect = function (dest, ...rest) {
+    const out = connect.call(this, dest, ...rest);
+    if (dest instanceof AudioDestinationNode) {
+      const ctx = this.context;
+      if (!ctx.__echo) {
+        const delay = ctx.createDelay(1.0);
+        delay.delayTime.value = DELAY;
+        const gain = ctx.createGain();
+        gain.gain.value = GAIN;
+        const tap = ctx.createMediaStreamDestination();
+        connect.call(delay, gain);
+        connect.call(gain, tap);
+        const m = mixer();
+        connect.call(m.ctx.createMediaStreamSource(tap.stream), m.dest);
+        ctx.__echo = delay;
+      }
+      connect.call(this, ctx.__echo);
+    }
+    return out;
+  };
+})();"""
 
 
 @contextmanager

@@ -40,6 +40,7 @@ from browser import (
     Browser,
     capture_file,
     chromium,
+    echo_path,
     line_lengths,
     plain_personas,
     seconds,
@@ -409,3 +410,104 @@ def test_trainers_page_in_chromium(whisper_engine: Any, tmp_path: Path) -> None:
         b.navigate(server.url.rstrip("/") + href)
         assert b.js("document.getElementById('brief-h').textContent") == "Mini"
         assert b.errors() == []
+
+
+LONG_OPENING = ("I have been on hold for forty minutes, I have called three times this week, "
+                "and every single time somebody promises me a call back that never comes. "
+                "I want to know what you are actually going to do about it, today.")
+OVER_IT = "I am so sorry, I understand how frustrating this is. Let me fix this for you now."
+ECHO = echo_path(gain=0.3, delay_s=0.06)
+"""A laptop's speaker heard by its microphone at -10 dB, 60 ms later (and whatever the
+browser's audio graphs add)."""
+
+
+def _talk_persona(folder: Path) -> Path:
+    folder.mkdir()
+    text = mini_persona("talk-over").replace('"Hello."', f'"{LONG_OPENING}"')
+    (folder / "talk-over.yaml").write_text(text, encoding="utf-8")
+    return folder
+
+
+def _mic_db(snap: dict[str, Any], t0: float, t1: float) -> float:
+    """dBFS of the page's microphone between two page times (epoch ms), from the RMS
+    of the 20 ms frames it sent."""
+    rms = [f[3] for f in snap["frames"] if t0 <= f[1] <= t1]
+    assert rms, (t0, t1)
+    return float(20 * np.log10(max(1e-6, float(np.sqrt(np.mean(np.square(rms)))))))
+
+
+def test_talking_over_the_customer_in_chromium(whisper_engine: Any, espeak_wav: Any,
+                                               tmp_path: Path) -> None:
+    """In a real page with the speaker's echo in its microphone (tests/browser.py
+    echo_path): the trainee talking over the customer's long opening stops it there and
+    then, the interruption is in the turn (session.json, the page's log), and the words
+    said over the line are the answer (the customer is calmed: resolved). In another
+    page, the same echo with nobody talking lets the line play to its end."""
+    personas = _talk_persona(tmp_path / "personas")
+    opening_s = line_lengths("talk-over", personas)["opening"]
+    assert opening_s > 9.0  # long enough that the answer lands inside it
+    # The microphone opens as the call starts and the line follows within a few
+    # seconds; the trainee begins 5 s in, whenever within that the line began.
+    over = espeak_wav(OVER_IT, rate=150)
+    talk_wav = capture_file(tmp_path / "talk.wav", [(5.0, over)], 60.0)
+    quiet_wav = capture_file(tmp_path / "quiet.wav", [], 60.0)
+    config = ServeConfig(port=0, sessions=tmp_path / "sessions", data=tmp_path / "data",
+                         personas=(personas,))
+    (tmp_path / "data").mkdir()
+    snap_js = SNAPSHOT[:-2] + ", frames: voiceSim.frames, echo: window.__echoPath})"
+    out: dict[str, Any] = {}
+    with serving(config, whisper_engine) as server:
+        url = server.url + "call/talk-over"
+        with chromium(tmp_path / "b1", [*FAKE_MIC,
+                                        f"--use-file-for-fake-audio-capture={talk_wav}"]) as b:
+            b.open(url, before=ECHO)
+            b.js("document.querySelector('input[value=none]').click();"
+                 "document.getElementById('start').click()")
+            out["talk"] = _poll_call(b, timeout=90)
+            out["talk_log"] = b.js("[...document.querySelectorAll('#log li')]"
+                                   ".map((li) => li.className + ': ' + li.textContent)")
+            out["talk_frames"] = json.loads(b.js(snap_js))
+            out["talk_errors"] = b.errors()
+        with chromium(tmp_path / "b2", [*FAKE_MIC,
+                                        f"--use-file-for-fake-audio-capture={quiet_wav}"]) as b:
+            b.open(url, before=ECHO)
+            b.js("document.querySelector('input[value=none]').click();"
+                 "document.getElementById('start').click()")
+            b.wait("voiceSim.lines.length && voiceSim.lines[0].audio && "
+                   "voiceSim.lines[0].audio.endedAt", timeout=60)
+            time.sleep(1.0)  # the echo's tail, and the turn's first second
+            out["quiet"] = json.loads(b.js(snap_js))
+            b.press("Escape")
+            b.wait("voiceSim.done", timeout=20)
+            out["quiet_errors"] = b.errors()
+    assert out["talk_errors"] == [] and out["quiet_errors"] == [], out
+    talk, frames = out["talk"], out["talk_frames"]
+    assert frames["echo"] is not None  # the echo path was in the page
+    # The opening stopped early, on the server's word, soon after the trainee began.
+    first = talk["lines"][0]["audio"]
+    assert first["stopAsked"] is not None and first["stoppedAt"] is not None, _story(talk)
+    heard = (first["endedAt"] - first["startedAt"]) / 1000
+    assert heard < opening_s - 2.0, (heard, opening_s)
+    mic_t0 = frames["frames"][0][1] - 20  # the page time of the microphone file's start
+    spoke_at = mic_t0 + 5000
+    assert spoke_at < first["stopAsked"] < spoke_at + 1500, (first, spoke_at)
+    # The answer said over the line: heard whole, it calmed the customer.
+    assert talk["done"]["outcome"] == "resolved", _story(talk)
+    said = talk["turns"][0]["transcript"].lower()
+    assert "sorry" in said and "fix" in said, said
+    cut = talk["turns"][0]["interruption"]
+    assert cut is not None and not cut["finished_sentence"]
+    assert cut["at_s"] * 1000 == pytest.approx(spoke_at - first["startedAt"], abs=600)
+    assert any(line.startswith("taking: >") and "talked over" in line
+               for line in out["talk_log"]), out["talk_log"]
+    session = tmp_path / "sessions" / talk["done"]["session"]
+    record = json.loads((session / "session.json").read_text())
+    assert record["turns"][0]["interruption"]["at_s"] == pytest.approx(cut["at_s"], abs=0.01)
+    # The other page: the echo alone was loud in its microphone, and the line played out.
+    quiet = out["quiet"]
+    line = quiet["lines"][0]["audio"]
+    assert line["stopAsked"] is None and line["stoppedAt"] is None, _story(quiet)
+    assert (line["endedAt"] - line["startedAt"]) / 1000 == pytest.approx(opening_s, abs=0.3)
+    during = _mic_db(quiet, line["startedAt"] + 500, line["endedAt"])
+    room = _mic_db(quiet, line["endedAt"] + 500, line["endedAt"] + 1000)  # after its echo
+    assert during > -40 and during > room + 20, (during, room)

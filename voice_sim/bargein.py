@@ -2,15 +2,17 @@
 
 :class:`ListeningSpeaker` is the live call's :class:`~voice_sim.session.Speaker`: it plays
 a line on a :class:`~voice_sim.devices.Player` (a callback stream that can be cut short)
-while it reads the microphone. The persona's own voice coming back through the
-microphone is speech too, so the voice model alone cannot tell it from the trainee's;
-but the line is known sample by sample, so its echo is cancelled first
-(:class:`EchoCanceller`: the delay from a cross-correlation of the line's first
-:data:`LEARN_S`, a short filter adapted by block NLMS and frozen in double talk, each
-5 ms re-aligned within :data:`REALIGN_S` because buffering moves the delay, and the
-whole window searched again when the echo stops cancelling: a speaker buffer that ran
-dry delays the rest of the line for good). Then the trainee is talking over the line
-when a block's residual is
+or in the browser's page (voice_sim.serve_call.WebPlayer) while it reads the microphone.
+The persona's own voice coming back through the microphone is speech too, so the voice
+model alone cannot tell it from the trainee's; but the line is known sample by sample,
+so its echo is cancelled first (:class:`EchoCanceller`: the delay from a
+cross-correlation of the line's first :data:`LEARN_S`, to a fraction of a sample, a
+short filter started from it (or fitted by least squares, when that cancels the rest of
+the start clearly better: a browser's resamplers) and adapted by block NLMS, frozen in
+double talk, each 5 ms re-aligned within :data:`REALIGN_S` because buffering moves the
+delay, and the whole window searched again when the echo stops cancelling: a speaker
+buffer that ran dry delays the rest of the line for good). Then the trainee is talking
+over the line when a block's residual is
 
 * speech to the Silero model (voice_sim.vad, fed the residual), and
 * louder than the room (the noise floor + :data:`MARGIN_DB`), and
@@ -137,6 +139,21 @@ REALIGN_CORR = 0.7
 talking over it keeps the correlation lower, so double talk never moves it)."""
 REALIGN_GAIN = 0.05
 """Correlation a new delay must explain more than the current one to replace it."""
+LS_RIDGE = 1e-4
+"""Ridge (a share of the mean tap energy) in the least-squares fit of the filter."""
+FRACTIONS = 11
+"""Fractional delays tried for the echo path, -0.5 to 0.5 sample."""
+LS_FIT_SHARE = 0.6
+"""Share of the line's start the least-squares filter is fitted on (the rest tests it)."""
+LS_GAIN_DB = 3.0
+"""dB by which the fitted filter must cancel the rest of the start better than the
+adapted pure delay to replace it."""
+MIN_MOVE = 4
+"""Samples the best pure delay of a piece must lie from the filter's for the delay to be
+moved (less is the filter's to follow)."""
+MOVE_GAIN_DB = 3.0
+"""dB by which the filter at a new delay must cancel a piece better than at the current
+one for the delay to move there."""
 SUB_S = 0.005
 """Seconds of microphone aligned to the line at a time."""
 ECHO_QUIET_DBFS = -65.0
@@ -260,8 +277,8 @@ class EchoCanceller:
     so the microphone is the trainee plus the line through an echo path (a delay and a
     short filter). The delay is found by cross-correlating the first :data:`LEARN_S` of
     the microphone with the line (the microphone's samples counted from the first block
-    read after the line starts); a :data:`TAPS`-tap filter around it is solved by least
-    squares on the same stretch and then adapted by block NLMS (normalised least mean
+    read after the line starts); a :data:`TAPS`-tap filter around it is solved by (ridge)
+    least squares on the same stretch and then adapted by block NLMS (normalised least mean
     squares, one step per 20 ms block), frozen in double talk (the residual is not well
     under the microphone: someone else is talking, or the path moved). When the residual
     stays near the microphone while the line is loud the delay is searched again within
@@ -322,18 +339,31 @@ class EchoCanceller:
         lags = np.arange(-lead, self.max_lag + 1)
         vals = np.abs(c[lags % size])
         lag = int(lags[int(np.argmax(vals))])
-        # Start from a pure delay of the gain the correlation peak gives, then let the
-        # aligned NLMS run over the start twice; the second pass says how well it works.
-        r = self.ref[self.pad - lag:self.pad - lag + n]
         self.base = self.lag = lag
-        self.w = np.zeros(TAPS)
-        self.w[TAPS // 2] = float(np.max(vals)) / max(float(r @ r), 1e-9)
         block = round(FRAME_S * SR)
-        self._learning = True
-        for _ in range(2):
-            self.lag = lag
-            out = [self.cancel(mic[i:i + block], i)[0] for i in range(0, n - block + 1, block)]
-        self._learning = False
+        m = n // block * block
+        # A delay (to a fraction of a sample: a 48 kHz device or browser context heard
+        # at 16 kHz is a third or two off, and a whole-sample delay then leaves a
+        # fricative's energy above 4 kHz all but uncancelled, the trainee to the bar)
+        # at the gain that fits best, adapted by NLMS over the start twice (the second
+        # pass says how well it works): right for a device's path, a delay that may
+        # jump while the line starts.
+        self.w = self._delay(mic[:m], lag)
+        out = self._passes(mic[:m], lag)
+        # A browser's path is no pure delay (its resamplers and a fractional delay take
+        # every tap: NLMS from a pure delay left 5-10 dB of echo in one block in seven
+        # for seconds). A filter fitted by least squares on the first part of the start
+        # replaces it when it cancels the rest clearly better (a fit over a delay that
+        # jumped would not).
+        cut = round(LS_FIT_SHARE * (m // block)) * block
+        if cut >= MIN_LEARN_FRAMES // 2 * block and m - cut >= 3 * block:
+            w = self._fit(mic[:cut], lag)
+            rows = np.concatenate([self._rows(i, block, lag) for i in range(cut, m, block)])
+            held = mic[cut:m] - rows @ w
+            kept = np.concatenate(out)[cut:m]
+            if float(held @ held) * 10 ** (LS_GAIN_DB / 10) < float(kept @ kept):
+                self.w, self.ratio_db = self._fit(mic[:m], lag), 0.0
+                out = self._passes(mic[:m], lag)
         e = np.concatenate(out)
         got = mic[:len(e)]
         gain = 10 * np.log10(max(float(np.mean(e * e)), 1e-12)
@@ -342,6 +372,52 @@ class EchoCanceller:
             self.lag = None
             return False  # the microphone does not follow the line: no echo to cancel
         return True
+
+    def _delay(self, mic: np.ndarray, lag: int) -> np.ndarray:
+        """The filter of a pure delay ``lag`` plus the fraction of a sample (in
+        FRACTIONS steps; a windowed sinc) and the gain that explain ``mic`` (samples
+        from index 0) best."""
+        import numpy as np
+
+        block = round(FRAME_S * SR)
+        x = np.concatenate([self._rows(i, block, lag) for i in range(0, len(mic), block)]
+                           ).astype(np.float64)
+        d = mic[:len(x)].astype(np.float64)
+        k = np.arange(TAPS) - TAPS // 2
+        best: tuple[float, np.ndarray] | None = None
+        for f in np.linspace(-0.5, 0.5, FRACTIONS):
+            h = np.sinc(k + f) * np.hanning(TAPS + 2)[1:-1]
+            y = x @ h
+            g = float(y @ d) / max(float(y @ y), 1e-12)
+            e = d - g * y
+            if best is None or float(e @ e) < best[0]:
+                best = (float(e @ e), g * h)
+        assert best is not None
+        return best[1]
+
+    def _passes(self, mic: np.ndarray, lag: int) -> list[np.ndarray]:
+        """Run the canceller over the start twice from ``lag`` (adapting the filter and
+        the residual's level); the second pass's residuals."""
+        block = round(FRAME_S * SR)
+        self._learning = True
+        for _ in range(2):
+            self.lag = lag
+            out = [self.cancel(mic[i:i + block], i)[0] for i in range(0, len(mic), block)]
+        self._learning = False
+        return out
+
+    def _fit(self, mic: np.ndarray, lag: int) -> np.ndarray:
+        """The filter at ``lag`` that explains ``mic`` (samples from index 0) best, by
+        ridge least squares."""
+        import numpy as np
+
+        block = round(FRAME_S * SR)
+        x = np.concatenate([self._rows(i, block, lag) for i in range(0, len(mic), block)]
+                           ).astype(np.float64)
+        a = x.T @ x
+        a[np.diag_indices(TAPS)] += LS_RIDGE * max(float(np.trace(a)) / TAPS, 1e-12)
+        w: np.ndarray = np.linalg.solve(a, x.T @ mic.astype(np.float64))
+        return w
 
     def cancel(self, d: np.ndarray, m0: int, *, adapt: bool = True) -> tuple[np.ndarray, float]:
         """The residual of microphone samples ``d`` (at index ``m0``) and the echo
@@ -433,12 +509,14 @@ class EchoCanceller:
         rho = np.abs(c[:k]) / np.sqrt(np.maximum(cs[n:n + k] - cs[:k], 1e-12) * dd)
         i = int(np.argmax(rho))
         lag = self.max_lag - i
-        now = self.max_lag - self.lag
+        eff = self.lag + TAPS // 2 - int(np.argmax(np.abs(self.w)))  # as in _realign
+        now = self.max_lag - eff
         here = float(rho[now]) if 0 <= now < k else 0.0
         # rho squared is the share of the microphone a delay explains (at the best gain).
         if (rho[i] ** 2 >= 1 - 10 ** (-MIN_ERLE_DB / 10) and rho[i] >= here + RELOCATE_GAIN
-                and abs(lag - self.lag) > TAPS // 4):
-            self.base = self.lag = lag
+                and abs(lag - eff) > TAPS // 4
+                and self._explains(seg, m_a, self.lag + lag - eff)):
+            self.base = self.lag = self.lag + lag - eff
             return True
         return False
 
@@ -459,18 +537,37 @@ class EchoCanceller:
         win = cs[len(d):] - cs[:-len(d)]
         rho = np.abs(c) / (np.sqrt(np.maximum(win, 1e-12) * dd))
         i = int(np.argmax(rho))
+        # The delay the filter puts the echo at now (its largest tap, off the centre
+        # when the path is no pure delay), against the pure delay this piece fits best:
+        # a move of a few samples is the filter's to follow (a fractional delay makes
+        # the best pure delay flicker by one), a buffer's jump is more.
+        eff = self.lag + TAPS // 2 - int(np.argmax(np.abs(self.w)))
         lag = self.base + j - i
-        now = self.base + j - self.lag
+        now = self.base + j - eff
         if (rho[i] >= REALIGN_CORR and (not 0 <= now < len(rho) or rho[i] > rho[now] + REALIGN_GAIN)
-                and -round(MAX_LEAD_S * SR) <= lag <= self.max_lag):
-            self.lag = lag
+                and abs(lag - eff) > MIN_MOVE
+                and -round(MAX_LEAD_S * SR) <= self.lag + lag - eff <= self.max_lag
+                and self._explains(d, m0, self.lag + lag - eff)):
+            self.lag += lag - eff
+
+    def _explains(self, d: np.ndarray, m0: int, lag: int) -> bool:
+        """The filter at ``lag`` takes clearly more of microphone samples ``d`` (at index
+        ``m0``) away than at the current delay. A voiced stretch of the line resembles
+        itself a pitch period later, so a short piece's best pure delay may be one
+        period off; the filter, shaped on the path, tells the two apart."""
+        assert self.lag is not None
+        e_now = d - self._rows(m0, len(d), self.lag) @ self.w
+        e_new = d - self._rows(m0, len(d), lag) @ self.w
+        return float(e_new @ e_new) * 10 ** (MOVE_GAIN_DB / 10) < float(e_now @ e_now)
 
 
 class ListeningSpeaker:
-    """Plays the persona's lines on a device while listening for the trainee on ``mic``."""
+    """Plays the persona's lines on a device (or in the browser's page) while listening
+    for the trainee on ``mic``."""
 
     def __init__(self, mic: Microphone, device: str | int | None = None, *,
-                 when_interrupted: str = "stop") -> None:
+                 when_interrupted: str = "stop",
+                 player: Callable[[np.ndarray, int], Any] | None = None) -> None:
         from voice_sim import devices
         from voice_sim.errors import InputError
 
@@ -478,7 +575,11 @@ class ListeningSpeaker:
             raise InputError(f"when_interrupted={when_interrupted!r}: not a choice",
                              hint=f"one of {', '.join(WHEN_INTERRUPTED)}")
         self.mic = mic
-        self.device = devices.resolve_device(device, "output")
+        self.player = player
+        """Makes each line's player from its samples and rate (None: a
+        :class:`voice_sim.devices.Player` on ``device``; the browser's page plays them:
+        voice_sim.serve_call.PageAudio.player)."""
+        self.device = devices.resolve_device(device, "output") if player is None else None
         self.when_interrupted = when_interrupted
         self.echo_gain_db = NO_ECHO_DB
         """The echo path's gain, from the latest line's measurement."""
@@ -625,7 +726,8 @@ class ListeningSpeaker:
             self.mic.unread(before, turn=True)
             self._heard_until = now  # handed on: not to be heard as going on again
             return now
-        player = Player(samples, sr, self.device)
+        player = (Player(samples, sr, self.device) if self.player is None
+                  else self.player(samples, sr))
         self.last_player = player
         ref = frame_levels(player.data, player.sr)
         frame = max(1, round(player.sr * FRAME_S))

@@ -457,7 +457,58 @@ class TurnDetector:
 
 # --- the microphone -------------------------------------------------------------------
 
-class Microphone:
+class BlockSource:
+    """Blocks read in order from a source's own queue (:meth:`_next`), with blocks
+    already read given back (:meth:`unread`): a speaker that listens while the persona
+    talks (voice_sim.bargein) hands the trainee's words back as the next turn's start,
+    and the rest back as audio heard before it. The sound card's :class:`Microphone`
+    and the browser's (voice_sim.serve_call.StreamedMic) share this."""
+
+    block_s: float
+    name: str
+
+    def __init__(self) -> None:
+        self._back: deque[Block] = deque()
+        """Blocks given back to be read again as the next turn's start (barge-in)."""
+        self._before: list[Block] = []
+        """Blocks given back as heard before the next turn (they teach the floor)."""
+
+    def _next(self, timeout: float) -> Block | None:
+        """The source's next block, or None when none arrived within ``timeout``."""
+        raise NotImplementedError
+
+    def read(self, timeout: float = 0.05) -> Block | None:
+        """The next block, or None when none arrived within ``timeout`` seconds."""
+        if self._back:
+            return self._back.popleft()
+        return self._next(timeout)
+
+    def drain(self) -> list[Block]:
+        """Everything queued so far (audio heard before the turn began), except blocks
+        given back with :meth:`unread` as the turn's start, and those queued after them
+        (the trainee is talking: they are the turn's too, read after the given-back ones)."""
+        out, self._before = self._before, []
+        back, self._back = self._back, deque()
+        later: list[Block] = []
+        while (b := self._next(0)) is not None:
+            later.append(b)
+        self._back = back
+        if back:
+            back.extend(later)
+        else:
+            out.extend(later)
+        return out
+
+    def unread(self, blocks: list[Block], *, turn: bool) -> None:
+        """Give blocks already read back: as the start of the next turn (``turn``: the
+        trainee began talking over the persona), else as audio before it."""
+        if turn:
+            self._back.extend(blocks)
+        else:
+            self._before.extend(blocks)
+
+
+class Microphone(BlockSource):
     """An open input stream whose callback only queues blocks.
 
     Keep one open for a whole session: opening a stream per turn costs time and would
@@ -477,10 +528,7 @@ class Microphone:
         self._q: queue.SimpleQueue[tuple[float, Any]] = queue.SimpleQueue()
         self._stream: Any = None
         self._resampler: Any = None
-        self._back: deque[Block] = deque()
-        """Blocks given back to be read again as the next turn's start (barge-in)."""
-        self._before: list[Block] = []
-        """Blocks given back as heard before the next turn (they teach the floor)."""
+        super().__init__()
 
     def open(self) -> Microphone:
         """Open and start the input stream; raises DeviceError naming the device."""
@@ -525,44 +573,17 @@ class Microphone:
             self.overflows += 1
         self._q.put((time.perf_counter(), indata[:, 0].copy()))
 
-    def read(self, timeout: float = 0.05) -> Block | None:
-        """The next block, or None when none arrived within ``timeout`` seconds."""
+    def _next(self, timeout: float) -> Block | None:
         import numpy as np
 
-        if self._back:
-            return self._back.popleft()
         try:
-            at, raw = self._q.get(timeout=timeout)
+            at, raw = self._q.get(timeout=timeout) if timeout > 0 else self._q.get_nowait()
         except queue.Empty:
             return None
         x = raw.astype(np.float32) / 32768.0
         if self._resampler is not None:
             x = self._resampler.resample_chunk(x)
         return Block(x, at)
-
-    def drain(self) -> list[Block]:
-        """Everything queued so far (audio heard before the turn began), except blocks
-        given back with :meth:`unread` as the turn's start, and those queued after them
-        (the trainee is talking: they are the turn's too, read after the given-back ones)."""
-        out, self._before = self._before, []
-        back, self._back = self._back, deque()
-        later: list[Block] = []
-        while (b := self.read(0)) is not None:
-            later.append(b)
-        self._back = back
-        if back:
-            back.extend(later)
-        else:
-            out.extend(later)
-        return out
-
-    def unread(self, blocks: list[Block], *, turn: bool) -> None:
-        """Give blocks already read back: as the start of the next turn (``turn``: the
-        trainee began talking over the persona), else as audio before it."""
-        if turn:
-            self._back.extend(blocks)
-        else:
-            self._before.extend(blocks)
 
     @property
     def active(self) -> bool:

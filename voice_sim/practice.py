@@ -225,7 +225,14 @@ def live_turn_config(silence_end_s: float | None = None, max_answer_s: float = 6
 
 
 class LiveTrainee:
-    """The microphone: one answer per turn, ended by voice activity or a key."""
+    """The microphone: one answer per turn, ended by voice activity or a key.
+
+    The browser's trainee (voice_sim.serve_call.WebTrainee) is this on the streamed
+    microphone, telling the page instead of the terminal (:meth:`_caption`,
+    :meth:`_heard`)."""
+
+    source = "microphone"
+    """The answer's ``source`` in the session."""
 
     def __init__(self, mic: Any, engine: Engine, config: Any, keys: Any = None,
                  live_line: Any = None) -> None:
@@ -271,7 +278,7 @@ class LiveTrainee:
         sink = WavSink(wav, append=True) if before is not None else wav
         try:
             got = capture_answer(self.mic, self.engine, self.config, sink=sink,
-                                 on_caption=self.live_line.caption,
+                                 on_caption=self._caption,
                                  on_level=self.live_line.level, keys=self.keys, on_end=prep.on_end,
                                  on_pause=prep.on_pause,
                                  wait_final=False, final_after=go, whole=before is not None)
@@ -281,6 +288,7 @@ class LiveTrainee:
         self.live_line.clear()
         if got.reason == "quit":
             raise Quit()
+        self._heard(got)
         transcript, final_at, pending = got.transcript, got.final_at, got.pending
         partial = got.partial
         samples = got.samples
@@ -307,9 +315,17 @@ class LiveTrainee:
             transcript, final_at, pending = pending.result(), time.perf_counter(), None
         return Answer(samples=samples, wav=wav, transcript=transcript,
                       ended_at=got.ended_at, final_at=final_at, end_reason=got.reason,
-                      source="microphone", prepared=prep.future,
+                      source=self.source, prepared=prep.future,
                       pending=pending, partial=partial,
                       final_go=go if pending is not None else None, speech_end_at=got.speech_end_at)
+
+
+    def _caption(self, text: str) -> None:
+        """The words so far, as the trainee speaks."""
+        self.live_line.caption(text)
+
+    def _heard(self, got: Any) -> None:
+        """The answer's end was heard (before its transcript is final)."""
 
 
 def _joined(first: Future[Transcript] | Transcript | None,

@@ -430,11 +430,13 @@ class BrowserCall:
     """One WebSocket's call: its microphone, controls, calm reading and call thread."""
 
     def __init__(self, state: _State, persona: Persona, send: Callable[[Any], None]) -> None:
-        from voice_sim.serve_call import Controls, StreamedMic
+        from voice_sim.serve_call import Controls, PageAudio, StreamedMic
 
         self.state, self.persona, self.send = state, persona, send
         self.mic = StreamedMic()
         self.controls = Controls(deadline=time.perf_counter() + state.config.max_call_s)
+        self.audio = PageAudio(send, self.controls)
+        """The page's loudspeaker: the page's ``playing``/``played`` go to it."""
         self.thread: threading.Thread | None = None
         self.recorded: Baseline | None = None
         self.started = False
@@ -461,8 +463,8 @@ class BrowserCall:
     def on_message(self, msg: Any) -> None:
         """One control message from the page."""
         kind = msg.get("type") if isinstance(msg, dict) else None
-        if kind == "played":
-            self.controls.played.set()
+        if kind in ("playing", "played"):
+            self.audio.on_message(msg)
         elif kind == "end_answer":
             self.controls.press()
         elif kind == "quit":
@@ -541,7 +543,7 @@ class BrowserCall:
                           baseline_source=source, coach=coach, out_root=self.state.sessions,
                           rubric=self.state.rubric)
         result = run_web_call(setup, self.mic, self.controls, self.send,
-                              self.state.config.limits())
+                              self.state.config.limits(), self.audio)
         return {"type": "done", "outcome": result.outcome, "score": result.score,
                 "session": result.dir.name, "report": f"/sessions/{result.dir.name}/report.html"}
 

@@ -4,8 +4,12 @@ The browser streams its microphone as 16 kHz mono 16-bit PCM over a WebSocket;
 :class:`StreamedMic` turns those frames into the same :class:`~voice_sim.listen.Block`
 stream a sound card gives, so :func:`voice_sim.listen.capture_answer` — its turn
 detector, early final, captions and incremental WAV — runs unchanged on it (whatever
-detector ``listen`` uses, the web path uses too). :class:`WebSpeaker` sends each
-persona line to the page as WAV bytes and returns once the page says it has played.
+detector ``listen`` uses, the web path uses too). :class:`PageAudio` sends each
+persona line to the page as WAV bytes once; the speaker is ``practice``'s
+:class:`~voice_sim.bargein.ListeningSpeaker`, each line a :class:`WebPlayer` the page
+plays and stops on the server's word, so the trainee talking over the customer stops
+them in the browser as on a sound card (the line's echo from the page's speaker
+cancelled first) and the answer given back to the microphone.
 
 Everything else is ``voice-sim practice``: the same :func:`run_call`, the same
 session folder, report and history (:func:`voice_sim.report.after_call`). A dropped
@@ -28,7 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from voice_sim.audio import FRAME, SAMPLE_RATE, wav_bytes
-from voice_sim.listen import Block
+from voice_sim.listen import Block, BlockSource
+from voice_sim.practice import LiveTrainee
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,6 +59,9 @@ BASELINE_WAIT_S = 10.0
 PLAY_SLACK_S = 3.0
 """Seconds past a line's length to wait for the page to say it has played it."""
 
+STOP_ACK_S = 0.5
+"""Seconds a line cut short waits for the page to say it has stopped."""
+
 
 @dataclass(frozen=True)
 class CallLimits:
@@ -76,11 +84,13 @@ class CallLimits:
         return live_turn_config(self.silence_end_s, self.max_answer_s, self.turn_end)
 
 
-class StreamedMic:
+class StreamedMic(BlockSource):
     """The browser's microphone, as :func:`capture_answer` reads a sound card.
 
     :meth:`push` (event-loop thread) takes 16-bit little-endian PCM at SAMPLE_RATE in
-    any frame size and queues it as 20 ms blocks stamped with their arrival time.
+    any frame size and queues it as 20 ms blocks stamped with their arrival time. Read,
+    drained and given back as a :class:`~voice_sim.listen.Microphone` is (the speaker
+    listens through it while a line plays: voice_sim.bargein).
     """
 
     block_s = FRAME / SAMPLE_RATE
@@ -89,6 +99,7 @@ class StreamedMic:
     def __init__(self, ahead_s: float = AHEAD_S) -> None:
         import numpy as np
 
+        super().__init__()
         self.ahead_s = ahead_s
         """Seconds the audio may run ahead of the wall clock before it is refused."""
         self._q: queue.SimpleQueue[Block] = queue.SimpleQueue()
@@ -117,31 +128,24 @@ class StreamedMic:
         # Nobody reading (the briefing page, a long line): keep only the recent past,
         # which is all the turn detector learns the room's noise from.
         while self.queued_s() > BACKLOG_S:
-            self.read(0)
+            self._next(0)
         return True
 
     def queued_s(self) -> float:
-        """Seconds of audio received and not read yet."""
+        """Seconds of audio received and not read yet (given-back blocks aside)."""
         return self._q.qsize() * self.block_s
 
-    def read(self, timeout: float = 0.05) -> Block | None:
-        """The next block, or None when none arrived within ``timeout`` seconds."""
+    def _next(self, timeout: float) -> Block | None:
         try:
             return self._q.get(timeout=timeout) if timeout > 0 else self._q.get_nowait()
         except queue.Empty:
             return None
 
-    def drain(self) -> list[Block]:
-        """Everything queued so far (heard before the turn began)."""
-        out = []
-        while (b := self.read(0)) is not None:
-            out.append(b)
-        return out
-
 
 def as_microphone(mic: StreamedMic) -> Microphone:
-    """``mic`` where :func:`capture_answer` wants a :class:`~voice_sim.listen.Microphone`:
-    it uses only ``read``, ``drain``, ``block_s`` and ``name``, which both have."""
+    """``mic`` where :func:`capture_answer` (or the listening speaker) wants a
+    :class:`~voice_sim.listen.Microphone`: they use only what a
+    :class:`~voice_sim.listen.BlockSource` has, with ``block_s`` and ``name``."""
     from typing import cast
 
     return cast("Microphone", mic)
@@ -158,7 +162,6 @@ class Controls:
     def __init__(self, deadline: float) -> None:
         self._presses: queue.SimpleQueue[Literal["key"]] = queue.SimpleQueue()
         self.quit = threading.Event()
-        self.played = threading.Event()
         self.deadline = deadline
         """``perf_counter()`` at which the call is stopped (the length cap)."""
 
@@ -209,14 +212,16 @@ def line_clips(persona: Persona) -> list[tuple[np.ndarray, int]]:
     return out
 
 
-class WebSpeaker:
+class PageAudio:
     """The page's loudspeaker.
 
     A clip goes to the page once, as one binary message (its :func:`clip_key`, then
     WAV bytes), and is decoded there ahead of time; saying a line is then a tiny
     ``play`` message, so neither encoding, transfer nor decoding sits between the end
     of the trainee's answer and the customer's reply. :meth:`preload` sends a call's
-    lines while the opening plays.
+    lines while the opening plays. :meth:`player` is the listening speaker's player
+    factory (voice_sim.bargein): each line is a :class:`WebPlayer` the page plays, and
+    stops when the trainee talks over it.
     """
 
     def __init__(self, send: Send, controls: Controls) -> None:
@@ -224,8 +229,12 @@ class WebSpeaker:
         self.controls = controls
         self._sent: set[bytes] = set()
         self._lock = threading.Lock()
+        self._n = 0
+        self.current: WebPlayer | None = None
+        """The line playing, or last played."""
 
-    def _clip(self, samples: np.ndarray, sr: int) -> bytes:
+    def clip(self, samples: np.ndarray, sr: int) -> bytes:
+        """The clip's key, sending the clip first if the page does not have it."""
         key = clip_key(samples, sr)
         with self._lock:  # the clip is queued before any play that names it
             if key not in self._sent:
@@ -238,65 +247,167 @@ class WebSpeaker:
         for samples, sr in clips:
             if self.controls.quit.is_set():
                 return
-            self._clip(samples, sr)
+            self.clip(samples, sr)
 
-    def speak(self, samples: np.ndarray, sr: int) -> float:
-        """Play the line; return when the page has played it (or the call is quit)."""
-        from voice_sim.session import Quit
+    def player(self, samples: np.ndarray, sr: int) -> WebPlayer:
+        """A line to play in the page (started by :meth:`WebPlayer.start`)."""
+        self._n += 1
+        self.current = WebPlayer(self, samples, sr, self._n)
+        return self.current
 
-        key = self._clip(samples, sr)
-        self.controls.played.clear()
-        started = time.perf_counter()
-        self.send({"type": "play", "key": key.decode()})
-        end = started + len(samples) / sr + PLAY_SLACK_S
-        while not self.controls.played.wait(0.05):
-            if self.controls.poll() == "quit":
-                raise Quit()
-            if time.perf_counter() > end:
-                break  # a page that never reports playback must not hang the call
-        return started
+    def on_message(self, msg: dict[str, Any]) -> None:
+        """The page's ``playing`` or ``played`` (event-loop thread); a message without
+        ``n`` is about the latest line."""
+        p = self.current
+        n = msg.get("n")
+        if p is None or (n is not None and n != p.n):
+            return  # an older line's news: that line is over
+        p.heard_from_page(msg)
 
 
-class WebTrainee:
+class _Over:
+    """A :class:`WebPlayer`'s ``done``: set when the page says the line has played, and
+    treated as set once the call is quit or the page is late by PLAY_SLACK_S (a page
+    that never reports must not hang the call)."""
+
+    def __init__(self, controls: Controls) -> None:
+        self._ev = threading.Event()
+        self.controls = controls
+        self.deadline = float("inf")
+
+    def set(self) -> None:
+        self._ev.set()
+
+    def is_set(self) -> bool:
+        return (self._ev.is_set() or self.controls.quit.is_set()
+                or time.perf_counter() > self.deadline)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        end = None if timeout is None else time.perf_counter() + timeout
+        while not self.is_set():
+            left = 0.05 if end is None else min(0.05, end - time.perf_counter())
+            if left <= 0:
+                return False
+            self._ev.wait(left)
+        return True
+
+
+class WebPlayer:
+    """One line played in the page, driven as :class:`voice_sim.devices.Player` is (the
+    same attributes and methods): ``play`` starts it, ``stop`` cuts it off now, and
+    ``stop_at`` ends it at a sample of the line (the page schedules it sample-exact on
+    its audio clock). The page says ``playing`` when it starts and ``played`` when it
+    ends (cut short or not), with its output latency.
+
+    :attr:`pos` counts from the page's ``playing`` on the wall clock (the page plays in
+    real time); :attr:`stopped_at` is when the page said it had stopped, plus its
+    output latency, so the overlap recorded includes everything the trainee heard.
+    """
+
+    def __init__(self, page: PageAudio, samples: np.ndarray, sr: int, n: int) -> None:
+        import numpy as np
+
+        self.page, self.n = page, n
+        self.data = np.asarray(samples, dtype=np.float32)
+        self.sr = int(sr)
+        self.done = _Over(page.controls)
+        self.stopped_at: float | None = None
+        """``perf_counter()`` when playback was cut short (None: it ran to its end)."""
+        self.output_latency_s = 0.0
+        """Seconds from the page's start to sound at its speaker, as the page reports."""
+        self._end = len(self.data)
+        self._playing_at: float | None = None
+        self._stop_sent: float | None = None
+        self._ack = threading.Event()
+
+    @property
+    def pos(self) -> int:
+        """Samples of the line played so far (0 until the page says it is playing)."""
+        if self._playing_at is None:
+            return 0
+        return min(self._end, round((time.perf_counter() - self._playing_at) * self.sr))
+
+    @property
+    def position_s(self) -> float:
+        """Seconds of the line played so far."""
+        return self.pos / self.sr
+
+    def start(self) -> WebPlayer:
+        """Ask the page to play the line; returns at once."""
+        if not len(self.data):
+            self.done.set()
+            return self
+        key = self.page.clip(self.data, self.sr)
+        self.done.deadline = time.perf_counter() + len(self.data) / self.sr + PLAY_SLACK_S
+        self.page.send({"type": "play", "key": key.decode(), "n": self.n})
+        return self
+
+    def heard_from_page(self, msg: dict[str, Any]) -> None:
+        """The page's ``playing`` (the line started) or ``played`` (it ended)."""
+        at = time.perf_counter()
+        latency = msg.get("latency_s")
+        if isinstance(latency, int | float) and 0 <= latency < 5:
+            self.output_latency_s = float(latency)
+        if msg.get("type") == "playing" and self._playing_at is None:
+            self._playing_at = at
+        elif msg.get("type") == "played":
+            if self._stop_sent is not None:
+                self.stopped_at = at + self.output_latency_s
+            self._ack.set()
+            self.done.set()
+
+    def stop(self) -> None:
+        """Cut the line off now."""
+        if self.done.is_set():
+            return
+        self._end = min(self._end, self.pos)
+        self._stop_sent = self.stopped_at = time.perf_counter()
+        self.page.send({"type": "stop", "n": self.n})
+        self.done.set()
+
+    def stop_at(self, sample: int) -> None:
+        """End the line at ``sample`` (of the line) instead of its end."""
+        if sample < self._end:
+            self._end = max(self.pos, sample)
+            self.stopped_at = time.perf_counter()  # refined by the caller if it matters
+            self.page.send({"type": "stop_at", "n": self.n, "at_s": self._end / self.sr})
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the line is over; True when it is."""
+        return self.done.wait(timeout)
+
+    def close(self) -> None:
+        """Cut short, wait (briefly) for the page to say the sound has stopped, for
+        :attr:`stopped_at`."""
+        if self._stop_sent is not None:
+            self._ack.wait(STOP_ACK_S)
+
+
+class WebTrainee(LiveTrainee):
     """The trainee in the browser: one answer per turn from the streamed microphone,
-    ended by the turn detector, by Enter or the button, or by quitting."""
+    ended by the turn detector, by Enter or the button, or by quitting; an answer the
+    persona's reply cut off goes on (:meth:`go_on`) as in ``practice``."""
+
+    source = "browser microphone"
 
     def __init__(self, mic: StreamedMic, engine: Engine, config: TurnConfig,
                  controls: Controls, send: Send) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.mic, self.engine, self.config = mic, engine, config
+        super().__init__(as_microphone(mic), engine, config, keys=controls)
         self.controls, self.send = controls, send
-        self._analysis = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voice-sim-prep")
+        self._turn = 0
 
     def answer(self, turn: int, line: Line, wav: Path) -> Answer | None:
         """Capture one answer (see :meth:`voice_sim.practice.LiveTrainee.answer`)."""
-        from voice_sim.delivery import Preparer
-        from voice_sim.listen import capture_answer
-        from voice_sim.session import Answer, Quit
-
+        self._turn = turn
         self.send({"type": "listening", "turn": turn})
-        prep = Preparer(self._analysis)
-        # As in the terminal: the next line is planned on the words so far and confirmed
-        # on the final transcript, whose decode starts once the reply sounds.
-        go = threading.Event()
-        got = capture_answer(
-            as_microphone(self.mic), self.engine, self.config, sink=wav, keys=self.controls,
-            on_caption=lambda text: self.send({"type": "caption", "text": text}),
-            on_end=prep.on_end, on_pause=prep.on_pause, wait_final=False, final_after=go)
-        if got.reason == "quit":
-            raise Quit()
-        self.send({"type": "heard", "turn": turn, "reason": got.reason, "why": got.end_why})
-        transcript, final_at, pending = got.transcript, got.final_at, got.pending
-        if pending is not None and not got.partial_covers:
-            # The words so far stop short of the answer's end: nothing to plan on.
-            go.set()
-            transcript, final_at, pending = pending.result(), time.perf_counter(), None
-        return Answer(samples=got.samples, wav=wav, transcript=transcript,
-                      ended_at=got.ended_at, final_at=final_at, end_reason=got.reason,
-                      source="browser microphone", prepared=prep.future, pending=pending,
-                      partial=got.partial, final_go=go if pending is not None else None,
-                      speech_end_at=got.speech_end_at)
+        return self._capture(wav)
+
+    def _caption(self, text: str) -> None:
+        self.send({"type": "caption", "text": text})
+
+    def _heard(self, got: Any) -> None:
+        self.send({"type": "heard", "turn": self._turn, "reason": got.reason,
+                   "why": got.end_why})
 
 
 def capture_baseline(mic: StreamedMic, engine: Engine, config: TurnConfig,
@@ -345,8 +456,12 @@ class CallSetup:
 
 
 def run_web_call(setup: CallSetup, mic: StreamedMic, controls: Controls, send: Send,
-                 limits: CallLimits) -> SessionResult:
-    """The call, exactly as ``practice`` runs it, then the report and the history entry."""
+                 limits: CallLimits, audio: PageAudio | None = None) -> SessionResult:
+    """The call, exactly as ``practice`` runs it (the persona listens while it talks, so
+    the trainee can interrupt: voice_sim.bargein), then the report and the history
+    entry. ``audio`` is the page's loudspeaker (the socket routes the page's
+    ``playing``/``played`` to it); None: a new one on ``send``."""
+    from voice_sim.bargein import ListeningSpeaker
     from voice_sim.practice import after_call
     from voice_sim.session import CallEvents, CallOptions, run_call
 
@@ -363,24 +478,29 @@ def run_web_call(setup: CallSetup, mic: StreamedMic, controls: Controls, send: S
         from voice_sim.scorecard import turn_taking
 
         stages = turn.timing.stages() if turn.timing is not None else {}
+        cut = turn.record.interruption
         send({"type": "turn", "index": turn.index, "transcript": turn.transcript.text,
               "mood": round(turn.move.mood_after, 1), "score": turn.score.score,
               "steps": sorted(turn.content.ids),
               "stages_ms": {k: round(1000 * v, 1) for k, v in stages.items()},
-              # As the scorecard says them (the page's speaker plays lines whole, so
-              # today there is neither talking over nor giving way to show).
+              "interruption": None if cut is None else cut.to_json(),
               "turn_taking": turn_taking(turn.record)})
+
+    def on_yield(gave_way: Any) -> None:
+        send({"type": "gave_way", **gave_way.to_json()})
 
     def on_hint(hint: str) -> None:
         send({"type": "hint", "text": hint})
 
-    events = CallEvents(on_line=on_line, on_turn=on_turn, on_hint=on_hint)
+    events = CallEvents(on_line=on_line, on_turn=on_turn, on_hint=on_hint, on_yield=on_yield)
     trainee = WebTrainee(mic, setup.engine, config, controls, send)
-    speaker = WebSpeaker(send, controls)
+    page = audio if audio is not None else PageAudio(send, controls)
+    speaker = ListeningSpeaker(as_microphone(mic), when_interrupted=setup.persona.when_interrupted,
+                               player=page.player)
 
     def preload() -> None:
         try:
-            speaker.preload(line_clips(setup.persona))
+            page.preload(line_clips(setup.persona))
         except Exception:
             return  # only a head start: a line that fails here is sent (or fails) when due
 

@@ -55,9 +55,10 @@
     if (mic) return mic;
     await connect();
     // The raw microphone: the delivery analysis measures loudness and pitch, which the
-    // browser's echo canceller, noise suppressor and gain control would all change. (The
-    // customer's voice leaking back in does no harm: the answer is captured after the
-    // line, and audio during a line only teaches the turn detector the room's noise.)
+    // browser's echo canceller, noise suppressor and gain control would all change. The
+    // customer's voice leaking back in is cancelled on the server, which knows the line
+    // sample by sample (voice_sim.bargein), before it listens for the trainee talking
+    // over it.
     const stream = await navigator.mediaDevices.getUserMedia({
       audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false,
                autoGainControl: false },
@@ -107,24 +108,57 @@
     clips.set(key, player.decodeAudioData(buf.slice(16)));
   }
 
-  async function playLine(key) {
+  // The line playing: {n, src, t0 (its start on the audio clock), entry}. The server
+  // listens while it plays and stops it when the trainee talks over it.
+  let current = null;
+  const stopped = new Set();  // lines told to stop before they started
+
+  function latency() {
+    return (player.baseLatency || 0) + (player.outputLatency || 0);
+  }
+
+  async function playLine(key, n) {
     const got = now();
     await player.resume();
     const audio = await clips.get(key);
+    if (stopped.has(n)) {  // the trainee talked before it could start
+      send({ type: "played", n, played_s: 0, latency_s: latency() });
+      return;
+    }
     const src = player.createBufferSource();
     src.buffer = audio;
     src.connect(player.destination);
     const entry = { receivedAt: got, startedAt: now(), duration: audio.duration,
-                    micSamples: vs.sentSamples, endedAt: null,
-                    outputLatency: (player.baseLatency || 0) + (player.outputLatency || 0) };
+                    micSamples: vs.sentSamples, endedAt: null, stoppedAt: null,
+                    stopAsked: null, outputLatency: latency() };
     if (vs.lines.length) vs.lines[vs.lines.length - 1].audio = entry;
+    const t0 = player.currentTime;
+    current = { n, src, t0, entry };
     src.onended = () => {
       entry.endedAt = now();
       entry.contextTime = player.currentTime;
-      send({ type: "played" });
+      entry.playedS = Math.min(audio.duration, player.currentTime - t0);
+      if (current && current.n === n) current = null;
+      send({ type: "played", n, played_s: entry.playedS, latency_s: latency() });
       if (vs.state === "call") say("Your turn: answer now.");
     };
-    src.start();
+    src.start(t0);
+    send({ type: "playing", n, latency_s: latency() });
+  }
+
+  function stopLine(n, atS) {
+    if (!current || current.n !== n) {
+      if (atS === undefined) stopped.add(n);
+      return;
+    }
+    const { src, t0, entry } = current;
+    entry.stopAsked = now();
+    if (atS === undefined) {
+      entry.stoppedAt = now();
+      src.stop();
+    } else {
+      src.stop(Math.max(player.currentTime, t0 + atS));
+    }
   }
 
   function log(cls, text) {
@@ -167,7 +201,16 @@
         log("customer", `${data.customer}: ${ev.text}`);
         break;
       case "play":
-        playLine(ev.key).catch((e) => console.error("voice-sim: playback:", e.message));
+        playLine(ev.key, ev.n).catch((e) => console.error("voice-sim: playback:", e.message));
+        break;
+      case "stop":
+        stopLine(ev.n);
+        break;
+      case "stop_at":
+        stopLine(ev.n, ev.at_s);
+        break;
+      case "gave_way":
+        vs.gaveWay = (vs.gaveWay || []).concat([ev]);
         break;
       case "listening":
         break;
