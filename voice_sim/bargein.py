@@ -339,6 +339,13 @@ class EchoCanceller:
         lags = np.arange(-lead, self.max_lag + 1)
         vals = np.abs(c[lags % size])
         lag = int(lags[int(np.argmax(vals))])
+        # No echo to be seen (a headset, the room alone): said before any filter is
+        # fitted, which costs tens of milliseconds a try, every RELEARN_S of the line.
+        seen = self.ref[self.pad:self.pad + max(0, n - lag)]
+        rho = float(np.max(vals)) / max(np.sqrt(float(mic @ mic) * float(seen @ seen)), 1e-12)
+        if rho < MIN_ECHO_CORR:
+            self.lag = None
+            return False
         self.base = self.lag = lag
         block = round(FRAME_S * SR)
         m = n // block * block
